@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every real peer the test suite talks to, into the project tree:
+#   tests/interop/node_modules  Node 22 (npm's node@22), the MCP conformance suite,
+#                               the TypeScript SDK, @modelcontextprotocol/server-everything
+#   tests/interop/.venv         the Python SDK (PyPI mcp) and mcp-server-time
+# Idempotent: a second run only checks. Nothing is installed outside the tree.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir="$root/tests/interop"
+cd "$dir"
+
+if [ ! -x node_modules/.bin/node ] || [ package.json -nt node_modules/.stamp ]; then
+  echo "install-test-deps: npm packages (node@22, conformance, sdk, server-everything)"
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error
+  else npm install --no-audit --no-fund --loglevel=error; fi
+  touch node_modules/.stamp
+fi
+node_ver=$(node_modules/.bin/node --version)
+case "$node_ver" in v22.*) ;; *) echo "install-test-deps: expected Node 22, got $node_ver" >&2; exit 1;; esac
+
+if [ ! -x .venv/bin/python ] || [ requirements.txt -nt .venv/.stamp ]; then
+  echo "install-test-deps: Python venv (mcp, mcp-server-time)"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+  touch .venv/.stamp
+fi
+echo "install-test-deps: ok (node $node_ver, $(.venv/bin/python -c 'import importlib.metadata as m; print("mcp", m.version("mcp"))'))"
