@@ -98,7 +98,11 @@ impl Message {
 
     /// Classifies the message; errors when the member combination is impossible.
     pub fn kind(&self) -> Result<Kind, ParseError> {
-        match (&self.method, &self.id, self.result.is_some() || self.error.is_some()) {
+        match (
+            &self.method,
+            &self.id,
+            self.result.is_some() || self.error.is_some(),
+        ) {
             (Some(_), Some(id), false) => {
                 check_id(id)?;
                 Ok(Kind::Request)
@@ -272,7 +276,9 @@ pub fn error_code(error: &RawValue) -> Option<i64> {
     struct Code {
         code: i64,
     }
-    serde_json::from_str::<Code>(error.get()).ok().map(|c| c.code)
+    serde_json::from_str::<Code>(error.get())
+        .ok()
+        .map(|c| c.code)
 }
 
 #[cfg(test)]
@@ -302,7 +308,12 @@ mod tests {
     fn malformed_json_is_a_parse_error() {
         for bad in [&b"{\"jsonrpc\":"[..], b"[1,", b"nope", b""] {
             let e = Message::parse(bad).unwrap_err();
-            assert_eq!(e.code(), codes::PARSE_ERROR, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                e.code(),
+                codes::PARSE_ERROR,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -317,13 +328,19 @@ mod tests {
             br#"42"#,
         ] {
             let e = Message::parse(bad).unwrap_err();
-            assert_eq!(e.code(), codes::INVALID_REQUEST, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                e.code(),
+                codes::INVALID_REQUEST,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn kinds() {
-        let n = Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        let n =
+            Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert_eq!(n.kind().unwrap(), Kind::Notification);
         let r = Message::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
         assert_eq!(r.kind().unwrap(), Kind::Response);
@@ -331,7 +348,12 @@ mod tests {
 
     #[test]
     fn builders_escape_and_emit_valid_json() {
-        let b = response_error(Some(&raw_string("q\"1")), -32602, "Unknown tool: a\"b\n", None);
+        let b = response_error(
+            Some(&raw_string("q\"1")),
+            -32602,
+            "Unknown tool: a\"b\n",
+            None,
+        );
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["id"], "q\"1");
         assert_eq!(v["error"]["message"], "Unknown tool: a\"b\n");

@@ -151,7 +151,8 @@ mod tests {
 
     #[test]
     fn multiline_data_comments_and_fields() {
-        let evs = all(&[b": keepalive\nid: 5\nevent: message\nretry: 3000\ndata: {\"a\":\ndata: 1}\n\n"]);
+        let evs =
+            all(&[b": keepalive\nid: 5\nevent: message\nretry: 3000\ndata: {\"a\":\ndata: 1}\n\n"]);
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0].id.as_deref(), Some("5"));
         assert_eq!(evs[0].event.as_deref(), Some("message"));
@@ -167,7 +168,10 @@ mod tests {
             let parts = all(&[&src[..cut], &src[cut..]]);
             assert_eq!(parts, whole, "cut at {cut}");
         }
-        assert_eq!(whole.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["x", "y", "z"]);
+        assert_eq!(
+            whole.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+            ["x", "y", "z"]
+        );
     }
 
     #[test]

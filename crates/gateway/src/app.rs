@@ -1,0 +1,313 @@
+//! The gateway's shared state: configuration, upstream servers, the current
+//! catalog, client sessions, server-to-client requests waiting for a client's
+//! answer, and resource subscriptions. Nothing here assumes a session exists:
+//! a stateless request simply has none, which is also how the 2026-07-28 era
+//! will reach the same routing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mcpgate_proto::jsonrpc;
+use mcpgate_upstream::Connection;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, Contribution};
+use crate::config::Config;
+use crate::lock;
+use crate::session::Session;
+use crate::upstreams::{self, Server};
+
+/// A server-to-client request relayed to a client, waiting for its answer.
+pub struct PendingServerRequest {
+    pub conn: Connection,
+    pub upstream_id: Box<RawValue>,
+    pub session: Option<String>,
+    pub created: Instant,
+}
+
+pub struct App {
+    pub cfg: Config,
+    pub servers: Vec<Arc<Server>>,
+    catalog: RwLock<Arc<Catalog>>,
+    generation: AtomicU64,
+    pub sessions: RwLock<HashMap<String, Arc<Session>>>,
+    pending: Mutex<HashMap<String, PendingServerRequest>>,
+    next_gid: AtomicU64,
+    gid_salt: String,
+    subscriptions: Mutex<HashMap<String, HashSet<String>>>,
+    next_progress: AtomicU64,
+    pub shutdown: CancellationToken,
+    pub started: Instant,
+}
+
+impl App {
+    pub fn new(cfg: Config) -> Arc<App> {
+        let servers = cfg
+            .servers
+            .iter()
+            .cloned()
+            .map(|s| Arc::new(Server::new(s)))
+            .collect();
+        Arc::new(App {
+            cfg,
+            servers,
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            generation: AtomicU64::new(0),
+            sessions: RwLock::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_gid: AtomicU64::new(1),
+            gid_salt: crate::session::new_session_id()[..8].to_owned(),
+            subscriptions: Mutex::new(HashMap::new()),
+            next_progress: AtomicU64::new(1),
+            shutdown: CancellationToken::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Starts every upstream's supervisor and the session reaper.
+    pub fn start(self: &Arc<Self>) {
+        for s in &self.servers {
+            tokio::spawn(upstreams::supervise(self.clone(), s.clone()));
+        }
+        let app = self.clone();
+        tokio::spawn(async move {
+            let tick = (app.cfg.session_idle_timeout / 4)
+                .clamp(Duration::from_millis(50), Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => app.expire_idle(),
+                    _ = app.shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Stops supervisors (which terminate their children) and waits a little for them.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        let sessions: Vec<Arc<Session>> = write(&self.sessions).drain().map(|(_, s)| s).collect();
+        for s in sessions {
+            s.end();
+            for (_, c) in s.private.lock().await.drain() {
+                c.close(Duration::from_secs(2)).await;
+            }
+        }
+        for s in &self.servers {
+            let conn = lock(&s.state).conn.clone();
+            if let Some(c) = conn {
+                c.close(Duration::from_secs(3)).await;
+            }
+        }
+    }
+
+    pub fn server(&self, name: &str) -> Option<&Arc<Server>> {
+        self.servers.iter().find(|s| s.name.as_ref() == name)
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        read(&self.catalog).clone()
+    }
+
+    /// Rebuilds the catalog from every ready server; tells sessions when asked.
+    pub fn rebuild_catalog(&self, notify: bool) {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let snapshot: Vec<(Arc<str>, crate::config::Prefix, crate::catalog::ServerLists)> = self
+            .servers
+            .iter()
+            .filter_map(|s| {
+                let st = lock(&s.state);
+                (st.status == upstreams::Status::Ready)
+                    .then(|| (s.name.clone(), s.cfg.prefix, st.lists.clone()))
+            })
+            .collect();
+        let parts: Vec<Contribution<'_>> = snapshot
+            .iter()
+            .map(|(server, prefix, lists)| Contribution {
+                server,
+                prefix: *prefix,
+                lists,
+            })
+            .collect();
+        let new = Catalog::build(generation, &self.cfg.separator, &parts);
+        let old = std::mem::replace(&mut *write(&self.catalog), Arc::new(new));
+        if notify {
+            let cur = self.catalog();
+            let changed = |a: &[Box<RawValue>], b: &[Box<RawValue>]| {
+                a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.get() != y.get())
+            };
+            if changed(&old.tools, &cur.tools) {
+                self.broadcast(
+                    jsonrpc::notification("notifications/tools/list_changed", None).into(),
+                );
+            }
+            if changed(&old.prompts, &cur.prompts) {
+                self.broadcast(
+                    jsonrpc::notification("notifications/prompts/list_changed", None).into(),
+                );
+            }
+            if changed(&old.resources, &cur.resources) || changed(&old.templates, &cur.templates) {
+                self.broadcast(
+                    jsonrpc::notification("notifications/resources/list_changed", None).into(),
+                );
+            }
+        }
+    }
+
+    /// Sends a message to every session's standalone stream.
+    pub fn broadcast(&self, msg: Bytes) {
+        for s in read(&self.sessions).values() {
+            s.push_standalone(msg.clone());
+        }
+    }
+
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        read(&self.sessions).get(id).cloned()
+    }
+
+    pub fn add_session(&self, s: Arc<Session>) -> Result<(), ()> {
+        let mut map = write(&self.sessions);
+        if map.len() >= self.cfg.max_sessions {
+            return Err(());
+        }
+        map.insert(s.id.clone(), s);
+        Ok(())
+    }
+
+    /// Ends a session: cancels its calls, closes its per-session upstreams, drops its subscriptions.
+    pub fn end_session(&self, id: &str) -> bool {
+        let Some(s) = write(&self.sessions).remove(id) else {
+            return false;
+        };
+        s.end();
+        lock(&self.pending).retain(|_, p| p.session.as_deref() != Some(id));
+        let mut subs = lock(&self.subscriptions);
+        for set in subs.values_mut() {
+            set.remove(id);
+        }
+        subs.retain(|_, set| !set.is_empty());
+        true
+    }
+
+    fn expire_idle(&self) {
+        let idle = self.cfg.session_idle_timeout;
+        let expired: Vec<String> = read(&self.sessions)
+            .values()
+            .filter(|s| s.idle_for() > idle && lock(&s.inflight).is_empty())
+            .map(|s| s.id.clone())
+            .collect();
+        for id in expired {
+            tracing::debug!(session = %id, "session expired after {idle:?} idle");
+            self.end_session(&id);
+        }
+        let cutoff = Duration::from_secs(600);
+        lock(&self.pending).retain(|_, p| p.created.elapsed() < cutoff);
+    }
+
+    /// Registers a server-to-client request and returns the id the client sees.
+    /// Ids carry a per-process salt so they cannot be guessed or collide.
+    pub fn register_server_request(
+        &self,
+        conn: &Connection,
+        upstream_id: Box<RawValue>,
+        session: Option<&str>,
+    ) -> String {
+        let n = self.next_gid.fetch_add(1, Ordering::Relaxed);
+        let gid = format!("mcpgate-{}-{n}", self.gid_salt);
+        lock(&self.pending).insert(
+            gid.clone(),
+            PendingServerRequest {
+                conn: conn.clone(),
+                upstream_id,
+                session: session.map(str::to_owned),
+                created: Instant::now(),
+            },
+        );
+        gid
+    }
+
+    /// Takes the pending request a client's response answers, if the id is ours
+    /// and (with sessions) it was sent to this session.
+    pub fn take_server_request(
+        &self,
+        gid: &str,
+        session: Option<&str>,
+    ) -> Option<PendingServerRequest> {
+        let mut pending = lock(&self.pending);
+        match pending.get(gid) {
+            Some(p) if p.session.is_none() || p.session.as_deref() == session => {
+                pending.remove(gid)
+            }
+            _ => None,
+        }
+    }
+
+    /// The client-visible id of a pending request, given the upstream id (for cancellation).
+    pub fn server_request_gid(&self, conn: &Connection, upstream_id: &str) -> Option<String> {
+        lock(&self.pending)
+            .iter()
+            .find(|(_, p)| p.upstream_id.get() == upstream_id && p.conn.name() == conn.name())
+            .map(|(g, _)| g.clone())
+    }
+
+    /// A progress token unique across all sessions, as raw JSON.
+    pub fn new_progress_token(&self) -> String {
+        let n = self.next_progress.fetch_add(1, Ordering::Relaxed);
+        format!("\"mcpgate-p-{}-{n}\"", self.gid_salt)
+    }
+
+    pub fn subscribe(&self, uri: &str, session: &str) {
+        lock(&self.subscriptions)
+            .entry(uri.to_owned())
+            .or_default()
+            .insert(session.to_owned());
+    }
+
+    /// Removes a subscription; returns whether nobody else is subscribed to `uri`.
+    pub fn unsubscribe(&self, uri: &str, session: &str) -> bool {
+        let mut subs = lock(&self.subscriptions);
+        let Some(set) = subs.get_mut(uri) else {
+            return true;
+        };
+        set.remove(session);
+        if set.is_empty() {
+            subs.remove(uri);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forwards `notifications/resources/updated` to the sessions subscribed to its URI.
+    pub fn resource_updated(&self, params: Option<&RawValue>) {
+        #[derive(Deserialize)]
+        struct P {
+            uri: String,
+        }
+        let Some(p) = params.and_then(|p| serde_json::from_str::<P>(p.get()).ok()) else {
+            return;
+        };
+        let ids: Vec<String> = lock(&self.subscriptions)
+            .get(&p.uri)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let msg: Bytes = jsonrpc::notification("notifications/resources/updated", params).into();
+        for id in ids {
+            if let Some(s) = self.session(&id) {
+                s.push_standalone(msg.clone());
+            }
+        }
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}

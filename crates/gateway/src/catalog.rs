@@ -1,0 +1,421 @@
+//! The merged view of every ready upstream: tools, prompts, resources and
+//! resource templates, and the routing maps from an exposed name or URI back to
+//! the server that owns it. Tools and prompts are namespaced `SERVER<sep>NAME`
+//! unless the server has `prefix = "never"`; resource URIs are left unchanged so
+//! that links inside content keep working, and are routed by exact URI first,
+//! then by template. A name two servers both claim is reported in `collisions`
+//! (and the log); the first server in config order keeps it. The catalog is
+//! immutable: a change builds a new one, swapped in whole.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use mcpgate_proto::jsonrpc::{push_json_str, to_raw};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::config::Prefix;
+
+/// What one server offered at its last listing.
+#[derive(Debug, Default, Clone)]
+pub struct ServerLists {
+    pub tools: Vec<Map<String, Value>>,
+    pub prompts: Vec<Map<String, Value>>,
+    pub resources: Vec<Map<String, Value>>,
+    pub templates: Vec<Map<String, Value>>,
+}
+
+/// One server's contribution, in config order.
+pub struct Contribution<'a> {
+    pub server: &'a Arc<str>,
+    pub prefix: Prefix,
+    pub lists: &'a ServerLists,
+}
+
+/// Where an exposed name leads.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub server: Arc<str>,
+    pub name: String,
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    pub generation: u64,
+    pub tools: Vec<Box<RawValue>>,
+    pub prompts: Vec<Box<RawValue>>,
+    pub resources: Vec<Box<RawValue>>,
+    pub templates: Vec<Box<RawValue>>,
+    tool_routes: HashMap<String, Route>,
+    prompt_routes: HashMap<String, Route>,
+    resource_routes: HashMap<String, Arc<str>>,
+    template_routes: Vec<(UriTemplate, Arc<str>)>,
+    pub collisions: Vec<String>,
+    pub tool_counts: HashMap<Arc<str>, usize>,
+}
+
+/// Which list a `*/list` request asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    fn key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+}
+
+impl Catalog {
+    pub fn build(generation: u64, separator: &str, parts: &[Contribution<'_>]) -> Catalog {
+        let mut c = Catalog {
+            generation,
+            ..Catalog::default()
+        };
+        for part in parts {
+            let exposed = |name: &str| match part.prefix {
+                Prefix::Always => format!("{}{separator}{name}", part.server),
+                Prefix::Never => name.to_owned(),
+            };
+            let mut count = 0;
+            for tool in &part.lists.tools {
+                let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                let public = exposed(name);
+                if let Some(prev) = c.tool_routes.get(&public) {
+                    c.collisions.push(format!(
+                        "tool {public:?} is offered by both '{}' and '{}'; '{}' keeps it",
+                        prev.server, part.server, prev.server
+                    ));
+                    continue;
+                }
+                c.tool_routes.insert(
+                    public.clone(),
+                    Route {
+                        server: part.server.clone(),
+                        name: name.to_owned(),
+                    },
+                );
+                c.tools.push(renamed(tool, "name", &public));
+                count += 1;
+            }
+            c.tool_counts.insert(part.server.clone(), count);
+            for prompt in &part.lists.prompts {
+                let Some(name) = prompt.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                let public = exposed(name);
+                if let Some(prev) = c.prompt_routes.get(&public) {
+                    c.collisions.push(format!(
+                        "prompt {public:?} is offered by both '{}' and '{}'; '{}' keeps it",
+                        prev.server, part.server, prev.server
+                    ));
+                    continue;
+                }
+                c.prompt_routes.insert(
+                    public.clone(),
+                    Route {
+                        server: part.server.clone(),
+                        name: name.to_owned(),
+                    },
+                );
+                c.prompts.push(renamed(prompt, "name", &public));
+            }
+            for res in &part.lists.resources {
+                let Some(uri) = res.get("uri").and_then(Value::as_str) else {
+                    continue;
+                };
+                if let Some(prev) = c.resource_routes.get(uri) {
+                    c.collisions.push(format!(
+                        "resource {uri:?} is offered by both '{prev}' and '{}'; '{prev}' keeps it",
+                        part.server
+                    ));
+                    continue;
+                }
+                c.resource_routes
+                    .insert(uri.to_owned(), part.server.clone());
+                c.resources.push(to_raw(res));
+            }
+            for t in &part.lists.templates {
+                let Some(tpl) = t.get("uriTemplate").and_then(Value::as_str) else {
+                    continue;
+                };
+                c.template_routes
+                    .push((UriTemplate::parse(tpl), part.server.clone()));
+                c.templates.push(to_raw(t));
+            }
+        }
+        for msg in &c.collisions {
+            tracing::warn!("name collision: {msg}");
+        }
+        c
+    }
+
+    pub fn tool(&self, name: &str) -> Option<&Route> {
+        self.tool_routes.get(name)
+    }
+
+    pub fn prompt(&self, name: &str) -> Option<&Route> {
+        self.prompt_routes.get(name)
+    }
+
+    /// The server owning a resource URI: listed exactly, or matching a template.
+    pub fn resource(&self, uri: &str) -> Option<Arc<str>> {
+        if let Some(s) = self.resource_routes.get(uri) {
+            return Some(s.clone());
+        }
+        self.template_routes
+            .iter()
+            .find(|(t, _)| t.matches(uri))
+            .map(|(_, s)| s.clone())
+    }
+
+    /// One page of a merged list as a raw result object, with `nextCursor` when more remain.
+    pub fn page(
+        &self,
+        kind: ListKind,
+        cursor: Option<&str>,
+        page_size: usize,
+    ) -> Result<Box<RawValue>, String> {
+        let items = match kind {
+            ListKind::Tools => &self.tools,
+            ListKind::Prompts => &self.prompts,
+            ListKind::Resources => &self.resources,
+            ListKind::Templates => &self.templates,
+        };
+        let start = match cursor {
+            None => 0,
+            Some(c) => decode_cursor(c).ok_or_else(|| format!("invalid cursor {c:?}"))?,
+        };
+        let start = start.min(items.len());
+        let end = (start + page_size).min(items.len());
+        let mut out = String::with_capacity(
+            64 + items[start..end]
+                .iter()
+                .map(|i| i.get().len() + 1)
+                .sum::<usize>(),
+        );
+        out.push_str("{\"");
+        out.push_str(kind.key());
+        out.push_str("\":[");
+        for (i, item) in items[start..end].iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(item.get());
+        }
+        out.push(']');
+        if end < items.len() {
+            out.push_str(",\"nextCursor\":");
+            push_json_str(&mut out, &encode_cursor(end));
+        }
+        out.push('}');
+        RawValue::from_string(out).map_err(|e| e.to_string())
+    }
+}
+
+fn encode_cursor(offset: usize) -> String {
+    let mut s = String::from("mcpgate:");
+    let _ = write!(s, "{offset}");
+    s
+}
+
+fn decode_cursor(c: &str) -> Option<usize> {
+    c.strip_prefix("mcpgate:")?.parse().ok()
+}
+
+fn renamed(entry: &Map<String, Value>, key: &str, name: &str) -> Box<RawValue> {
+    let mut e = entry.clone();
+    e.insert(key.to_owned(), Value::String(name.to_owned()));
+    to_raw(&e)
+}
+
+/// An RFC 6570 template reduced to what routing needs: literal text and
+/// variables; a `{+var}` or `{#var}` may span `/`, a plain `{var}` may not.
+#[derive(Debug, Clone)]
+pub struct UriTemplate {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Lit(String),
+    Var { reserved: bool },
+    Query,
+}
+
+impl UriTemplate {
+    pub fn parse(t: &str) -> UriTemplate {
+        let mut parts = Vec::new();
+        let mut rest = t;
+        while let Some(i) = rest.find('{') {
+            if i > 0 {
+                parts.push(Part::Lit(rest[..i].to_owned()));
+            }
+            let Some(end) = rest[i..].find('}') else {
+                parts.push(Part::Lit(rest[i..].to_owned()));
+                rest = "";
+                break;
+            };
+            let expr = &rest[i + 1..i + end];
+            parts.push(match expr.chars().next() {
+                Some('?') | Some('&') => Part::Query,
+                Some('+') | Some('#') => Part::Var { reserved: true },
+                _ => Part::Var { reserved: false },
+            });
+            rest = &rest[i + end + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_owned()));
+        }
+        UriTemplate { parts }
+    }
+
+    pub fn matches(&self, uri: &str) -> bool {
+        match_parts(&self.parts, uri)
+    }
+}
+
+fn match_parts(parts: &[Part], s: &str) -> bool {
+    let Some((first, rest)) = parts.split_first() else {
+        return s.is_empty();
+    };
+    match first {
+        Part::Lit(l) => s
+            .strip_prefix(l.as_str())
+            .is_some_and(|r| match_parts(rest, r)),
+        Part::Query => {
+            s.is_empty() || (s.starts_with('?') && rest.is_empty()) || match_parts(rest, s)
+        }
+        Part::Var { reserved } => {
+            // Try every split point; a plain variable stops at '/', '?' and '#'.
+            let limit = if *reserved {
+                s.len()
+            } else {
+                s.find(['/', '?', '#']).unwrap_or(s.len())
+            };
+            (1..=limit)
+                .rev()
+                .any(|n| s.is_char_boundary(n) && match_parts(rest, &s[n..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn namespacing_routes_and_collisions_are_reported() {
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let la = ServerLists {
+            tools: vec![obj(
+                json!({"name": "echo", "inputSchema": {"type": "object"}, "x-extra": 1}),
+            )],
+            resources: vec![obj(json!({"uri": "file:///a", "name": "a"}))],
+            templates: vec![obj(
+                json!({"uriTemplate": "test://template/{id}/data", "name": "t"}),
+            )],
+            ..Default::default()
+        };
+        let lb = ServerLists {
+            tools: vec![
+                obj(json!({"name": "echo"})),
+                obj(json!({"name": "a__echo"})),
+            ],
+            resources: vec![obj(json!({"uri": "file:///a", "name": "dup"}))],
+            ..Default::default()
+        };
+        let c = Catalog::build(
+            1,
+            "__",
+            &[
+                Contribution {
+                    server: &a,
+                    prefix: Prefix::Always,
+                    lists: &la,
+                },
+                Contribution {
+                    server: &b,
+                    prefix: Prefix::Never,
+                    lists: &lb,
+                },
+            ],
+        );
+        assert_eq!(c.tool("a__echo").unwrap().server.as_ref(), "a");
+        assert_eq!(c.tool("a__echo").unwrap().name, "echo");
+        assert_eq!(c.tool("echo").unwrap().server.as_ref(), "b");
+        assert_eq!(c.collisions.len(), 2, "{:?}", c.collisions);
+        assert!(
+            c.tools[0].get().contains("\"x-extra\":1"),
+            "unknown fields pass through"
+        );
+        assert_eq!(c.resource("file:///a").unwrap().as_ref(), "a");
+        assert_eq!(c.resource("test://template/42/data").unwrap().as_ref(), "a");
+        assert!(c.resource("test://template/4/2/data").is_none());
+        assert!(c.resource("nope://x").is_none());
+    }
+
+    #[test]
+    fn pages_follow_cursors_to_the_end() {
+        let s: Arc<str> = Arc::from("s");
+        let l = ServerLists {
+            tools: (0..5)
+                .map(|i| obj(json!({"name": format!("t{i}")})))
+                .collect(),
+            ..Default::default()
+        };
+        let c = Catalog::build(
+            1,
+            "__",
+            &[Contribution {
+                server: &s,
+                prefix: Prefix::Always,
+                lists: &l,
+            }],
+        );
+        let mut cursor: Option<String> = None;
+        let mut seen = Vec::new();
+        loop {
+            let page: Value =
+                serde_json::from_str(c.page(ListKind::Tools, cursor.as_deref(), 2).unwrap().get())
+                    .unwrap();
+            for t in page["tools"].as_array().unwrap() {
+                seen.push(t["name"].as_str().unwrap().to_owned());
+            }
+            match page.get("nextCursor") {
+                Some(n) => cursor = Some(n.as_str().unwrap().to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["s__t0", "s__t1", "s__t2", "s__t3", "s__t4"]);
+        assert!(c.page(ListKind::Tools, Some("bogus"), 2).is_err());
+    }
+
+    #[test]
+    fn templates() {
+        assert!(UriTemplate::parse("file:///{+path}").matches("file:///a/b/c"));
+        assert!(!UriTemplate::parse("x://{a}").matches("x://a/b"));
+        assert!(
+            UriTemplate::parse("demo://resource/dynamic/text/{resourceId}")
+                .matches("demo://resource/dynamic/text/7")
+        );
+        assert!(UriTemplate::parse("s://q{?x,y}").matches("s://q?x=1"));
+    }
+}

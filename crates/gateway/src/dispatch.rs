@@ -1,0 +1,503 @@
+//! What each MCP method does, in one match: answer locally, fan out and merge,
+//! or resolve the name to its upstream and forward. While a forwarded call is in
+//! flight, what the upstream sends about it (progress, logs, sampling,
+//! elicitation, roots, cancellation) is relayed to this call's client stream,
+//! with progress tokens and server-request ids remapped so that two sessions
+//! can never collide. Params are edited at the top level only; everything
+//! below (arguments, `_meta`, extensions) is forwarded byte for byte.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mcpgate_proto::jsonrpc::{self, Message};
+use mcpgate_upstream::{Connection, Incoming, Reply, RequestOpts};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::catalog::ListKind;
+use crate::error::CallError;
+use crate::lock;
+use crate::session::Session;
+use crate::upstreams::{self, Status};
+
+/// Messages for the client while its request runs (already serialised JSON-RPC).
+pub type Outbox = mpsc::UnboundedSender<Bytes>;
+
+pub struct Ctx {
+    pub app: Arc<App>,
+    pub session: Option<Arc<Session>>,
+    pub out: Outbox,
+}
+
+/// Handles one client request and returns the serialised response.
+pub async fn request(ctx: &Ctx, msg: &Message) -> Vec<u8> {
+    let id = msg.id.as_deref();
+    match handle(ctx, msg).await {
+        Ok(Reply::Result(r)) => match id {
+            Some(id) => jsonrpc::response_result(id, &r),
+            None => jsonrpc::response_error(
+                None,
+                mcpgate_proto::codes::INVALID_REQUEST,
+                "request without id",
+                None,
+            ),
+        },
+        Ok(Reply::Error(e)) => jsonrpc::response_error_raw(id, &e),
+        Err(e) => {
+            let (code, data) = e.wire();
+            jsonrpc::response_error(id, code, &e.to_string(), data.as_ref())
+        }
+    }
+}
+
+fn empty_result() -> Reply {
+    Reply::Result(jsonrpc::to_raw(&serde_json::json!({})))
+}
+
+async fn handle(ctx: &Ctx, msg: &Message) -> Result<Reply, CallError> {
+    let app = &ctx.app;
+    let params = msg.params.as_deref();
+    match msg.method() {
+        "ping" => Ok(empty_result()),
+        "tools/list" => list(ctx, ListKind::Tools, params),
+        "prompts/list" => list(ctx, ListKind::Prompts, params),
+        "resources/list" => list(ctx, ListKind::Resources, params),
+        "resources/templates/list" => list(ctx, ListKind::Templates, params),
+        "tools/call" => {
+            let p = TopLevel::parse(params)?;
+            let name = p.string("name")?;
+            let route = app
+                .catalog()
+                .tool(&name)
+                .cloned()
+                .ok_or(CallError::UnknownTool(name))?;
+            forward(
+                ctx,
+                &route.server,
+                "tools/call",
+                Some(p.with("name", &route.name)?),
+                msg,
+            )
+            .await
+        }
+        "prompts/get" => {
+            let p = TopLevel::parse(params)?;
+            let name = p.string("name")?;
+            let route = app
+                .catalog()
+                .prompt(&name)
+                .cloned()
+                .ok_or(CallError::UnknownPrompt(name))?;
+            forward(
+                ctx,
+                &route.server,
+                "prompts/get",
+                Some(p.with("name", &route.name)?),
+                msg,
+            )
+            .await
+        }
+        "resources/read" => {
+            let uri = TopLevel::parse(params)?.string("uri")?;
+            let server = app
+                .catalog()
+                .resource(&uri)
+                .ok_or(CallError::ResourceNotFound(uri))?;
+            forward(
+                ctx,
+                &server,
+                "resources/read",
+                params.map(ToOwned::to_owned),
+                msg,
+            )
+            .await
+        }
+        "resources/subscribe" => {
+            let uri = TopLevel::parse(params)?.string("uri")?;
+            let server = app
+                .catalog()
+                .resource(&uri)
+                .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+            let reply = forward(
+                ctx,
+                &server,
+                "resources/subscribe",
+                params.map(ToOwned::to_owned),
+                msg,
+            )
+            .await?;
+            if let (Reply::Result(_), Some(s)) = (&reply, &ctx.session) {
+                app.subscribe(&uri, &s.id);
+            }
+            Ok(reply)
+        }
+        "resources/unsubscribe" => {
+            let uri = TopLevel::parse(params)?.string("uri")?;
+            let server = app
+                .catalog()
+                .resource(&uri)
+                .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+            let last = ctx
+                .session
+                .as_ref()
+                .is_none_or(|s| app.unsubscribe(&uri, &s.id));
+            if last {
+                forward(
+                    ctx,
+                    &server,
+                    "resources/unsubscribe",
+                    params.map(ToOwned::to_owned),
+                    msg,
+                )
+                .await
+            } else {
+                Ok(empty_result())
+            }
+        }
+        "completion/complete" => complete(ctx, params, msg).await,
+        "logging/setLevel" => {
+            set_level(ctx, params).await;
+            Ok(empty_result())
+        }
+        "initialize" => Err(CallError::InvalidParams(
+            "initialize must be the first request of a session".into(),
+        )),
+        other => Err(CallError::MethodNotFound(other.to_owned())),
+    }
+}
+
+fn list(ctx: &Ctx, kind: ListKind, params: Option<&RawValue>) -> Result<Reply, CallError> {
+    #[derive(Deserialize, Default)]
+    struct P {
+        cursor: Option<String>,
+    }
+    let p: P = match params {
+        Some(p) => {
+            serde_json::from_str(p.get()).map_err(|e| CallError::InvalidParams(e.to_string()))?
+        }
+        None => P::default(),
+    };
+    ctx.app
+        .catalog()
+        .page(kind, p.cursor.as_deref(), ctx.app.cfg.page_size)
+        .map(Reply::Result)
+        .map_err(CallError::InvalidParams)
+}
+
+async fn complete(ctx: &Ctx, params: Option<&RawValue>, msg: &Message) -> Result<Reply, CallError> {
+    #[derive(Deserialize)]
+    struct Ref {
+        #[serde(rename = "type")]
+        kind: String,
+        name: Option<String>,
+        uri: Option<String>,
+    }
+    let p = TopLevel::parse(params)?;
+    let r = p
+        .get("ref")
+        .ok_or_else(|| CallError::InvalidParams("missing \"ref\"".into()))?;
+    let parsed: Ref = serde_json::from_str(r.get())
+        .map_err(|e| CallError::InvalidParams(format!("bad \"ref\": {e}")))?;
+    let catalog = ctx.app.catalog();
+    match (parsed.kind.as_str(), parsed.name, parsed.uri) {
+        ("ref/prompt", Some(name), _) => {
+            let route = catalog
+                .prompt(&name)
+                .cloned()
+                .ok_or(CallError::UnknownPrompt(name))?;
+            let new_ref = TopLevel::parse(Some(r))?.with("name", &route.name)?;
+            let params = p.with_raw("ref", &new_ref)?;
+            forward(ctx, &route.server, "completion/complete", Some(params), msg).await
+        }
+        ("ref/resource", _, Some(uri)) => {
+            let server = catalog
+                .resource(&uri)
+                .ok_or(CallError::ResourceNotFound(uri))?;
+            forward(
+                ctx,
+                &server,
+                "completion/complete",
+                params.map(ToOwned::to_owned),
+                msg,
+            )
+            .await
+        }
+        _ => Err(CallError::InvalidParams(
+            "\"ref\" must be ref/prompt with a name or ref/resource with a uri".into(),
+        )),
+    }
+}
+
+/// Sends the level to every ready upstream that supports logging (and this session's own).
+async fn set_level(ctx: &Ctx, params: Option<&RawValue>) {
+    let mut conns: Vec<Connection> = ctx
+        .app
+        .servers
+        .iter()
+        .filter_map(|s| {
+            let st = lock(&s.state);
+            (st.status == Status::Ready)
+                .then(|| st.conn.clone())
+                .flatten()
+        })
+        .collect();
+    if let Some(s) = &ctx.session {
+        conns.extend(s.private.lock().await.values().cloned());
+    }
+    let calls = conns
+        .into_iter()
+        .filter(|c| c.init_info().is_some_and(|i| i.has_capability("logging")))
+        .map(|c| async move {
+            if let Err(e) = c
+                .request("logging/setLevel", params, RequestOpts::default())
+                .await
+            {
+                tracing::debug!(server = %c.name(), "logging/setLevel failed: {e}");
+            }
+        });
+    futures::future::join_all(calls).await;
+}
+
+/// Forwards one request to `server` and relays what it sends about it until it answers.
+async fn forward(
+    ctx: &Ctx,
+    server: &Arc<str>,
+    method: &str,
+    params: Option<Box<RawValue>>,
+    msg: &Message,
+) -> Result<Reply, CallError> {
+    let app = &ctx.app;
+    let srv = app
+        .server(server)
+        .ok_or_else(|| CallError::Internal(format!("route to unknown server {server}")))?
+        .clone();
+    let conn = upstreams::connection_for(app, &srv, ctx.session.as_ref()).await?;
+    let (params, progress) = remap_progress(app, params)?;
+    let (relay_tx, mut relay_rx) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let client_id = msg.id.as_ref().map(|i| i.get().to_owned());
+    if let (Some(s), Some(id)) = (&ctx.session, &client_id) {
+        lock(&s.inflight).insert(id.clone(), cancel.clone());
+    }
+    let opts = RequestOpts {
+        relay: Some(relay_tx),
+        progress_token: progress.as_ref().map(|p| p.ours.clone()),
+        cancel: Some(cancel),
+        timeout: None,
+    };
+    let call = conn.request(method, params.as_deref(), opts);
+    tokio::pin!(call);
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            Some(inc) = relay_rx.recv() => relay(ctx, &conn, inc, progress.as_ref()).await,
+            r = &mut call => break r,
+        }
+    };
+    while let Ok(inc) = relay_rx.try_recv() {
+        relay(ctx, &conn, inc, progress.as_ref()).await;
+    }
+    if let (Some(s), Some(id)) = (&ctx.session, &client_id) {
+        lock(&s.inflight).remove(id);
+    }
+    outcome.map_err(CallError::Upstream)
+}
+
+struct ProgressMap {
+    ours: String,
+    theirs: Box<RawValue>,
+}
+
+/// Replaces the client's progress token with one unique across sessions.
+fn remap_progress(
+    app: &App,
+    params: Option<Box<RawValue>>,
+) -> Result<(Option<Box<RawValue>>, Option<ProgressMap>), CallError> {
+    let Some(p) = params else {
+        return Ok((None, None));
+    };
+    if !p.get().contains("progressToken") {
+        return Ok((Some(p), None));
+    }
+    let top = TopLevel::parse(Some(&p))?;
+    let Some(meta) = top.get("_meta") else {
+        return Ok((Some(p), None));
+    };
+    let meta_map = TopLevel::parse(Some(meta))?;
+    let Some(theirs) = meta_map.get("progressToken") else {
+        return Ok((Some(p), None));
+    };
+    let ours = app.new_progress_token();
+    let ours_raw =
+        RawValue::from_string(ours.clone()).map_err(|e| CallError::Internal(e.to_string()))?;
+    let new_meta = meta_map.with_raw("progressToken", &ours_raw)?;
+    let new_params = top.with_raw("_meta", &new_meta)?;
+    Ok((
+        Some(new_params),
+        Some(ProgressMap {
+            ours,
+            theirs: theirs.to_owned(),
+        }),
+    ))
+}
+
+/// Relays one message an upstream sent about the call in flight.
+async fn relay(ctx: &Ctx, conn: &Connection, inc: Incoming, progress: Option<&ProgressMap>) {
+    match inc {
+        Incoming::Notification { method, params } => {
+            let params = match (method.as_str(), params) {
+                ("notifications/progress", Some(p)) => match progress {
+                    Some(pm) => replace_key(&p, "progressToken", &pm.theirs).unwrap_or(p),
+                    None => return, // progress for a token this call did not ask for
+                },
+                ("notifications/cancelled", Some(p)) => {
+                    let gid = TopLevel::parse(Some(&p))
+                        .ok()
+                        .and_then(|t| t.get("requestId").map(|r| r.get().to_owned()))
+                        .and_then(|uid| ctx.app.server_request_gid(conn, &uid));
+                    match gid {
+                        Some(g) => {
+                            replace_key(&p, "requestId", &jsonrpc::raw_string(&g)).unwrap_or(p)
+                        }
+                        None => return,
+                    }
+                }
+                (_, p) => match p {
+                    Some(p) => p,
+                    None => {
+                        let _ = ctx.out.send(jsonrpc::notification(&method, None).into());
+                        return;
+                    }
+                },
+            };
+            let _ = ctx
+                .out
+                .send(jsonrpc::notification(&method, Some(&params)).into());
+        }
+        Incoming::Request { id, method, params } => {
+            let allowed = ctx.session.as_ref().is_none_or(|s| s.caps.allows(&method));
+            if !allowed {
+                let err = jsonrpc::error_object(
+                    mcpgate_proto::codes::METHOD_NOT_FOUND,
+                    &format!("the client did not declare the capability {method} needs"),
+                    None,
+                );
+                let _ = conn.respond(&id, Reply::Error(err)).await;
+                return;
+            }
+            let gid = ctx.app.register_server_request(
+                conn,
+                id,
+                ctx.session.as_ref().map(|s| s.id.as_str()),
+            );
+            let gid_raw = jsonrpc::raw_string(&gid);
+            let _ = ctx
+                .out
+                .send(jsonrpc::request(gid_raw.get(), &method, params.as_deref()).into());
+        }
+    }
+}
+
+/// Delivers a client's answer to a relayed server-to-client request.
+pub async fn client_response(app: &App, session: Option<&Session>, msg: Message) -> bool {
+    let Some(gid) = msg
+        .id
+        .as_ref()
+        .and_then(|i| serde_json::from_str::<String>(i.get()).ok())
+    else {
+        return false;
+    };
+    let Some(p) = app.take_server_request(&gid, session.map(|s| s.id.as_str())) else {
+        return false;
+    };
+    let reply = match (msg.result, msg.error) {
+        (_, Some(e)) => Reply::Error(e),
+        (Some(r), None) => Reply::Result(r),
+        (None, None) => return false,
+    };
+    if let Err(e) = p.conn.respond(&p.upstream_id, reply).await {
+        tracing::warn!(server = %p.conn.name(), "could not deliver the client's answer: {e}");
+    }
+    true
+}
+
+/// Cancels the call a client's `notifications/cancelled` names.
+pub fn client_cancelled(session: Option<&Session>, params: Option<&RawValue>) {
+    let Some(s) = session else { return };
+    let Some(id) = TopLevel::parse(params)
+        .ok()
+        .and_then(|t| t.get("requestId").map(|r| r.get().to_owned()))
+    else {
+        return;
+    };
+    if let Some(t) = lock(&s.inflight).remove(&id) {
+        t.cancel();
+    }
+}
+
+fn replace_key(obj: &RawValue, key: &str, value: &RawValue) -> Option<Box<RawValue>> {
+    TopLevel::parse(Some(obj)).ok()?.with_raw(key, value).ok()
+}
+
+/// A JSON object's top-level members, with values left raw.
+struct TopLevel<'a> {
+    map: BTreeMap<String, &'a RawValue>,
+}
+
+impl<'a> TopLevel<'a> {
+    fn parse(params: Option<&'a RawValue>) -> Result<TopLevel<'a>, CallError> {
+        let Some(p) = params else {
+            return Ok(TopLevel {
+                map: BTreeMap::new(),
+            });
+        };
+        serde_json::from_str(p.get())
+            .map(|map| TopLevel { map })
+            .map_err(|_| CallError::InvalidParams("params must be an object".into()))
+    }
+
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.map.get(key).copied()
+    }
+
+    fn string(&self, key: &str) -> Result<String, CallError> {
+        let raw = self
+            .get(key)
+            .ok_or_else(|| CallError::InvalidParams(format!("missing \"{key}\"")))?;
+        serde_json::from_str::<String>(raw.get())
+            .map_err(|_| CallError::InvalidParams(format!("\"{key}\" must be a string")))
+    }
+
+    fn with(&self, key: &str, value: &str) -> Result<Box<RawValue>, CallError> {
+        self.with_raw(key, &jsonrpc::raw_string(value))
+    }
+
+    fn with_raw(&self, key: &str, value: &RawValue) -> Result<Box<RawValue>, CallError> {
+        let mut m: BTreeMap<&str, &RawValue> =
+            self.map.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        m.insert(key, value);
+        serde_json::value::to_raw_value(&m).map_err(|e| CallError::Internal(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_level_edit_keeps_nested_bytes() {
+        let p = RawValue::from_string(r#"{"name":"a__x","arguments":{"k":[1,2.50,"\u00e9"]},"_meta":{"progressToken":7,"z":1}}"#.into()).unwrap();
+        let t = TopLevel::parse(Some(&p)).unwrap();
+        let out = t.with("name", "x").unwrap();
+        assert!(
+            out.get().contains(r#""arguments":{"k":[1,2.50,"\u00e9"]}"#),
+            "{}",
+            out.get()
+        );
+        assert!(out.get().contains(r#""name":"x""#));
+    }
+}

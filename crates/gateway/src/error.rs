@@ -1,0 +1,54 @@
+//! Why a client request failed, and the one function that turns it into a
+//! JSON-RPC error. Upstream failures name the server but never leak internals;
+//! a hidden or unknown tool gets exactly the spec's unknown-tool error.
+
+use mcpgate_proto::codes;
+use mcpgate_upstream::UpstreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("Method not found: {0}")]
+    MethodNotFound(String),
+    #[error("Invalid params: {0}")]
+    InvalidParams(String),
+    #[error("Unknown tool: {0}")]
+    UnknownTool(String),
+    #[error("Unknown prompt: {0}")]
+    UnknownPrompt(String),
+    #[error("Resource not found: {0}")]
+    ResourceNotFound(String),
+    #[error("server '{server}' is unavailable: {reason}")]
+    Unavailable { server: String, reason: String },
+    #[error("{0}")]
+    Upstream(UpstreamError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CallError {
+    /// The JSON-RPC error code and any `data` for the wire.
+    pub fn wire(&self) -> (i64, Option<serde_json::Value>) {
+        match self {
+            CallError::MethodNotFound(_) => (codes::METHOD_NOT_FOUND, None),
+            CallError::InvalidParams(_)
+            | CallError::UnknownTool(_)
+            | CallError::UnknownPrompt(_) => (codes::INVALID_PARAMS, None),
+            CallError::ResourceNotFound(uri) => (
+                codes::RESOURCE_NOT_FOUND,
+                Some(serde_json::json!({ "uri": uri })),
+            ),
+            CallError::Unavailable { server, .. } => (
+                codes::UPSTREAM_UNAVAILABLE,
+                Some(serde_json::json!({ "server": server })),
+            ),
+            CallError::Upstream(e) => {
+                let code = match e {
+                    UpstreamError::Timeout { .. } => codes::REQUEST_TIMEOUT,
+                    _ => codes::UPSTREAM_UNAVAILABLE,
+                };
+                (code, Some(serde_json::json!({ "server": e.server() })))
+            }
+            CallError::Internal(_) => (codes::INTERNAL_ERROR, None),
+        }
+    }
+}

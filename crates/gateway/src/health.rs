@@ -1,0 +1,116 @@
+//! What the gateway says about itself: `GET /health` (always JSON: gateway
+//! status plus each upstream's state, tool count and last error) and the
+//! `initialize` result, whose capabilities are what the gateway itself serves
+//! and whose instructions merge the upstreams'.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use mcpgate_proto::jsonrpc;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::app::App;
+use crate::lock;
+use crate::upstreams::Status;
+
+#[derive(Serialize)]
+pub struct ServerHealth {
+    pub name: String,
+    pub transport: &'static str,
+    pub status: Status,
+    pub tools: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub restarts: u32,
+    pub since_s: u64,
+}
+
+#[derive(Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    pub uptime_s: u64,
+    pub sessions: usize,
+    pub tools: usize,
+    pub collisions: Vec<String>,
+    pub servers: Vec<ServerHealth>,
+}
+
+pub fn snapshot(app: &App) -> Health {
+    let catalog = app.catalog();
+    let servers: Vec<ServerHealth> = app
+        .servers
+        .iter()
+        .map(|s| {
+            let st = lock(&s.state);
+            ServerHealth {
+                name: s.name.to_string(),
+                transport: s.cfg.spec.transport.kind(),
+                status: st.status,
+                tools: catalog.tool_counts.get(&s.name).copied().unwrap_or(0),
+                protocol_version: st.init.as_ref().map(|i| i.protocol_version.clone()),
+                server_name: st.init.as_ref().map(|i| i.server_name.clone()),
+                server_version: st.init.as_ref().map(|i| i.server_version.clone()),
+                error: st.last_error.clone(),
+                restarts: st.restarts,
+                since_s: st.since.elapsed().as_secs(),
+            }
+        })
+        .collect();
+    let all_ready = servers.iter().all(|s| s.status == Status::Ready);
+    Health {
+        status: if all_ready { "ok" } else { "degraded" },
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: app.started.elapsed().as_secs(),
+        sessions: app.sessions.read().map(|s| s.len()).unwrap_or(0),
+        tools: catalog.tools.len(),
+        collisions: catalog.collisions.clone(),
+        servers,
+    }
+}
+
+pub async fn health(State(app): State<Arc<App>>) -> Response {
+    axum::Json(snapshot(&app)).into_response()
+}
+
+/// The initialize result for a client that negotiated `version`.
+pub fn initialize_result(app: &App, version: &str) -> Box<RawValue> {
+    let mut instructions = String::new();
+    for s in &app.servers {
+        let st = lock(&s.state);
+        if let Some(text) = st
+            .init
+            .as_ref()
+            .and_then(|i| i.instructions.as_deref())
+            .filter(|t| !t.trim().is_empty())
+        {
+            if !instructions.is_empty() {
+                instructions.push_str("\n\n");
+            }
+            instructions.push_str(&format!("## {}\n{}", s.name, text.trim()));
+        }
+    }
+    let mut v = serde_json::json!({
+        "protocolVersion": version,
+        "capabilities": {
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"subscribe": true, "listChanged": true},
+            "logging": {},
+            "completions": {}
+        },
+        "serverInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}
+    });
+    if !instructions.is_empty() {
+        v["instructions"] = serde_json::Value::String(instructions);
+    }
+    jsonrpc::to_raw(&v)
+}

@@ -1,0 +1,325 @@
+//! Client sessions (2025-era) and their SSE event streams. A session id is 128
+//! bits from the OS CSPRNG. Each SSE stream a session has (one per POST that
+//! answered with SSE, plus stream 0 for the standalone GET) keeps its events
+//! with ids `<stream>-<seq>`, so a client that lost its connection can resume
+//! with `Last-Event-ID` and get exactly what it missed. Disconnecting never
+//! cancels the work; the events wait in the buffer. Idle sessions expire.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mcpgate_upstream::Connection;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::lock;
+
+/// Events kept for the standalone stream while no one reads it.
+const STANDALONE_BACKLOG: usize = 512;
+/// Finished POST streams kept for resumption, per session.
+const FINISHED_STREAMS_KEPT: usize = 32;
+
+/// What the client declared it can do, as far as relaying needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCaps {
+    pub sampling: bool,
+    pub elicitation: bool,
+    pub roots: bool,
+    /// The raw `capabilities` object, mirrored to per-session upstreams.
+    pub raw: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl ClientCaps {
+    pub fn from_initialize(params: Option<&serde_json::value::RawValue>) -> ClientCaps {
+        let v: serde_json::Value = params
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or_default();
+        let caps = v.get("capabilities");
+        let has = |k: &str| caps.and_then(|c| c.get(k)).is_some_and(|x| !x.is_null());
+        ClientCaps {
+            sampling: has("sampling"),
+            elicitation: has("elicitation"),
+            roots: has("roots"),
+            raw: caps.map(mcpgate_proto::jsonrpc::to_raw),
+        }
+    }
+
+    /// Whether the client can answer a server-to-client request of this method.
+    pub fn allows(&self, method: &str) -> bool {
+        match method {
+            "sampling/createMessage" => self.sampling,
+            "elicitation/create" => self.elicitation,
+            "roots/list" => self.roots,
+            _ => false,
+        }
+    }
+}
+
+pub struct Session {
+    pub id: String,
+    pub protocol_version: String,
+    pub caps: ClientCaps,
+    last_seen_ms: AtomicU64,
+    epoch: Instant,
+    streams: Mutex<StreamTable>,
+    next_stream: AtomicU64,
+    /// Client request id (raw JSON) → token that cancels its upstream call.
+    pub inflight: Mutex<HashMap<String, CancellationToken>>,
+    /// Per-session upstream connections, by server name.
+    pub private: tokio::sync::Mutex<HashMap<String, Connection>>,
+    pub ended: CancellationToken,
+}
+
+#[derive(Default)]
+struct StreamTable {
+    live: HashMap<u64, Arc<EventStream>>,
+    finished: VecDeque<u64>,
+}
+
+impl Session {
+    pub fn new(protocol_version: String, caps: ClientCaps) -> Session {
+        let s = Session {
+            id: new_session_id(),
+            protocol_version,
+            caps,
+            last_seen_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            streams: Mutex::new(StreamTable::default()),
+            next_stream: AtomicU64::new(1),
+            inflight: Mutex::new(HashMap::new()),
+            private: tokio::sync::Mutex::new(HashMap::new()),
+            ended: CancellationToken::new(),
+        };
+        lock(&s.streams)
+            .live
+            .insert(0, Arc::new(EventStream::new(0, STANDALONE_BACKLOG)));
+        s
+    }
+
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_seen_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        let now = self.epoch.elapsed();
+        now.saturating_sub(Duration::from_millis(
+            self.last_seen_ms.load(Ordering::Relaxed),
+        ))
+    }
+
+    /// The standalone stream (GET without `Last-Event-ID`).
+    pub fn standalone(&self) -> Arc<EventStream> {
+        let t = lock(&self.streams);
+        t.live
+            .get(&0)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(EventStream::new(0, STANDALONE_BACKLOG)))
+    }
+
+    /// A new stream for one POST's SSE response.
+    pub fn open_stream(&self) -> Arc<EventStream> {
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let s = Arc::new(EventStream::new(id, usize::MAX));
+        lock(&self.streams).live.insert(id, s.clone());
+        s
+    }
+
+    /// Records that a POST stream got its final event; old finished streams are forgotten.
+    pub fn stream_finished(&self, id: u64) {
+        let mut t = lock(&self.streams);
+        t.finished.push_back(id);
+        while t.finished.len() > FINISHED_STREAMS_KEPT {
+            if let Some(old) = t.finished.pop_front() {
+                t.live.remove(&old);
+            }
+        }
+    }
+
+    /// Finds the stream and position a `Last-Event-ID` points at.
+    pub fn resume(&self, last_event_id: &str) -> Option<(Arc<EventStream>, u64)> {
+        let (stream, seq) = last_event_id.split_once('-')?;
+        let stream: u64 = stream.parse().ok()?;
+        let seq: u64 = seq.parse().ok()?;
+        let s = lock(&self.streams).live.get(&stream).cloned()?;
+        Some((s, seq + 1))
+    }
+
+    /// Queues a message for the client's standalone stream.
+    pub fn push_standalone(&self, msg: Bytes) {
+        self.standalone().push(msg);
+    }
+
+    pub fn end(&self) {
+        self.ended.cancel();
+        for (_, t) in lock(&self.inflight).drain() {
+            t.cancel();
+        }
+        for s in lock(&self.streams).live.values() {
+            s.finish();
+        }
+    }
+}
+
+/// An ordered, resumable sequence of SSE events. Sequence 0 is the priming event.
+pub struct EventStream {
+    pub id: u64,
+    inner: Mutex<StreamInner>,
+    notify: Notify,
+    cap: usize,
+}
+
+struct StreamInner {
+    events: VecDeque<(u64, Bytes)>,
+    next_seq: u64,
+    done: bool,
+    /// Highest sequence handed to a reader; where a fresh reader of stream 0 starts.
+    delivered: u64,
+    /// Bumped when a new reader attaches, so the older one stops.
+    reader_gen: u64,
+}
+
+pub enum Next {
+    Event(u64, Bytes),
+    Done,
+    Superseded,
+}
+
+impl EventStream {
+    /// A stream that belongs to no session (stateless mode): readable once, not resumable.
+    pub fn detached() -> EventStream {
+        EventStream::new(0, usize::MAX)
+    }
+
+    fn new(id: u64, cap: usize) -> EventStream {
+        EventStream {
+            id,
+            inner: Mutex::new(StreamInner {
+                events: VecDeque::new(),
+                next_seq: 1,
+                done: false,
+                delivered: 0,
+                reader_gen: 0,
+            }),
+            notify: Notify::new(),
+            cap,
+        }
+    }
+
+    pub fn push(&self, msg: Bytes) {
+        {
+            let mut g = lock(&self.inner);
+            let seq = g.next_seq;
+            g.next_seq += 1;
+            g.events.push_back((seq, msg));
+            while g.events.len() > self.cap {
+                g.events.pop_front();
+            }
+        }
+        self.notify.notify_waiters();
+    }
+
+    pub fn finish(&self) {
+        lock(&self.inner).done = true;
+        self.notify.notify_waiters();
+    }
+
+    /// Registers a new reader; returns its generation and where a fresh reader starts.
+    pub fn attach(&self) -> (u64, u64) {
+        let mut g = lock(&self.inner);
+        g.reader_gen += 1;
+        let start = g.delivered + 1;
+        drop(g);
+        self.notify.notify_waiters();
+        let g = lock(&self.inner);
+        (g.reader_gen, start)
+    }
+
+    /// Waits for the event at or after `from`, for at most `wait`.
+    pub async fn next(&self, from: u64, reader_gen: u64, wait: Duration) -> Option<Next> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut g = lock(&self.inner);
+                if g.reader_gen != reader_gen {
+                    return Some(Next::Superseded);
+                }
+                if let Some((seq, b)) = g.events.iter().find(|(s, _)| *s >= from).cloned() {
+                    g.delivered = g.delivered.max(seq);
+                    return Some(Next::Event(seq, b));
+                }
+                if g.done {
+                    return Some(Next::Done);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// 128 random bits from the OS CSPRNG, hex-encoded (visible ASCII only).
+pub fn new_session_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // The OS CSPRNG failing is not something to paper over with a weak id.
+        panic!("the OS random number generator is unavailable");
+    }
+    b.iter().fold(String::with_capacity(32), |mut s, x| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resume_after_last_event_id_gets_only_what_was_missed() {
+        let s = Session::new("2025-11-25".into(), ClientCaps::default());
+        let st = s.open_stream();
+        st.push(Bytes::from_static(b"a"));
+        st.push(Bytes::from_static(b"b"));
+        st.push(Bytes::from_static(b"c"));
+        st.finish();
+        let (stream, from) = s.resume(&format!("{}-1", st.id)).unwrap();
+        let (g, _) = stream.attach();
+        let mut got = Vec::new();
+        let mut at = from;
+        while let Some(Next::Event(seq, b)) = stream.next(at, g, Duration::from_millis(10)).await {
+            got.push(b);
+            at = seq + 1;
+        }
+        assert_eq!(got, [Bytes::from_static(b"b"), Bytes::from_static(b"c")]);
+        assert!(s.resume("99-1").is_none());
+        assert!(s.resume("garbage").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_new_reader_supersedes_the_old_one() {
+        let st = EventStream::new(0, 8);
+        let (g1, _) = st.attach();
+        let (_g2, _) = st.attach();
+        assert!(matches!(
+            st.next(1, g1, Duration::from_millis(10)).await,
+            Some(Next::Superseded)
+        ));
+    }
+
+    #[test]
+    fn session_ids_are_visible_ascii_and_distinct() {
+        let a = new_session_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        assert_ne!(a, new_session_id());
+    }
+}

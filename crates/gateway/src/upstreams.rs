@@ -1,0 +1,346 @@
+//! The configured upstreams and their lifecycles. Each shared server has a
+//! supervisor task: connect (spawn or dial) and initialize, list what it
+//! offers, publish it to the catalog, wait for the connection to end, then
+//! reconnect with exponential backoff (0.5 s doubling to 30 s, reset after a
+//! minute of health). The gateway serves while any of them are down; a server
+//! that comes up later adds its tools and the client sessions hear
+//! `list_changed`. Per-session servers get one extra connection per client
+//! session, created on first use, capped, and closed with the session.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mcpgate_proto::jsonrpc;
+use mcpgate_upstream::{Connection, Event, Incoming, InitInfo, Reply, RequestOpts};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::app::App;
+use crate::catalog::ServerLists;
+use crate::config::{Isolation, ServerConfig};
+use crate::error::CallError;
+use crate::lock;
+use crate::session::Session;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Starting,
+    Ready,
+    Down,
+}
+
+pub struct ServerState {
+    pub status: Status,
+    pub conn: Option<Connection>,
+    pub init: Option<InitInfo>,
+    pub lists: ServerLists,
+    pub last_error: Option<String>,
+    pub restarts: u32,
+    pub since: Instant,
+}
+
+pub struct Server {
+    pub cfg: ServerConfig,
+    pub name: Arc<str>,
+    pub state: std::sync::Mutex<ServerState>,
+    pub instances: AtomicUsize,
+}
+
+impl Server {
+    pub fn new(cfg: ServerConfig) -> Server {
+        Server {
+            name: Arc::from(cfg.name.as_str()),
+            cfg,
+            state: std::sync::Mutex::new(ServerState {
+                status: Status::Starting,
+                conn: None,
+                init: None,
+                lists: ServerLists::default(),
+                last_error: None,
+                restarts: 0,
+                since: Instant::now(),
+            }),
+            instances: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn shared_conn(&self) -> Result<Connection, CallError> {
+        let st = lock(&self.state);
+        match (&st.status, &st.conn) {
+            (Status::Ready, Some(c)) if c.is_alive() => Ok(c.clone()),
+            _ => Err(CallError::Unavailable {
+                server: self.name.to_string(),
+                reason: st
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "it is still starting".into()),
+            }),
+        }
+    }
+}
+
+/// Client capabilities the gateway declares to shared upstreams: it can relay
+/// sampling and elicitation to whichever client session a call came from.
+/// Roots are per client, so they are declared only to per-session upstreams.
+fn shared_capabilities() -> Box<RawValue> {
+    jsonrpc::to_raw(&serde_json::json!({"sampling": {}, "elicitation": {}}))
+}
+
+/// Runs one shared server until shutdown.
+pub async fn supervise(app: Arc<App>, server: Arc<Server>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if app.shutdown.is_cancelled() {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let attempt = tokio::select! {
+            r = Connection::connect(&server.cfg.spec, shared_capabilities(), tx) => r,
+            _ = app.shutdown.cancelled() => return,
+        };
+        match attempt {
+            Ok(conn) => {
+                let lists = fetch_lists(&conn).await;
+                let up_at = Instant::now();
+                {
+                    let mut st = lock(&server.state);
+                    st.status = Status::Ready;
+                    st.init = conn.init_info();
+                    st.conn = Some(conn.clone());
+                    st.lists = lists;
+                    st.last_error = None;
+                    st.since = up_at;
+                }
+                tracing::info!(server = %server.name, "upstream ready");
+                app.rebuild_catalog(true);
+                tokio::spawn(shared_events(app.clone(), server.clone(), conn.clone(), rx));
+                tokio::select! {
+                    _ = conn.closed() => {}
+                    _ = app.shutdown.cancelled() => {
+                        conn.close(Duration::from_secs(3)).await;
+                        return;
+                    }
+                }
+                let reason = conn
+                    .closed_reason()
+                    .unwrap_or_else(|| "connection closed".into());
+                tracing::warn!(server = %server.name, "upstream down: {reason}");
+                {
+                    let mut st = lock(&server.state);
+                    st.status = Status::Down;
+                    st.conn = None;
+                    st.last_error = Some(reason);
+                    st.restarts += 1;
+                    st.since = Instant::now();
+                }
+                app.rebuild_catalog(true);
+                if up_at.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_millis(500);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(server = %server.name, "upstream failed to start: {e}");
+                let mut st = lock(&server.state);
+                st.status = Status::Down;
+                st.last_error = Some(e.to_string());
+                st.since = Instant::now();
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Handles what a shared upstream sends outside any call.
+async fn shared_events(
+    app: Arc<App>,
+    server: Arc<Server>,
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) {
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Closed { .. } => return,
+            Event::Incoming(Incoming::Notification { method, params }) => match method.as_str() {
+                "notifications/tools/list_changed"
+                | "notifications/prompts/list_changed"
+                | "notifications/resources/list_changed" => {
+                    let lists = fetch_lists(&conn).await;
+                    lock(&server.state).lists = lists;
+                    app.rebuild_catalog(true);
+                }
+                "notifications/resources/updated" => app.resource_updated(params.as_deref()),
+                "notifications/message" => {
+                    app.broadcast(jsonrpc::notification(&method, params.as_deref()).into());
+                }
+                _ => tracing::debug!(server = %server.name, "dropped unattributed {method}"),
+            },
+            Event::Incoming(Incoming::Request { id, method, .. }) => {
+                let err = jsonrpc::error_object(
+                    mcpgate_proto::codes::METHOD_NOT_FOUND,
+                    &format!("{method} is only relayed during a client's call"),
+                    None,
+                );
+                let _ = conn.respond(&id, Reply::Error(err)).await;
+            }
+        }
+    }
+}
+
+/// Lists everything a server offers, following cursors. A list the server
+/// does not support is left empty.
+pub async fn fetch_lists(conn: &Connection) -> ServerLists {
+    let init = conn.init_info();
+    let has = |cap: &str| init.as_ref().is_some_and(|i| i.has_capability(cap));
+    let mut lists = ServerLists::default();
+    if has("tools") {
+        lists.tools = list_all(conn, "tools/list", "tools").await;
+    }
+    if has("prompts") {
+        lists.prompts = list_all(conn, "prompts/list", "prompts").await;
+    }
+    if has("resources") {
+        lists.resources = list_all(conn, "resources/list", "resources").await;
+        lists.templates = list_all(conn, "resources/templates/list", "resourceTemplates").await;
+    }
+    lists
+}
+
+async fn list_all(conn: &Connection, method: &str, key: &str) -> Vec<Map<String, Value>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..1000 {
+        let params = cursor
+            .as_ref()
+            .map(|c| jsonrpc::to_raw(&serde_json::json!({ "cursor": c })));
+        let reply = conn
+            .request(method, params.as_deref(), RequestOpts::default())
+            .await;
+        let raw = match reply {
+            Ok(Reply::Result(r)) => r,
+            Ok(Reply::Error(e)) => {
+                tracing::warn!(server = %conn.name(), "{method} failed: {}", e.get());
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(server = %conn.name(), "{method} failed: {e}");
+                break;
+            }
+        };
+        let mut page: Map<String, Value> = match serde_json::from_str(raw.get()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(server = %conn.name(), "{method}: unreadable result: {e}");
+                break;
+            }
+        };
+        if let Some(Value::Array(items)) = page.remove(key) {
+            out.extend(items.into_iter().filter_map(|i| match i {
+                Value::Object(o) => Some(o),
+                _ => None,
+            }));
+        }
+        match page.remove("nextCursor") {
+            Some(Value::String(c)) if !c.is_empty() => cursor = Some(c),
+            _ => break,
+        }
+    }
+    out
+}
+
+/// The connection a call from `session` to `server` should use.
+pub async fn connection_for(
+    app: &Arc<App>,
+    server: &Arc<Server>,
+    session: Option<&Arc<Session>>,
+) -> Result<Connection, CallError> {
+    let (Isolation::PerSession, Some(session)) = (server.cfg.isolation, session) else {
+        return server.shared_conn();
+    };
+    let mut private = session.private.lock().await;
+    if let Some(c) = private.get(server.name.as_ref()) {
+        if c.is_alive() {
+            return Ok(c.clone());
+        }
+        // Its event task gives back the instance slot.
+        private.remove(server.name.as_ref());
+    }
+    if server.instances.fetch_add(1, Ordering::AcqRel) >= server.cfg.max_instances {
+        server.instances.fetch_sub(1, Ordering::AcqRel);
+        return Err(CallError::Unavailable {
+            server: server.name.to_string(),
+            reason: format!(
+                "its per-session limit of {} instances is reached",
+                server.cfg.max_instances
+            ),
+        });
+    }
+    let caps = session.caps.raw.clone().unwrap_or_else(shared_capabilities);
+    let (tx, rx) = mpsc::unbounded_channel();
+    match Connection::connect(&server.cfg.spec, caps, tx).await {
+        Ok(conn) => {
+            private.insert(server.name.to_string(), conn.clone());
+            tokio::spawn(private_events(
+                app.clone(),
+                session.clone(),
+                conn.clone(),
+                rx,
+            ));
+            Ok(conn)
+        }
+        Err(e) => {
+            server.instances.fetch_sub(1, Ordering::AcqRel);
+            Err(CallError::Upstream(e))
+        }
+    }
+}
+
+/// Handles what a per-session upstream sends outside any call: it all belongs to one session.
+async fn private_events(
+    app: Arc<App>,
+    session: Arc<Session>,
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) {
+    loop {
+        let ev = tokio::select! {
+            e = rx.recv() => e,
+            _ = session.ended.cancelled() => None,
+        };
+        match ev {
+            None | Some(Event::Closed { .. }) => break,
+            Some(Event::Incoming(Incoming::Notification { method, params })) => {
+                session.push_standalone(jsonrpc::notification(&method, params.as_deref()).into());
+            }
+            Some(Event::Incoming(Incoming::Request { id, method, params })) => {
+                // e.g. roots/list right after initialize: ask the client on its standalone stream.
+                if !session.caps.allows(&method) {
+                    let err = jsonrpc::error_object(
+                        mcpgate_proto::codes::METHOD_NOT_FOUND,
+                        &format!("the client does not support {method}"),
+                        None,
+                    );
+                    let _ = conn.respond(&id, Reply::Error(err)).await;
+                    continue;
+                }
+                let gid = app.register_server_request(&conn, id, Some(&session.id));
+                let raw_gid = jsonrpc::raw_string(&gid);
+                session.push_standalone(
+                    jsonrpc::request(raw_gid.get(), &method, params.as_deref()).into(),
+                );
+            }
+        }
+    }
+    if session.ended.is_cancelled() {
+        conn.close(Duration::from_secs(2)).await;
+    }
+    if let Some(server) = app.server(conn.name()) {
+        server.instances.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,609 @@
+//! One live MCP session with one server. It allocates our request ids (plain
+//! increasing integers, so ids from different client sessions can never
+//! collide upstream), matches replies to waiting requests, and routes what the
+//! server sends on its own to the request it belongs to:
+//! - progress notifications by progress token;
+//! - on HTTP, anything on a request's own SSE stream to that request;
+//! - on stdio, where the wire carries no such link, logs and server-to-client
+//!   requests go to the request in flight (the most recent one when several
+//!   are); servers that need exact attribution should use per-session isolation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use mcpgate_proto::jsonrpc::{self, Message};
+use mcpgate_proto::{Kind, version};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::Http;
+use crate::stdio::Stdio;
+use crate::{Event, EventTx, Incoming, RelayTx, Reply, TransportSpec, UpstreamError, UpstreamSpec};
+
+/// What the server told us in its initialize result.
+#[derive(Debug, Clone)]
+pub struct InitInfo {
+    pub protocol_version: String,
+    pub server_name: String,
+    pub server_version: String,
+    /// The server's `capabilities` object, raw.
+    pub capabilities: Box<RawValue>,
+    pub instructions: Option<String>,
+    /// Round trip of the initialize request.
+    pub latency: Duration,
+}
+
+impl InitInfo {
+    /// Whether the server declared capability `name` (e.g. "tools").
+    pub fn has_capability(&self, name: &str) -> bool {
+        serde_json::from_str::<HashMap<String, &RawValue>>(self.capabilities.get())
+            .map(|m| m.contains_key(name))
+            .unwrap_or(false)
+    }
+
+    /// Whether the server declared `capabilities.<cap>.<flag> = true`.
+    pub fn has_flag(&self, cap: &str, flag: &str) -> bool {
+        serde_json::from_str::<serde_json::Value>(self.capabilities.get())
+            .ok()
+            .and_then(|v| v.get(cap)?.get(flag)?.as_bool())
+            .unwrap_or(false)
+    }
+}
+
+/// Per-request options.
+#[derive(Default)]
+pub struct RequestOpts {
+    /// Receives progress, logs and server-to-client requests tied to this request.
+    pub relay: Option<RelayTx>,
+    /// The progress token in `params._meta.progressToken`, as raw JSON, if any.
+    pub progress_token: Option<String>,
+    /// Cancelling it sends `notifications/cancelled` upstream and ends the wait.
+    pub cancel: Option<CancellationToken>,
+    /// Overrides the server's configured timeout.
+    pub timeout: Option<Duration>,
+}
+
+pub(crate) enum Transport {
+    Stdio(Stdio),
+    Http(Http),
+}
+
+struct Pending {
+    tx: oneshot::Sender<Result<Reply, UpstreamError>>,
+    relay: Option<RelayTx>,
+    seq: u64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    spec: UpstreamSpec,
+    transport: OnceLock<Transport>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+    progress_routes: Mutex<HashMap<String, RelayTx>>,
+    server_request_routes: Mutex<HashMap<String, RelayTx>>,
+    events: EventTx,
+    alive: AtomicBool,
+    closed_reason: Mutex<Option<String>>,
+    closed: CancellationToken,
+    init: Mutex<Option<InitInfo>>,
+    reinit: tokio::sync::Mutex<u64>,
+    capabilities: Box<RawValue>,
+}
+
+/// A live session with one MCP server. Cheap to clone.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.inner.name)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct InitResult<'a> {
+    #[serde(rename = "protocolVersion")]
+    protocol_version: String,
+    #[serde(borrow)]
+    capabilities: Option<&'a RawValue>,
+    #[serde(rename = "serverInfo", default)]
+    server_info: Option<ServerInfo>,
+    #[serde(default)]
+    instructions: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ServerInfo {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    version: String,
+}
+
+impl Connection {
+    /// Starts the transport and runs the initialize handshake. `capabilities`
+    /// is the client-capabilities object we declare to the server; `events`
+    /// receives unattributed messages and the connection's end.
+    pub async fn connect(
+        spec: &UpstreamSpec,
+        capabilities: Box<RawValue>,
+        events: EventTx,
+    ) -> Result<Connection, UpstreamError> {
+        let inner = Arc::new(Inner {
+            name: spec.name.clone(),
+            spec: spec.clone(),
+            transport: OnceLock::new(),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            progress_routes: Mutex::new(HashMap::new()),
+            server_request_routes: Mutex::new(HashMap::new()),
+            events,
+            alive: AtomicBool::new(true),
+            closed_reason: Mutex::new(None),
+            closed: CancellationToken::new(),
+            init: Mutex::new(None),
+            reinit: tokio::sync::Mutex::new(0),
+            capabilities,
+        });
+        let transport = match &spec.transport {
+            TransportSpec::Stdio { .. } => Transport::Stdio(Stdio::spawn(&inner, spec)?),
+            TransportSpec::StreamableHttp { url, headers } => {
+                Transport::Http(Http::new(&spec.name, url, headers, spec.connect_timeout)?)
+            }
+        };
+        let _ = inner.transport.set(transport);
+        let conn = Connection { inner };
+        match tokio::time::timeout(spec.connect_timeout, conn.handshake()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                conn.close(Duration::from_millis(500)).await;
+                return Err(e);
+            }
+            Err(_) => {
+                conn.close(Duration::from_millis(500)).await;
+                return Err(UpstreamError::Timeout {
+                    server: spec.name.clone(),
+                    ms: spec.connect_timeout.as_millis(),
+                });
+            }
+        }
+        if let Some(Transport::Http(h)) = conn.inner.transport.get() {
+            h.start_listening(&conn.inner);
+        }
+        Ok(conn)
+    }
+
+    async fn handshake(&self) -> Result<(), UpstreamError> {
+        let params = format!(
+            r#"{{"protocolVersion":"{}","capabilities":{},"clientInfo":{{"name":"mcpgate","version":"{}"}}}}"#,
+            version::LATEST_LEGACY,
+            self.inner.capabilities.get(),
+            env!("CARGO_PKG_VERSION")
+        );
+        let params = RawValue::from_string(params).map_err(|e| self.protocol(e.to_string()))?;
+        let started = Instant::now();
+        let reply = self
+            .request("initialize", Some(&params), RequestOpts::default())
+            .await?;
+        let raw = match reply {
+            Reply::Result(r) => r,
+            Reply::Error(e) => return Err(self.protocol(format!("initialize failed: {}", e.get()))),
+        };
+        let res: InitResult<'_> = serde_json::from_str(raw.get())
+            .map_err(|e| self.protocol(format!("bad initialize result: {e}")))?;
+        if !version::UPSTREAM_ACCEPTED.contains(&res.protocol_version.as_str()) {
+            return Err(self.protocol(format!(
+                "unsupported protocol version {:?}",
+                res.protocol_version
+            )));
+        }
+        let info = res.server_info.unwrap_or_default();
+        let init = InitInfo {
+            protocol_version: res.protocol_version.clone(),
+            server_name: info.name,
+            server_version: info.version,
+            capabilities: res
+                .capabilities
+                .map(|c| c.to_owned())
+                .unwrap_or_else(|| jsonrpc::to_raw(&serde_json::json!({}))),
+            instructions: res.instructions,
+            latency: started.elapsed(),
+        };
+        if let Some(Transport::Http(h)) = self.inner.transport.get() {
+            h.set_protocol_version(&init.protocol_version);
+        }
+        *lock(&self.inner.init) = Some(init);
+        self.notify("notifications/initialized", None).await
+    }
+
+    fn protocol(&self, detail: String) -> UpstreamError {
+        UpstreamError::Protocol {
+            server: self.inner.name.clone(),
+            detail,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn spec(&self) -> &UpstreamSpec {
+        &self.inner.spec
+    }
+
+    /// The initialize result (present once connected).
+    pub fn init_info(&self) -> Option<InitInfo> {
+        lock(&self.inner.init).clone()
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.inner.alive.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the connection ends; the reason is in [`Connection::closed_reason`].
+    pub async fn closed(&self) {
+        self.inner.closed.cancelled().await
+    }
+
+    pub fn closed_reason(&self) -> Option<String> {
+        lock(&self.inner.closed_reason).clone()
+    }
+
+    /// The OS process id of a stdio server.
+    pub fn pid(&self) -> Option<u32> {
+        match self.inner.transport.get() {
+            Some(Transport::Stdio(s)) => s.pid(),
+            _ => None,
+        }
+    }
+
+    /// Sends a request and waits for its reply.
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        opts: RequestOpts,
+    ) -> Result<Reply, UpstreamError> {
+        let inner = &self.inner;
+        if !self.is_alive() {
+            return Err(inner.closed_error());
+        }
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&inner.pending).insert(
+            id,
+            Pending {
+                tx,
+                relay: opts.relay.clone(),
+                seq: id,
+            },
+        );
+        if let (Some(token), Some(relay)) = (&opts.progress_token, &opts.relay) {
+            lock(&inner.progress_routes).insert(token.clone(), relay.clone());
+        }
+        let mut guard = PendingGuard {
+            inner: inner.clone(),
+            id,
+            progress_token: opts.progress_token.clone(),
+            armed: true,
+        };
+        let bytes = jsonrpc::request(&id.to_string(), method, params);
+        inner.send_request(id, bytes);
+
+        let timeout = opts.timeout.unwrap_or(inner.spec.timeout);
+        let cancel = opts.cancel.unwrap_or_default();
+        let outcome = tokio::select! {
+            r = rx => r.unwrap_or_else(|_| Err(inner.closed_error())),
+            _ = tokio::time::sleep(timeout) => Err(UpstreamError::Timeout { server: inner.name.clone(), ms: timeout.as_millis() }),
+            _ = cancel.cancelled() => Err(UpstreamError::Cancelled { server: inner.name.clone() }),
+        };
+        // A reply disarms the guard; a timeout or cancel leaves it armed so that it
+        // tells the server to stop.
+        if outcome.is_ok() {
+            guard.armed = false;
+        }
+        drop(guard);
+        outcome
+    }
+
+    /// Sends a notification.
+    pub async fn notify(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<(), UpstreamError> {
+        if !self.is_alive() {
+            return Err(self.inner.closed_error());
+        }
+        self.inner
+            .send_oneway(jsonrpc::notification(method, params))
+            .await
+    }
+
+    /// Answers a server-to-client request with the `id` it came with.
+    pub async fn respond(&self, id: &RawValue, reply: Reply) -> Result<(), UpstreamError> {
+        lock(&self.inner.server_request_routes).remove(id.get());
+        let bytes = match &reply {
+            Reply::Result(r) => jsonrpc::response_result(id, r),
+            Reply::Error(e) => jsonrpc::response_error_raw(Some(id), e),
+        };
+        self.inner.send_oneway(bytes).await
+    }
+
+    /// Ends the session: SIGTERM then SIGKILL after `grace` for a child, DELETE for HTTP.
+    pub async fn close(&self, grace: Duration) {
+        match self.inner.transport.get() {
+            Some(Transport::Stdio(s)) => s.terminate(grace).await,
+            Some(Transport::Http(h)) => h.delete_session().await,
+            None => {}
+        }
+        self.inner.mark_closed("closed by the gateway".into());
+    }
+}
+
+/// Removes a request's bookkeeping however its wait ends, and when the wait was
+/// abandoned (timeout, cancel, or the caller dropped the future) tells the
+/// server with `notifications/cancelled`.
+struct PendingGuard {
+    inner: Arc<Inner>,
+    id: u64,
+    progress_token: Option<String>,
+    armed: bool,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        let was_pending = lock(&self.inner.pending).remove(&self.id).is_some();
+        if let Some(t) = &self.progress_token {
+            lock(&self.inner.progress_routes).remove(t);
+        }
+        if self.armed && was_pending && self.inner.alive.load(Ordering::Acquire) {
+            let params = format!(
+                r#"{{"requestId":{},"reason":"cancelled by the gateway's client or timed out"}}"#,
+                self.id
+            );
+            if let Ok(p) = RawValue::from_string(params) {
+                let bytes = jsonrpc::notification("notifications/cancelled", Some(&p));
+                let inner = self.inner.clone();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = inner.send_oneway(bytes).await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ProgressParams<'a> {
+    #[serde(rename = "progressToken", borrow)]
+    progress_token: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct CancelledParams<'a> {
+    #[serde(rename = "requestId", borrow)]
+    request_id: Option<&'a RawValue>,
+}
+
+impl Inner {
+    pub(crate) fn closed_error(&self) -> UpstreamError {
+        UpstreamError::Closed {
+            server: self.name.clone(),
+            reason: lock(&self.closed_reason)
+                .clone()
+                .unwrap_or_else(|| "connection closed".into()),
+        }
+    }
+
+    fn send_request(self: &Arc<Self>, id: u64, bytes: Vec<u8>) {
+        match self.transport.get() {
+            Some(Transport::Stdio(s)) => {
+                if s.send(bytes).is_err() {
+                    self.fail(id, self.closed_error());
+                }
+            }
+            Some(Transport::Http(h)) => h.spawn_request(self.clone(), id, bytes),
+            None => self.fail(id, self.closed_error()),
+        }
+    }
+
+    pub(crate) async fn send_oneway(self: &Arc<Self>, bytes: Vec<u8>) -> Result<(), UpstreamError> {
+        match self.transport.get() {
+            Some(Transport::Stdio(s)) => s.send(bytes).map_err(|_| self.closed_error()),
+            Some(Transport::Http(h)) => h.post_oneway(self, bytes).await,
+            None => Err(self.closed_error()),
+        }
+    }
+
+    /// Completes a waiting request with an error.
+    pub(crate) fn fail(&self, id: u64, err: UpstreamError) {
+        if let Some(p) = lock(&self.pending).remove(&id) {
+            let _ = p.tx.send(Err(err));
+        }
+    }
+
+    pub(crate) fn transport_ref(&self) -> Option<&Transport> {
+        self.transport.get()
+    }
+
+    pub(crate) fn is_alive_pub(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn closed_token(&self) -> CancellationToken {
+        self.closed.clone()
+    }
+
+    pub(crate) fn is_pending(&self, id: u64) -> bool {
+        lock(&self.pending).contains_key(&id)
+    }
+
+    /// Marks the connection dead and fails every request in flight at once.
+    pub(crate) fn mark_closed(&self, reason: String) {
+        if self.alive.swap(false, Ordering::AcqRel) {
+            *lock(&self.closed_reason) = Some(reason.clone());
+            let drained: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
+            let err = self.closed_error();
+            for p in drained {
+                let _ = p.tx.send(Err(err.clone()));
+            }
+            let _ = self.events.send(Event::Closed { reason });
+            self.closed.cancel();
+        }
+    }
+
+    /// Re-runs the handshake after the server forgot our HTTP session. Concurrent
+    /// callers that saw the same expiry share one re-initialize.
+    pub(crate) async fn reinitialize(
+        self: &Arc<Self>,
+        seen_generation: u64,
+    ) -> Result<(), UpstreamError> {
+        let mut generation = self.reinit.lock().await;
+        if *generation != seen_generation {
+            return Ok(()); // someone else already re-initialized
+        }
+        if let Some(Transport::Http(h)) = self.transport.get() {
+            h.clear_session();
+        }
+        let conn = Connection {
+            inner: self.clone(),
+        };
+        Box::pin(conn.handshake()).await?;
+        *generation += 1;
+        tracing::info!(server = %self.name, "upstream session expired; re-initialized");
+        Ok(())
+    }
+
+    pub(crate) async fn reinit_generation(&self) -> u64 {
+        *self.reinit.lock().await
+    }
+
+    /// Routes one message from the server. `hint` is the request whose HTTP
+    /// response stream carried it.
+    pub(crate) fn dispatch(self: &Arc<Self>, msg: Message, hint: Option<u64>) {
+        let kind = match msg.kind() {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(server = %self.name, "ignoring malformed message: {}", e.message());
+                return;
+            }
+        };
+        match kind {
+            Kind::Response => {
+                let id = msg.id.as_ref().and_then(|i| i.get().parse::<u64>().ok());
+                let Some(p) = id.and_then(|id| lock(&self.pending).remove(&id)) else {
+                    tracing::debug!(server = %self.name, "reply to an unknown or finished request");
+                    return;
+                };
+                let reply = match (msg.result, msg.error) {
+                    (_, Some(e)) => Reply::Error(e),
+                    (Some(r), None) => Reply::Result(r),
+                    (None, None) => {
+                        Reply::Error(jsonrpc::error_object(-32603, "empty response", None))
+                    }
+                };
+                let _ = p.tx.send(Ok(reply));
+            }
+            Kind::Notification => {
+                let method = msg.method.unwrap_or_default();
+                let params = msg.params;
+                let relay = match method.as_str() {
+                    "notifications/progress" => params
+                        .as_deref()
+                        .and_then(|p| serde_json::from_str::<ProgressParams<'_>>(p.get()).ok())
+                        .and_then(|p| p.progress_token.map(|t| t.get().to_owned()))
+                        .and_then(|t| lock(&self.progress_routes).get(&t).cloned())
+                        .or_else(|| self.relay_for(hint, false)),
+                    "notifications/cancelled" => params
+                        .as_deref()
+                        .and_then(|p| serde_json::from_str::<CancelledParams<'_>>(p.get()).ok())
+                        .and_then(|p| p.request_id.map(|t| t.get().to_owned()))
+                        .and_then(|t| lock(&self.server_request_routes).remove(&t)),
+                    "notifications/message" => self.relay_for(hint, true),
+                    _ => None,
+                };
+                let incoming = Incoming::Notification { method, params };
+                match relay {
+                    Some(r) => {
+                        if let Err(back) = r.send(incoming) {
+                            let _ = self.events.send(Event::Incoming(back.0));
+                        }
+                    }
+                    None => {
+                        let _ = self.events.send(Event::Incoming(incoming));
+                    }
+                }
+            }
+            Kind::Request => {
+                let Some(id) = msg.id else { return };
+                let method = msg.method.unwrap_or_default();
+                if method == "ping" {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        let _ = this
+                            .send_oneway(jsonrpc::response_result(
+                                &id,
+                                &jsonrpc::to_raw(&serde_json::json!({})),
+                            ))
+                            .await;
+                    });
+                    return;
+                }
+                let incoming = Incoming::Request {
+                    id,
+                    method,
+                    params: msg.params,
+                };
+                match self.relay_for(hint, true) {
+                    Some(r) => {
+                        if let Incoming::Request { id, .. } = &incoming {
+                            lock(&self.server_request_routes)
+                                .insert(id.get().to_owned(), r.clone());
+                        }
+                        if let Err(back) = r.send(incoming) {
+                            let _ = self.events.send(Event::Incoming(back.0));
+                        }
+                    }
+                    None => {
+                        let _ = self.events.send(Event::Incoming(incoming));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The relay of the hinted request, or (when `guess`) of the most recent
+    /// request in flight that has one.
+    fn relay_for(&self, hint: Option<u64>, guess: bool) -> Option<RelayTx> {
+        let pending = lock(&self.pending);
+        if let Some(h) = hint {
+            if let Some(r) = pending.get(&h).and_then(|p| p.relay.clone()) {
+                return Some(r);
+            }
+        }
+        if !guess {
+            return None;
+        }
+        pending
+            .values()
+            .filter(|p| p.relay.is_some())
+            .max_by_key(|p| p.seq)
+            .and_then(|p| p.relay.clone())
+    }
+}
+
+/// Locks a std mutex, recovering from poisoning (no invariant here spans a panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,429 @@
+//! A Streamable HTTP server. Each request is one POST with
+//! `Accept: application/json, text/event-stream`; the answer is either one JSON
+//! message or an SSE stream whose messages are dispatched with the request as
+//! their hint. A stream that ends before the reply is resumed with GET and
+//! `Last-Event-ID` (the 2025-11-25 polling pattern). A `404` on a session we
+//! hold means the server forgot it: re-initialize and retry once. After
+//! initialize a GET stream carries the server's own notifications.
+//! Configured header values are secrets: they go on the wire and nowhere else.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use mcpgate_proto::{Message, sse, version};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
+
+use crate::UpstreamError;
+use crate::conn::Inner;
+
+/// Largest JSON response body we read.
+const MAX_BODY: usize = 64 << 20;
+/// How many times a POST stream that ended early is resumed.
+const MAX_RESUMES: u32 = 10;
+
+pub(crate) struct Http {
+    name: String,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    session_id: RwLock<Option<HeaderValue>>,
+    protocol_version: RwLock<Option<HeaderValue>>,
+}
+
+impl Http {
+    pub(crate) fn new(
+        name: &str,
+        url: &str,
+        headers: &[(String, String)],
+        connect_timeout: Duration,
+    ) -> Result<Http, UpstreamError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let bad = |detail: String| UpstreamError::Protocol {
+            server: name.to_owned(),
+            detail,
+        };
+        let url = reqwest::Url::parse(url).map_err(|e| bad(format!("bad url: {e}")))?;
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            let key = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| bad(format!("bad header name {k:?}")))?;
+            let mut val = HeaderValue::from_str(v).map_err(|_| {
+                bad(format!(
+                    "header {k:?} has a value that is not valid in HTTP"
+                ))
+            })?;
+            val.set_sensitive(true);
+            map.append(key, val);
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .map_err(|e| bad(format!("cannot build HTTP client: {e}")))?;
+        Ok(Http {
+            name: name.to_owned(),
+            client,
+            url,
+            headers: map,
+            session_id: RwLock::new(None),
+            protocol_version: RwLock::new(None),
+        })
+    }
+
+    pub(crate) fn set_protocol_version(&self, v: &str) {
+        if let Ok(h) = HeaderValue::from_str(v) {
+            *write(&self.protocol_version) = Some(h);
+        }
+    }
+
+    pub(crate) fn clear_session(&self) {
+        *write(&self.session_id) = None;
+        *write(&self.protocol_version) = None;
+    }
+
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let mut b = self
+            .client
+            .request(method, self.url.clone())
+            .headers(self.headers.clone());
+        if let Some(s) = read(&self.session_id).clone() {
+            b = b.header(version::HEADER_SESSION_ID, s);
+        }
+        if let Some(v) = read(&self.protocol_version).clone() {
+            b = b.header(version::HEADER_PROTOCOL_VERSION, v);
+        }
+        b
+    }
+
+    /// POSTs one message and classifies the HTTP outcome.
+    async fn post(&self, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
+        let had_session = read(&self.session_id).is_some();
+        let resp = self
+            .request(reqwest::Method::POST)
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if let Some(sid) = resp.headers().get(version::HEADER_SESSION_ID) {
+            let mut cur = write(&self.session_id);
+            if cur.is_none() {
+                *cur = Some(sid.clone());
+            }
+        }
+        self.check_status(resp, had_session).await
+    }
+
+    async fn check_status(
+        &self,
+        resp: reqwest::Response,
+        had_session: bool,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let server = self.name.clone();
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(UpstreamError::AuthFailed {
+                server,
+                status: status.as_u16(),
+                challenge: resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.chars().take(300).collect()),
+            }),
+            StatusCode::NOT_FOUND if had_session => Err(UpstreamError::SessionExpired { server }),
+            _ => {
+                let text = resp.text().await.unwrap_or_default();
+                Err(UpstreamError::Http {
+                    server,
+                    status: status.as_u16(),
+                    detail: text.chars().take(200).collect::<String>().trim().to_owned(),
+                })
+            }
+        }
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> UpstreamError {
+        let e = e.without_url();
+        let mut detail = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            src = s.source();
+        }
+        if e.is_timeout() {
+            UpstreamError::Timeout {
+                server: self.name.clone(),
+                ms: 0,
+            }
+        } else {
+            UpstreamError::Unreachable {
+                server: self.name.clone(),
+                detail,
+            }
+        }
+    }
+
+    /// Sends request `id` in the background; its reply reaches the waiter
+    /// through `dispatch`, or an error through `fail`.
+    pub(crate) fn spawn_request(&self, inner: Arc<Inner>, id: u64, bytes: Vec<u8>) {
+        tokio::spawn(async move {
+            let Some(crate::conn::Transport::Http(h)) = inner_transport(&inner) else {
+                return;
+            };
+            let mut retried = false;
+            loop {
+                let generation = inner.reinit_generation().await;
+                match h.post(bytes.clone()).await {
+                    Ok(resp) => {
+                        if let Err(e) = h.read_reply(&inner, id, resp).await {
+                            inner.fail(id, e);
+                        }
+                        return;
+                    }
+                    Err(UpstreamError::SessionExpired { .. }) if !retried => {
+                        retried = true;
+                        if let Err(e) = inner.reinitialize(generation).await {
+                            inner.fail(id, e);
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let unreachable = matches!(e, UpstreamError::Unreachable { .. });
+                        inner.fail(id, e.clone());
+                        if unreachable {
+                            // The supervisor reconnects (and re-initializes) with backoff.
+                            inner.mark_closed(e.to_string());
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Reads a POST's answer: one JSON message, or an SSE stream (resumed if cut).
+    async fn read_reply(
+        &self,
+        inner: &Arc<Inner>,
+        id: u64,
+        mut resp: reqwest::Response,
+    ) -> Result<(), UpstreamError> {
+        if resp.status() == StatusCode::ACCEPTED {
+            return Err(UpstreamError::Protocol {
+                server: self.name.clone(),
+                detail: "answered a request with 202 and no body".into(),
+            });
+        }
+        let ctype = content_type(&resp);
+        if ctype.starts_with("application/json") {
+            let body = read_limited(&mut resp, MAX_BODY)
+                .await
+                .map_err(|e| self.transport_error(e))?;
+            let msg = Message::parse(&body).map_err(|e| UpstreamError::Protocol {
+                server: self.name.clone(),
+                detail: e.message(),
+            })?;
+            inner.dispatch(msg, Some(id));
+            return Ok(());
+        }
+        if !ctype.starts_with("text/event-stream") {
+            return Err(UpstreamError::Protocol {
+                server: self.name.clone(),
+                detail: format!("unexpected Content-Type {ctype:?}"),
+            });
+        }
+        let mut decoder = sse::Decoder::new();
+        let mut retry = Duration::from_millis(500);
+        let mut resumes = 0;
+        loop {
+            while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
+                for ev in decoder.feed(&chunk) {
+                    if let Some(r) = ev.retry {
+                        retry = Duration::from_millis(r.min(30_000));
+                    }
+                    self.dispatch_event(inner, &ev, Some(id));
+                }
+                if !inner.is_pending(id) {
+                    return Ok(());
+                }
+            }
+            if !inner.is_pending(id) {
+                return Ok(());
+            }
+            // The stream ended before our reply: resume it where it stopped.
+            let Some(last) = decoder.last_event_id().map(str::to_owned) else {
+                return Err(UpstreamError::Protocol {
+                    server: self.name.clone(),
+                    detail: "SSE stream ended before the response, with no event id to resume from"
+                        .into(),
+                });
+            };
+            resumes += 1;
+            if resumes > MAX_RESUMES {
+                return Err(UpstreamError::Protocol {
+                    server: self.name.clone(),
+                    detail: "SSE stream kept ending before the response".into(),
+                });
+            }
+            tokio::time::sleep(retry).await;
+            let r = self
+                .request(reqwest::Method::GET)
+                .header(ACCEPT, "text/event-stream")
+                .header(version::HEADER_LAST_EVENT_ID, last)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e))?;
+            resp = self.check_status(r, true).await?;
+        }
+    }
+
+    fn dispatch_event(&self, inner: &Arc<Inner>, ev: &sse::Event, hint: Option<u64>) {
+        if ev.data.trim().is_empty() {
+            return; // priming event
+        }
+        match Message::parse(ev.data.as_bytes()) {
+            Ok(msg) => inner.dispatch(msg, hint),
+            Err(e) => {
+                tracing::warn!(server = %self.name, "bad SSE message ignored: {}", e.message())
+            }
+        }
+    }
+
+    /// POSTs a notification or a response; expects 202 (any 2xx is accepted).
+    pub(crate) async fn post_oneway(
+        &self,
+        inner: &Arc<Inner>,
+        bytes: Vec<u8>,
+    ) -> Result<(), UpstreamError> {
+        let generation = inner.reinit_generation().await;
+        match self.post(bytes.clone()).await {
+            Ok(_) => Ok(()),
+            Err(UpstreamError::SessionExpired { .. }) => {
+                inner.reinitialize(generation).await?;
+                self.post(bytes).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the GET stream for server-initiated messages and keeps it open.
+    pub(crate) fn start_listening(&self, inner: &Arc<Inner>) {
+        let weak = Arc::downgrade(inner);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                if !inner.is_alive_pub() {
+                    return;
+                }
+                let Some(crate::conn::Transport::Http(h)) = inner_transport(&inner) else {
+                    return;
+                };
+                let resp = h
+                    .request(reqwest::Method::GET)
+                    .header(ACCEPT, "text/event-stream")
+                    .send()
+                    .await;
+                let mut resp = match resp {
+                    Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => return,
+                    Ok(r)
+                        if r.status().is_success()
+                            && content_type(&r).starts_with("text/event-stream") =>
+                    {
+                        r
+                    }
+                    Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+                        let generation = inner.reinit_generation().await;
+                        let _ = inner.reinitialize(generation).await;
+                        drop(inner);
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                    _ => {
+                        drop(inner);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                };
+                backoff = Duration::from_millis(500);
+                let mut decoder = sse::Decoder::new();
+                let closed = inner.closed_token();
+                drop(inner);
+                loop {
+                    let chunk = tokio::select! {
+                        c = resp.chunk() => c,
+                        _ = closed.cancelled() => return,
+                    };
+                    let Ok(Some(chunk)) = chunk else { break };
+                    let Some(inner) = weak.upgrade() else { return };
+                    for ev in decoder.feed(&chunk) {
+                        h_dispatch(&inner, &ev);
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+            }
+        });
+    }
+
+    /// Ends our session on the server (DELETE), best effort.
+    pub(crate) async fn delete_session(&self) {
+        if read(&self.session_id).is_none() {
+            return;
+        }
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.request(reqwest::Method::DELETE).send(),
+        )
+        .await;
+    }
+}
+
+fn h_dispatch(inner: &Arc<Inner>, ev: &sse::Event) {
+    if let Some(crate::conn::Transport::Http(h)) = inner_transport(inner) {
+        h.dispatch_event(inner, ev, None);
+    }
+}
+
+fn inner_transport(inner: &Arc<Inner>) -> Option<&crate::conn::Transport> {
+    inner.transport_ref()
+}
+
+fn content_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+async fn read_limited(
+    resp: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(c) = resp.chunk().await? {
+        out.extend_from_slice(&c);
+        if out.len() > limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
