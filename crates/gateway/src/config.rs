@@ -63,6 +63,8 @@ pub struct Config {
     pub separator: String,
     pub page_size: usize,
     pub sse_retry: Duration,
+    /// A call still running after this long answers with SSE rather than JSON.
+    pub sse_upgrade_after: Duration,
     /// Close a POST SSE stream after this much silence and let the client resume with GET.
     pub sse_close_after: Option<Duration>,
     pub servers: Vec<ServerConfig>,
@@ -83,6 +85,7 @@ const TOP_KEYS: &[&str] = &[
     "page_size",
     "sse_retry",
     "sse_close_after",
+    "sse_upgrade_after",
     "servers",
     "mcpServers",
     "plans",
@@ -274,6 +277,7 @@ impl Walker {
                 .opt_duration(top, "sse_retry")?
                 .unwrap_or(Duration::from_millis(1000)),
             sse_close_after: self.opt_duration(top, "sse_close_after")?,
+            sse_upgrade_after: self.opt_duration(top, "sse_upgrade_after")?.unwrap_or(Duration::from_secs(2)),
             servers,
         })
     }

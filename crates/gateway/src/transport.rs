@@ -371,21 +371,27 @@ async fn run_request(
         drop(ctx);
         let _ = final_tx.send(reply);
     });
-    let first = tokio::select! {
+    // JSON when the reply comes first and fast; SSE as soon as something else
+    // must reach the client first, or the call outlives `sse_upgrade_after`
+    // (a long call then gets a resumable stream with keep-alives).
+    let upgrade = tokio::time::sleep(if acc.sse { app.cfg.sse_upgrade_after } else { Duration::MAX / 4 });
+    tokio::pin!(upgrade);
+    let first: Option<Bytes> = tokio::select! {
         biased;
-        Some(m) = out_rx.recv() => m,
+        Some(m) = out_rx.recv() => Some(m),
         f = &mut final_rx => {
             let Ok(body) = f else {
                 return json_error(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL_ERROR, "internal error: the request task ended without an answer");
             };
             return if acc.json { json_response(StatusCode::OK, body) } else { sse_once(body) };
         }
+        _ = &mut upgrade => None,
     };
     if !acc.sse {
         // A JSON-only client: what comes before the reply goes to its standalone stream.
         let standalone = session.as_ref().map(|s| s.standalone());
-        if let Some(s) = &standalone {
-            s.push(first);
+        if let (Some(s), Some(m)) = (&standalone, first) {
+            s.push(m);
         }
         while let Some(m) = out_rx.recv().await {
             if let Some(s) = &standalone {
@@ -408,7 +414,9 @@ async fn run_request(
     let pump_stream = stream.clone();
     let pump_session = session.clone();
     tokio::spawn(async move {
-        pump_stream.push(first);
+        if let Some(m) = first {
+            pump_stream.push(m);
+        }
         while let Some(m) = out_rx.recv().await {
             pump_stream.push(m);
         }

@@ -1,0 +1,85 @@
+//! Interop with the official SDK clients. The gateway fronts three real
+//! upstreams: @modelcontextprotocol/server-everything over stdio, the same
+//! server over streamableHttp, and PyPI mcp-server-time over stdio. The Python
+//! SDK (`mcp` 2.x) and the TypeScript SDK (`@modelcontextprotocol/sdk` 1.x)
+//! each list tools from all three, call one on each, see progress during a
+//! long-running tool, answer a sampling request an upstream sends mid-call, read
+//! a resource and get a prompt (tests/interop/py_client.py and ts_client.mjs).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn gateway_with_three_upstreams() -> (Gateway, Proc) {
+    let port = free_port();
+    let everything_http = Command::new(node_bin())
+        .arg(server_everything_js())
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start server-everything streamableHttp");
+    let everything_http = Proc { child: everything_http };
+    wait_port(port, Duration::from_secs(30));
+    let gw = Gateway::start(
+        "interop",
+        &format!(
+            r#"
+[servers.everything]
+command = {node}
+args = [{js}, "stdio"]
+[servers.everything_http]
+url = "http://127.0.0.1:{port}/mcp"
+[servers.time]
+command = {time}
+args = ["--local-timezone", "UTC"]
+"#,
+            node = q(node_bin().display().to_string()),
+            js = q(server_everything_js().display().to_string()),
+            time = q(venv_bin("mcp-server-time").display().to_string()),
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(60));
+    (gw, everything_http)
+}
+
+fn run_client(cmd: &mut Command, gw: &Gateway, what: &str) {
+    let out = cmd
+        .current_dir(interop_dir())
+        .args([
+            gw.url.as_str(),
+            "--prefix-everything",
+            "everything",
+            "--prefix-everything-http",
+            "everything_http",
+            "--prefix-time",
+            "time",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("run the {what} client: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("PASS"),
+        "{what} client failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}\ngateway stderr:\n{}",
+        out.status,
+        gw.stderr()
+    );
+    println!("{what}:\n{stdout}");
+}
+
+#[test]
+fn python_sdk_client_through_the_gateway() {
+    let (gw, _upstream) = gateway_with_three_upstreams();
+    run_client(Command::new(venv_bin("python")).arg("py_client.py"), &gw, "Python SDK");
+}
+
+#[test]
+fn typescript_sdk_client_through_the_gateway() {
+    let (gw, _upstream) = gateway_with_three_upstreams();
+    run_client(Command::new(node_bin()).arg("ts_client.mjs"), &gw, "TypeScript SDK");
+}
