@@ -34,7 +34,16 @@ args = ["stdio"]
     let out = Command::new(node_bin())
         .current_dir(interop_dir())
         .arg("node_modules/@modelcontextprotocol/conformance/dist/index.js")
-        .args(["server", "--url", &gw.url, "--suite", "all", "--spec-version", "2025-11-25", "-o"])
+        .args([
+            "server",
+            "--url",
+            &gw.url,
+            "--suite",
+            "all",
+            "--spec-version",
+            "2025-11-25",
+            "-o",
+        ])
         .arg(&out_dir.0)
         .output()
         .expect("run the conformance suite");
@@ -44,7 +53,9 @@ args = ["stdio"]
         .lines()
         .rev()
         .find(|l| l.starts_with("Total:"))
-        .unwrap_or_else(|| panic!("no summary line from the suite\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+        .unwrap_or_else(|| {
+            panic!("no summary line from the suite\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        });
     // "Total: 80 passed, 0 failed"
     let nums: Vec<u32> = summary
         .split(|c: char| !c.is_ascii_digit())
@@ -52,18 +63,31 @@ args = ["stdio"]
         .collect();
     let (passed, failed) = (nums[0], nums[1]);
     let failing: Vec<&str> = stdout.lines().filter(|l| l.starts_with('✗')).collect();
-    assert_eq!(failed, 0, "conformance failures: {failing:#?}\n{summary}\ngateway stderr:\n{}", gw.stderr());
-    assert!(passed >= 75, "expected the full 2025-11-25 suite (~80 checks), got: {summary}");
+    assert_eq!(
+        failed,
+        0,
+        "conformance failures: {failing:#?}\n{summary}\ngateway stderr:\n{}",
+        gw.stderr()
+    );
+    assert!(
+        passed >= 75,
+        "expected the full 2025-11-25 suite (~80 checks), got: {summary}"
+    );
     assert!(out.status.success(), "suite exited with {}", out.status);
     // The polling scenario must have resumed through the gateway, not been skipped.
     let polling = std::fs::read_dir(&out_dir.0)
         .expect("results dir")
         .filter_map(Result::ok)
-        .find(|e| e.file_name().to_string_lossy().contains("server-sse-polling"))
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains("server-sse-polling")
+        })
         .expect("server-sse-polling results");
     let checks = std::fs::read_to_string(polling.path().join("checks.json")).expect("checks.json");
     assert!(
-        checks.contains("\"server-sse-disconnect-resume\"") && checks.contains("Successfully received tool response after reconnection"),
+        checks.contains("\"server-sse-disconnect-resume\"")
+            && checks.contains("Successfully received tool response after reconnection"),
         "SSE resumption was not exercised: {checks}"
     );
     println!("{summary}");

@@ -23,7 +23,9 @@ fn gateway_with_three_upstreams() -> (Gateway, Proc) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start server-everything streamableHttp");
-    let everything_http = Proc { child: everything_http };
+    let everything_http = Proc {
+        child: everything_http,
+    };
     wait_port(port, Duration::from_secs(30));
     let gw = Gateway::start(
         "interop",
@@ -75,11 +77,19 @@ fn run_client(cmd: &mut Command, gw: &Gateway, what: &str) {
 #[test]
 fn python_sdk_client_through_the_gateway() {
     let (gw, _upstream) = gateway_with_three_upstreams();
-    run_client(Command::new(venv_bin("python")).arg("py_client.py"), &gw, "Python SDK");
+    run_client(
+        Command::new(venv_bin("python")).arg("py_client.py"),
+        &gw,
+        "Python SDK",
+    );
 }
 
 #[test]
 fn typescript_sdk_client_through_the_gateway() {
     let (gw, _upstream) = gateway_with_three_upstreams();
-    run_client(Command::new(node_bin()).arg("ts_client.mjs"), &gw, "TypeScript SDK");
+    run_client(
+        Command::new(node_bin()).arg("ts_client.mjs"),
+        &gw,
+        "TypeScript SDK",
+    );
 }

@@ -169,13 +169,14 @@ impl App {
         read(&self.sessions).get(id).cloned()
     }
 
-    pub fn add_session(&self, s: Arc<Session>) -> Result<(), ()> {
+    /// Adds a session; false when `max_sessions` is reached.
+    pub fn add_session(&self, s: Arc<Session>) -> bool {
         let mut map = write(&self.sessions);
         if map.len() >= self.cfg.max_sessions {
-            return Err(());
+            return false;
         }
         map.insert(s.id.clone(), s);
-        Ok(())
+        true
     }
 
     /// Ends a session: cancels its calls, closes its per-session upstreams, drops its subscriptions.

@@ -277,7 +277,9 @@ impl Walker {
                 .opt_duration(top, "sse_retry")?
                 .unwrap_or(Duration::from_millis(1000)),
             sse_close_after: self.opt_duration(top, "sse_close_after")?,
-            sse_upgrade_after: self.opt_duration(top, "sse_upgrade_after")?.unwrap_or(Duration::from_secs(2)),
+            sse_upgrade_after: self
+                .opt_duration(top, "sse_upgrade_after")?
+                .unwrap_or(Duration::from_secs(2)),
             servers,
         })
     }

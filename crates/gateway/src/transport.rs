@@ -86,32 +86,33 @@ fn strip_port(host: &str) -> &str {
 
 /// DNS-rebinding protection: on a loopback bind the Host must be loopback (or
 /// allow-listed), and any Origin must be loopback or allow-listed.
-fn check_origin(app: &App, h: &HeaderMap) -> Result<(), Response> {
-    if app.cfg.listen.ip().is_loopback() {
-        if let Some(host) = header_str(h, "host") {
-            let ok = is_loopback_host(strip_port(host))
-                || app.cfg.allowed_hosts.iter().any(|a| {
-                    a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(strip_port(host))
-                });
-            if !ok {
-                return Err(json_error(
-                    StatusCode::FORBIDDEN,
-                    codes::INVALID_REQUEST,
-                    &format!(
-                        "Forbidden: Host {host:?} is not allowed (DNS rebinding protection); add it to allowed_hosts"
-                    ),
-                ));
-            }
+fn check_origin(app: &App, h: &HeaderMap) -> Result<(), Box<Response>> {
+    if let (true, Some(host)) = (app.cfg.listen.ip().is_loopback(), header_str(h, "host")) {
+        let bare = strip_port(host);
+        let allowed = is_loopback_host(bare)
+            || app
+                .cfg
+                .allowed_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(bare));
+        if !allowed {
+            return Err(Box::new(json_error(
+                StatusCode::FORBIDDEN,
+                codes::INVALID_REQUEST,
+                &format!(
+                    "Forbidden: Host {host:?} is not allowed (DNS rebinding protection); add it to allowed_hosts"
+                ),
+            )));
         }
     }
     if let Some(origin) = h.get(header::ORIGIN) {
         let o = origin.to_str().unwrap_or("");
         if !origin_allowed(app, o) {
-            return Err(json_error(
+            return Err(Box::new(json_error(
                 StatusCode::FORBIDDEN,
                 codes::INVALID_REQUEST,
                 &format!("Forbidden: Origin {o:?} is not allowed; add it to allowed_origins"),
-            ));
+            )));
         }
     }
     Ok(())
@@ -168,48 +169,48 @@ fn accept(h: &HeaderMap) -> Accept {
 }
 
 /// Finds the session a request names; 400 without one, 404 for an unknown one.
-fn find_session(app: &App, h: &HeaderMap) -> Result<Option<Arc<Session>>, Response> {
+fn find_session(app: &App, h: &HeaderMap) -> Result<Option<Arc<Session>>, Box<Response>> {
     if app.cfg.stateless {
         return Ok(None);
     }
     let Some(id) = header_str(h, version::HEADER_SESSION_ID) else {
-        return Err(json_error(
+        return Err(Box::new(json_error(
             StatusCode::BAD_REQUEST,
             codes::INVALID_REQUEST,
             "Bad Request: the Mcp-Session-Id header is required after initialize",
-        ));
+        )));
     };
     match app.session(id) {
         Some(s) => {
             s.touch();
             Ok(Some(s))
         }
-        None => Err(json_error(
+        None => Err(Box::new(json_error(
             StatusCode::NOT_FOUND,
             codes::INVALID_REQUEST,
             "Session not found: it expired or was deleted; initialize a new one",
-        )),
+        ))),
     }
 }
 
-fn check_version(h: &HeaderMap) -> Result<(), Response> {
+fn check_version(h: &HeaderMap) -> Result<(), Box<Response>> {
     match header_str(h, version::HEADER_PROTOCOL_VERSION) {
         None => Ok(()),
         Some(v) if version::is_served(v) => Ok(()),
-        Some(v) => Err(json_error(
+        Some(v) => Err(Box::new(json_error(
             StatusCode::BAD_REQUEST,
             codes::INVALID_REQUEST,
             &format!(
                 "Bad Request: unsupported MCP-Protocol-Version {v:?}; supported: {}",
                 version::SERVED.join(", ")
             ),
-        )),
+        ))),
     }
 }
 
 async fn post_mcp(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Response {
     if let Err(r) = check_origin(&app, &h) {
-        return r;
+        return *r;
     }
     let ctype = header_str(&h, "content-type").unwrap_or("");
     if !ctype.to_ascii_lowercase().starts_with("application/json") {
@@ -253,11 +254,11 @@ async fn post_mcp(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Resp
         return initialize(app, msg, acc);
     }
     if let Err(r) = check_version(&h) {
-        return r;
+        return *r;
     }
     let session = match find_session(&app, &h) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match msg.kind() {
         Ok(Kind::Notification) => {
@@ -322,7 +323,7 @@ fn initialize(app: Arc<App>, msg: Message, acc: Accept) -> Response {
             ClientCaps::from_initialize(msg.params.as_deref()),
         ));
         session.touch();
-        if app.add_session(session.clone()).is_err() {
+        if !app.add_session(session.clone()) {
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 codes::INTERNAL_ERROR,
@@ -374,7 +375,11 @@ async fn run_request(
     // JSON when the reply comes first and fast; SSE as soon as something else
     // must reach the client first, or the call outlives `sse_upgrade_after`
     // (a long call then gets a resumable stream with keep-alives).
-    let upgrade = tokio::time::sleep(if acc.sse { app.cfg.sse_upgrade_after } else { Duration::MAX / 4 });
+    let upgrade = tokio::time::sleep(if acc.sse {
+        app.cfg.sse_upgrade_after
+    } else {
+        Duration::MAX / 4
+    });
     tokio::pin!(upgrade);
     let first: Option<Bytes> = tokio::select! {
         biased;
@@ -491,7 +496,7 @@ fn sse_response(
 
 async fn get_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
     if let Err(r) = check_origin(&app, &h) {
-        return r;
+        return *r;
     }
     if app.cfg.stateless {
         return method_not_allowed("GET: this gateway is stateless; there is no standalone stream");
@@ -504,12 +509,12 @@ async fn get_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
         );
     }
     if let Err(r) = check_version(&h) {
-        return r;
+        return *r;
     }
     let session = match find_session(&app, &h) {
         Ok(Some(s)) => s,
         Ok(None) => return method_not_allowed("GET"),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match header_str(&h, version::HEADER_LAST_EVENT_ID) {
         Some(last) => match session.resume(last) {
@@ -546,7 +551,7 @@ fn method_not_allowed(what: &str) -> Response {
 
 async fn delete_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
     if let Err(r) = check_origin(&app, &h) {
-        return r;
+        return *r;
     }
     if app.cfg.stateless {
         return method_not_allowed("DELETE: this gateway is stateless");
@@ -554,7 +559,7 @@ async fn delete_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
     let session = match find_session(&app, &h) {
         Ok(Some(s)) => s,
         Ok(None) => return method_not_allowed("DELETE"),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     app.end_session(&session.id);
     tokio::spawn(async move {

@@ -116,11 +116,9 @@ impl Decoder {
                 self.has_data = true;
             }
             b"event" => self.pending.event = Some(value.into_owned()),
-            b"id" => {
-                if !value.contains('\0') {
-                    self.pending.id = Some(value.to_string());
-                    self.last_id = Some(value.into_owned());
-                }
+            b"id" if !value.contains('\0') => {
+                self.pending.id = Some(value.to_string());
+                self.last_id = Some(value.into_owned());
             }
             b"retry" => {
                 if let Ok(ms) = value.parse::<u64>() {

@@ -69,7 +69,7 @@ pub struct RequestOpts {
 
 pub(crate) enum Transport {
     Stdio(Stdio),
-    Http(Http),
+    Http(Box<Http>),
 }
 
 struct Pending {
@@ -154,12 +154,13 @@ impl Connection {
             reinit: tokio::sync::Mutex::new(0),
             capabilities,
         });
-        let transport = match &spec.transport {
-            TransportSpec::Stdio { .. } => Transport::Stdio(Stdio::spawn(&inner, spec)?),
-            TransportSpec::StreamableHttp { url, headers } => {
-                Transport::Http(Http::new(&spec.name, url, headers, spec.connect_timeout)?)
-            }
-        };
+        let transport =
+            match &spec.transport {
+                TransportSpec::Stdio { .. } => Transport::Stdio(Stdio::spawn(&inner, spec)?),
+                TransportSpec::StreamableHttp { url, headers } => Transport::Http(Box::new(
+                    Http::new(&spec.name, url, headers, spec.connect_timeout)?,
+                )),
+            };
         let _ = inner.transport.set(transport);
         let conn = Connection { inner };
         match tokio::time::timeout(spec.connect_timeout, conn.handshake()).await {
@@ -587,10 +588,11 @@ impl Inner {
     /// request in flight that has one.
     fn relay_for(&self, hint: Option<u64>, guess: bool) -> Option<RelayTx> {
         let pending = lock(&self.pending);
-        if let Some(h) = hint {
-            if let Some(r) = pending.get(&h).and_then(|p| p.relay.clone()) {
-                return Some(r);
-            }
+        if let Some(r) = hint
+            .and_then(|h| pending.get(&h))
+            .and_then(|p| p.relay.clone())
+        {
+            return Some(r);
         }
         if !guess {
             return None;

@@ -11,7 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 pub fn mcpgate_bin() -> PathBuf {
@@ -46,13 +49,22 @@ pub fn node_bin() -> PathBuf {
 
 pub fn venv_bin(name: &str) -> PathBuf {
     let p = interop_dir().join(".venv/bin").join(name);
-    assert!(p.exists(), "{} is missing: run scripts/install-test-deps.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        p.display()
+    );
     p
 }
 
 pub fn server_everything_js() -> PathBuf {
-    let p = interop_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(p.exists(), "{} is missing: run scripts/install-test-deps.sh", p.display());
+    let p =
+        interop_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        p.display()
+    );
     p
 }
 
@@ -84,7 +96,10 @@ pub struct Proc {
 
 impl Proc {
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         for _ in 0..100 {
             if let Ok(Some(s)) = self.child.try_wait() {
                 return Some(s);
@@ -163,7 +178,10 @@ impl Gateway {
                 return h;
             }
             if std::time::Instant::now() > deadline {
-                panic!("gateway not ready after {timeout:?}: {h:#}\nstderr:\n{}", self.stderr());
+                panic!(
+                    "gateway not ready after {timeout:?}: {h:#}\nstderr:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -194,7 +212,11 @@ fn read_listening_line(child: &mut Child, what: &str, stderr_path: &Path) -> Str
 /// Starts the Rust fixture over HTTP; returns it and its /mcp URL.
 pub fn fixture_http(extra: &[&str]) -> (Proc, String) {
     let dir = std::env::temp_dir();
-    let stderr_path = dir.join(format!("fixture-{}-{:?}.log", std::process::id(), std::thread::current().id()));
+    let stderr_path = dir.join(format!(
+        "fixture-{}-{:?}.log",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let mut child = Command::new(fixture_bin())
         .args(extra)
         .args(["http", "--listen", "127.0.0.1:0"])
@@ -216,7 +238,10 @@ pub fn free_port() -> u16 {
 pub fn wait_port(port: u16, timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "nothing listens on port {port} after {timeout:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on port {port} after {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
