@@ -356,8 +356,13 @@ impl Walker {
             (None, Some(u)) => {
                 match kind.as_deref() {
                     None | Some("http") | Some("streamable-http") | Some("streamableHttp") => {}
-                    Some("sse") => return Err(self.err(&k("type"), "the legacy HTTP+SSE transport is not supported yet; use a Streamable HTTP URL")),
-                    Some(other) => return Err(self.err(&k("type"), format!("{other:?} is not a known transport (\"http\" or \"stdio\")"))),
+                    Some("sse") => {}
+                    Some(other) => {
+                        return Err(self.err(
+                            &k("type"),
+                            format!("{other:?} is not a known transport (\"http\" or \"stdio\")"),
+                        ));
+                    }
                 }
                 let url = self.string(&k("url"), u)?;
                 match url.split_once("://") {
@@ -373,7 +378,11 @@ impl Walker {
                     Some(h) => self.string_map(&k("headers"), h)?.into_iter().collect(),
                     None => Vec::new(),
                 };
-                TransportSpec::StreamableHttp { url, headers }
+                if kind.as_deref() == Some("sse") {
+                    TransportSpec::LegacySse { url, headers }
+                } else {
+                    TransportSpec::StreamableHttp { url, headers }
+                }
             }
         };
         let isolation = match t.get("isolation") {

@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     init: Mutex<Option<InitInfo>>,
     reinit: tokio::sync::Mutex<u64>,
     capabilities: Box<RawValue>,
+    /// Round trip of the last answered request, in microseconds.
+    last_rtt_us: AtomicU64,
 }
 
 /// A live session with one MCP server. Cheap to clone.
@@ -153,6 +155,7 @@ impl Connection {
             init: Mutex::new(None),
             reinit: tokio::sync::Mutex::new(0),
             capabilities,
+            last_rtt_us: AtomicU64::new(0),
         });
         let transport =
             match &spec.transport {
@@ -160,6 +163,12 @@ impl Connection {
                 TransportSpec::StreamableHttp { url, headers } => Transport::Http(Box::new(
                     Http::new(&spec.name, url, headers, spec.connect_timeout)?,
                 )),
+                TransportSpec::LegacySse { .. } => {
+                    return Err(UpstreamError::Protocol {
+                        server: spec.name.clone(),
+                        detail: "the legacy HTTP+SSE transport is not implemented yet".into(),
+                    });
+                }
             };
         let _ = inner.transport.set(transport);
         let conn = Connection { inner };
@@ -246,6 +255,14 @@ impl Connection {
         lock(&self.inner.init).clone()
     }
 
+    /// Round trip of the last answered request.
+    pub fn last_rtt(&self) -> Option<Duration> {
+        match self.inner.last_rtt_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
     pub fn is_alive(&self) -> bool {
         self.inner.alive.load(Ordering::Acquire)
     }
@@ -300,6 +317,7 @@ impl Connection {
         let bytes = jsonrpc::request(&id.to_string(), method, params);
         inner.send_request(id, bytes);
 
+        let sent = Instant::now();
         let timeout = opts.timeout.unwrap_or(inner.spec.timeout);
         let cancel = opts.cancel.unwrap_or_default();
         let outcome = tokio::select! {
@@ -311,6 +329,8 @@ impl Connection {
         // tells the server to stop.
         if outcome.is_ok() {
             guard.armed = false;
+            let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+            inner.last_rtt_us.store(us, Ordering::Relaxed);
         }
         drop(guard);
         outcome

@@ -43,6 +43,11 @@ pub enum TransportSpec {
         /// Header name and value. Values may hold secrets: never log them.
         headers: Vec<(String, String)>,
     },
+    /// The 2024-11-05 HTTP+SSE transport: GET an SSE stream, POST to its `endpoint`.
+    LegacySse {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
 }
 
 impl std::fmt::Debug for TransportSpec {
@@ -61,8 +66,9 @@ impl std::fmt::Debug for TransportSpec {
                 .field("env", &env.keys().collect::<Vec<_>>())
                 .field("cwd", cwd)
                 .finish(),
-            TransportSpec::StreamableHttp { url, headers } => f
-                .debug_struct("StreamableHttp")
+            TransportSpec::StreamableHttp { url, headers }
+            | TransportSpec::LegacySse { url, headers } => f
+                .debug_struct(self.kind())
                 .field("url", url)
                 .field(
                     "headers",
@@ -78,6 +84,7 @@ impl TransportSpec {
         match self {
             TransportSpec::Stdio { .. } => "stdio",
             TransportSpec::StreamableHttp { .. } => "http",
+            TransportSpec::LegacySse { .. } => "sse",
         }
     }
 }
