@@ -41,6 +41,17 @@ enum Cmd {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Show each upstream's state: from a running gateway (--url) or by probing the config.
+    Servers {
+        #[arg(long, short, conflicts_with = "url")]
+        config: Option<PathBuf>,
+        /// A running gateway: its base URL or its /mcp URL (reads /health).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The built-in demo MCP server (stdio), used by the bundled demo config.
     #[command(hide = true)]
     DemoServer,
@@ -74,7 +85,13 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Serve { config, listen } => serve(config.as_deref(), listen).await,
-            Cmd::Check { config } => check(config.as_deref()).await,
+            Cmd::Check { config } => check(config.as_deref(), false).await,
+            Cmd::Servers {
+                url: Some(url),
+                json,
+                ..
+            } => servers_from_gateway(&url, json).await,
+            Cmd::Servers { config, json, .. } => check(config.as_deref(), json).await,
             Cmd::DemoServer => ExitCode::SUCCESS,
         }
     })
@@ -154,20 +171,22 @@ async fn wait_for_signal() {
     }
 }
 
-async fn check(path: Option<&Path>) -> ExitCode {
+/// Starts every upstream once, waits until each is up or has failed, and reports.
+async fn check(path: Option<&Path>, json: bool) -> ExitCode {
     let cfg = match load_config(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    println!(
-        "config {}: ok ({} server(s), listen {})",
-        cfg.file.display(),
-        cfg.servers.len(),
-        cfg.listen
-    );
+    if !json {
+        println!(
+            "config {}: ok ({} server(s), listen {})",
+            cfg.file.display(),
+            cfg.servers.len(),
+            cfg.listen
+        );
+    }
     let app = App::new(cfg);
     app.start();
-    // Wait until every upstream has either come up or failed once.
     let deadline = tokio::time::Instant::now()
         + app
             .servers
@@ -177,55 +196,114 @@ async fn check(path: Option<&Path>) -> ExitCode {
             .unwrap_or_default()
         + Duration::from_secs(1);
     loop {
-        let pending = app.servers.iter().any(|s| {
+        let starting = app.servers.iter().any(|s| {
             s.state
                 .lock()
                 .map(|st| st.status == mcpgate_gateway::upstreams::Status::Starting)
                 .unwrap_or(false)
         });
-        if !pending || tokio::time::Instant::now() > deadline {
+        if !starting || tokio::time::Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let health = mcpgate_gateway::health::snapshot(&app);
-    print_servers(&health);
-    for c in &health.collisions {
-        println!("collision: {c}");
-    }
-    let all_ready = health.status == "ok";
+    let health = serde_json::to_value(mcpgate_gateway::health::snapshot(&app)).unwrap_or_default();
     stop(app).await;
-    if all_ready {
+    report(&health, json)
+}
+
+async fn servers_from_gateway(url: &str, json: bool) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let base = url.trim_end_matches('/').trim_end_matches("/mcp");
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let health = match client.get(format!("{base}/health")).send().await {
+        Ok(r) => match r
+            .bytes()
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            Some(v) => v,
+            None => {
+                eprintln!("error: {base}/health did not answer JSON; is it an mcpgate gateway?");
+                return ExitCode::from(3);
+            }
+        },
+        Err(e) => {
+            eprintln!("error: cannot reach {base}/health: {}", e.without_url());
+            return ExitCode::from(3);
+        }
+    };
+    report(&health, json)
+}
+
+/// Prints the health document as a table (or JSON); exit 0 only when every upstream is ready.
+fn report(health: &serde_json::Value, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(health).unwrap_or_default()
+        );
+    } else {
+        print!("{}", servers_table(health));
+    }
+    if health["status"] == "ok" {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
 }
 
-fn print_servers(h: &mcpgate_gateway::health::Health) {
-    println!(
-        "{:<20} {:<6} {:<9} {:>5}  DETAIL",
-        "SERVER", "KIND", "STATUS", "TOOLS"
+fn servers_table(h: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let mut out = format!(
+        "{:<20} {:<6} {:<15} {:>5} {:>10}  DETAIL\n",
+        "SERVER", "KIND", "STATUS", "TOOLS", "LATENCY"
     );
-    for s in &h.servers {
-        let status = serde_json::to_value(s.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let detail = match (&s.error, &s.server_name) {
-            (Some(e), _) => e.clone(),
-            (None, Some(n)) => format!(
-                "{n} {} (protocol {})",
-                s.server_version.as_deref().unwrap_or(""),
-                s.protocol_version.as_deref().unwrap_or("?")
+    for srv in h["servers"].as_array().into_iter().flatten() {
+        let detail = match srv.get("error").and_then(|e| e.as_str()) {
+            Some(e) => e.to_owned(),
+            None => format!(
+                "{} {} (protocol {})",
+                s(&srv["server_name"]),
+                s(&srv["server_version"]),
+                srv["protocol_version"].as_str().unwrap_or("?")
             ),
-            _ => String::new(),
         };
-        println!(
-            "{:<20} {:<6} {:<9} {:>5}  {}",
-            s.name, s.transport, status, s.tools, detail
+        let latency = srv["latency_ms"]
+            .as_f64()
+            .map(|ms| format!("{ms:.1} ms"))
+            .unwrap_or_else(|| "-".into());
+        let status = if srv["breaker_open"] == true {
+            format!("{} (breaker)", s(&srv["status"]))
+        } else {
+            s(&srv["status"])
+        };
+        let _ = writeln!(
+            out,
+            "{:<20} {:<6} {:<15} {:>5} {:>10}  {}",
+            s(&srv["name"]),
+            s(&srv["transport"]),
+            status,
+            srv["tools"].as_u64().unwrap_or(0),
+            latency,
+            detail
         );
     }
+    for c in h["collisions"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "collision: {}", s(c));
+    }
+    out
 }
 
 async fn stop(app: Arc<App>) {

@@ -45,6 +45,18 @@ pub struct ServerConfig {
     /// Cap on per-session upstream instances.
     pub max_instances: usize,
     pub prefix: Prefix,
+    /// Consecutive failed calls that open the circuit breaker (0: never).
+    pub breaker_failures: u32,
+    /// How long an open breaker fails calls fast before letting one probe through.
+    pub breaker_cooldown: Duration,
+}
+
+/// Top-level settings that servers inherit unless they set their own.
+#[derive(Clone, Copy)]
+struct Inherited {
+    prefix: Prefix,
+    breaker_failures: u32,
+    breaker_cooldown: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +98,8 @@ const TOP_KEYS: &[&str] = &[
     "sse_retry",
     "sse_close_after",
     "sse_upgrade_after",
+    "breaker_failures",
+    "breaker_cooldown",
     "servers",
     "mcpServers",
     "plans",
@@ -105,6 +119,9 @@ const SERVER_KEYS: &[&str] = &[
     "connect_timeout",
     "isolation",
     "max_instances",
+    "auth",
+    "breaker_failures",
+    "breaker_cooldown",
     "prefix",
     "enabled",
     "disabled",
@@ -227,6 +244,15 @@ impl Walker {
             Some(v) => self.prefix("prefix", v)?,
             None => Prefix::Always,
         };
+        let inherited = Inherited {
+            prefix,
+            breaker_failures: self
+                .opt_u32(top, "breaker_failures", "breaker_failures")?
+                .unwrap_or(5),
+            breaker_cooldown: self
+                .opt_duration(top, "breaker_cooldown")?
+                .unwrap_or(Duration::from_secs(30)),
+        };
         let servers_val = top.get("servers").or_else(|| top.get("mcpServers"));
         let servers_key = if top.contains_key("servers") {
             "servers"
@@ -240,7 +266,7 @@ impl Walker {
                 .ok_or_else(|| self.err(servers_key, "must be a table of servers"))?;
             for (name, sv) in table {
                 let key = format!("{servers_key}.{name}");
-                if let Some(s) = self.server(&key, name, sv, prefix)? {
+                if let Some(s) = self.server(&key, name, sv, inherited)? {
                     servers.push(s);
                 }
             }
@@ -289,7 +315,7 @@ impl Walker {
         key: &str,
         name: &str,
         v: &Value,
-        prefix: Prefix,
+        inherited: Inherited,
     ) -> Result<Option<ServerConfig>, ConfigError> {
         if name.is_empty()
             || !name
@@ -324,6 +350,12 @@ impl Walker {
                 ));
             }
             (Some(c), None) => {
+                if t.contains_key("auth") || t.contains_key("headers") {
+                    return Err(self.err(
+                        &k(if t.contains_key("auth") { "auth" } else { "headers" }),
+                        "applies to url servers only; give a stdio server its secrets through `env`",
+                    ));
+                }
                 if let Some(kind) = kind.as_deref().filter(|k| *k != "stdio") {
                     return Err(self.err(
                         &k("type"),
@@ -374,10 +406,13 @@ impl Walker {
                         ));
                     }
                 }
-                let headers = match t.get("headers") {
+                let mut headers: Vec<(String, String)> = match t.get("headers") {
                     Some(h) => self.string_map(&k("headers"), h)?.into_iter().collect(),
                     None => Vec::new(),
                 };
+                if let Some(a) = t.get("auth") {
+                    headers.extend(self.auth_schemes(&k("auth"), a)?);
+                }
                 if kind.as_deref() == Some("sse") {
                     TransportSpec::LegacySse { url, headers }
                 } else {
@@ -419,9 +454,90 @@ impl Walker {
                 .unwrap_or(64),
             prefix: match t.get("prefix") {
                 Some(v) => self.prefix(&k("prefix"), v)?,
-                None => prefix,
+                None => inherited.prefix,
             },
+            breaker_failures: self
+                .opt_u32(t, "breaker_failures", &k("breaker_failures"))?
+                .unwrap_or(inherited.breaker_failures),
+            breaker_cooldown: self
+                .opt_duration(t, "breaker_cooldown")
+                .map_err(|e| self.rekey(e, &k("breaker_cooldown")))?
+                .unwrap_or(inherited.breaker_cooldown),
         }))
+    }
+
+    fn opt_u32(
+        &self,
+        t: &Map<String, Value>,
+        key: &str,
+        full: &str,
+    ) -> Result<Option<u32>, ConfigError> {
+        self.opt_uint(t, key)
+            .map_err(|e| self.rekey(e, full))?
+            .map(|n| u32::try_from(n).map_err(|_| self.err(full, "is too large")))
+            .transpose()
+    }
+
+    /// Static credentials attached as headers: `[{ header, prefix, env | file }]`.
+    /// The secret is read now; errors name the variable or file, never the value.
+    fn auth_schemes(&self, key: &str, v: &Value) -> Result<Vec<(String, String)>, ConfigError> {
+        let list = match v {
+            Value::Array(a) => a.clone(),
+            Value::Object(_) => vec![v.clone()],
+            _ => {
+                return Err(self.err(
+                    key,
+                    "must be a list of { header, prefix, env | file } tables",
+                ));
+            }
+        };
+        let mut out = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            let at = format!("{key}[{i}]");
+            let t = item
+                .as_object()
+                .ok_or_else(|| self.err(&at, "must be a table"))?;
+            self.unknown_keys(&at, t, &["header", "prefix", "env", "file"])?;
+            let header = match t.get("header") {
+                Some(h) => self.string(&format!("{at}.header"), h)?,
+                None => "Authorization".to_owned(),
+            };
+            let prefix = match t.get("prefix") {
+                Some(p) => self.string(&format!("{at}.prefix"), p)?,
+                None => String::new(),
+            };
+            let secret = match (t.get("env"), t.get("file")) {
+                (Some(e), None) => {
+                    let var = self.string(&format!("{at}.env"), e)?;
+                    std::env::var(&var).map_err(|_| {
+                        self.err(
+                            &format!("{at}.env"),
+                            format!("the environment variable {var} is not set"),
+                        )
+                    })?
+                }
+                (None, Some(f)) => {
+                    let path = self.base.join(self.string(&format!("{at}.file"), f)?);
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        self.err(
+                            &format!("{at}.file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?;
+                    text.trim_end_matches(['\n', '\r']).to_owned()
+                }
+                _ => {
+                    return Err(
+                        self.err(&at, "needs exactly one of `env` or `file` for the secret")
+                    );
+                }
+            };
+            if secret.is_empty() {
+                return Err(self.err(&at, "the secret is empty"));
+            }
+            out.push((header, format!("{prefix}{secret}")));
+        }
+        Ok(out)
     }
 
     fn rekey(&self, mut e: ConfigError, key: &str) -> ConfigError {
@@ -757,6 +873,53 @@ isolation = "per-session"
         assert!(e.message.contains("MCPGATE_SURELY_UNSET_VAR"));
         let e = load("h.toml", "listen = \n").unwrap_err();
         assert_eq!(e.key, "line 1");
+    }
+
+    #[test]
+    fn auth_schemes_read_env_and_file_and_errors_hide_values() {
+        let dir = std::env::temp_dir().join(format!("mcpgate-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tok"), "s3cr3t-from-file\n").unwrap();
+        let c = load(
+            "auth.toml",
+            &format!(
+                r#"
+[servers.gh]
+url = "https://example.com/mcp"
+auth = [{{ prefix = "Bearer ", file = "{}" }}, {{ header = "X-Home", env = "HOME" }}]
+"#,
+                dir.join("tok").display()
+            ),
+        )
+        .unwrap();
+        match &c.servers[0].spec.transport {
+            TransportSpec::StreamableHttp { headers, .. } => {
+                assert_eq!(
+                    headers[0],
+                    ("Authorization".into(), "Bearer s3cr3t-from-file".into())
+                );
+                assert_eq!(headers[1].0, "X-Home");
+            }
+            _ => panic!("http expected"),
+        }
+        let e = load(
+            "auth2.toml",
+            "[servers.gh]\nurl = \"https://h/mcp\"\nauth = [{ env = \"MCPGATE_NOPE_UNSET\" }]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "servers.gh.auth[0].env");
+        assert!(e.message.contains("MCPGATE_NOPE_UNSET is not set"));
+        let e = load(
+            "auth3.toml",
+            "[servers.s]\ncommand = \"x\"\nauth = [{ env = \"HOME\" }]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "servers.s.auth");
+        let dbg = format!("{:?}", c.servers[0].spec);
+        assert!(
+            !dbg.contains("s3cr3t"),
+            "Debug must not print secrets: {dbg}"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use mcpgate_proto::jsonrpc::{self, Message};
-use mcpgate_upstream::{Connection, Incoming, Reply, RequestOpts};
+use mcpgate_upstream::{Connection, Incoming, Reply, RequestOpts, UpstreamError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -275,7 +275,23 @@ async fn forward(
         .server(server)
         .ok_or_else(|| CallError::Internal(format!("route to unknown server {server}")))?
         .clone();
-    let conn = upstreams::connection_for(app, &srv, ctx.session.as_ref()).await?;
+    if let Err(left) = srv.breaker.admit() {
+        return Err(CallError::Unavailable {
+            server: server.to_string(),
+            reason: format!(
+                "circuit open after {} consecutive failures; next probe in {} ms",
+                srv.cfg.breaker_failures,
+                left.as_millis()
+            ),
+        });
+    }
+    let conn = match upstreams::connection_for(app, &srv, ctx.session.as_ref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            srv.breaker.record(false);
+            return Err(e);
+        }
+    };
     let (params, progress) = remap_progress(app, params)?;
     let (relay_tx, mut relay_rx) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
@@ -303,6 +319,20 @@ async fn forward(
     }
     if let (Some(s), Some(id)) = (&ctx.session, &client_id) {
         lock(&s.inflight).remove(id);
+    }
+    // A JSON-RPC error from the server still proves it works; only transport
+    // failures count against the breaker, and a client's cancel counts for nothing.
+    match &outcome {
+        Ok(_) => srv.breaker.record(true),
+        Err(UpstreamError::Cancelled { .. }) => {}
+        Err(e) => {
+            srv.breaker.record(false);
+            if let UpstreamError::AuthFailed { .. } = e {
+                let mut st = lock(&srv.state);
+                st.status = Status::AuthFailed;
+                st.last_error = Some(e.to_string());
+            }
+        }
     }
     outcome.map_err(CallError::Upstream)
 }

@@ -29,6 +29,9 @@ pub struct ServerHealth {
     pub server_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    pub breaker_open: bool,
     pub restarts: u32,
     pub since_s: u64,
 }
@@ -60,6 +63,13 @@ pub fn snapshot(app: &App) -> Health {
                 server_name: st.init.as_ref().map(|i| i.server_name.clone()),
                 server_version: st.init.as_ref().map(|i| i.server_version.clone()),
                 error: st.last_error.clone(),
+                latency_ms: st
+                    .conn
+                    .as_ref()
+                    .and_then(|c| c.last_rtt())
+                    .or(st.init.as_ref().map(|i| i.latency))
+                    .map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+                breaker_open: s.breaker.is_open(),
                 restarts: st.restarts,
                 since_s: st.since.elapsed().as_secs(),
             }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mcpgate_proto::jsonrpc;
-use mcpgate_upstream::{Connection, Event, Incoming, InitInfo, Reply, RequestOpts};
+use mcpgate_upstream::{Connection, Event, Incoming, InitInfo, Reply, RequestOpts, UpstreamError};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -29,7 +29,91 @@ use crate::session::Session;
 pub enum Status {
     Starting,
     Ready,
-    Down,
+    /// Cannot be reached: connect refused, DNS, process failed to start or exited.
+    Unreachable,
+    /// Reachable, but refused our credentials (401/403).
+    AuthFailed,
+    /// Reachable, but spoke something other than MCP (bad status, bad initialize).
+    ProtocolError,
+}
+
+impl Status {
+    /// The status a failure to connect or call puts the server in.
+    pub fn of_error(e: &UpstreamError) -> Status {
+        match e {
+            UpstreamError::AuthFailed { .. } => Status::AuthFailed,
+            UpstreamError::Protocol { .. } | UpstreamError::Http { .. } => Status::ProtocolError,
+            _ => Status::Unreachable,
+        }
+    }
+}
+
+/// Fails calls fast after `threshold` consecutive failures; after `cooldown`
+/// one probe call goes through, and its success closes the breaker again.
+pub struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: std::sync::Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, cooldown: Duration) -> Breaker {
+        Breaker {
+            threshold,
+            cooldown,
+            state: std::sync::Mutex::new(BreakerState::default()),
+        }
+    }
+
+    /// Ok when a call may go through; Err with the time left while open.
+    pub fn admit(&self) -> Result<(), Duration> {
+        if self.threshold == 0 {
+            return Ok(());
+        }
+        let mut st = lock(&self.state);
+        match st.open_until {
+            None => Ok(()),
+            Some(until) => {
+                let now = Instant::now();
+                if now < until {
+                    Err(until - now)
+                } else if st.probing {
+                    Err(Duration::ZERO)
+                } else {
+                    st.probing = true; // half-open: this one call probes
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    pub fn record(&self, ok: bool) {
+        if self.threshold == 0 {
+            return;
+        }
+        let mut st = lock(&self.state);
+        st.probing = false;
+        if ok {
+            st.failures = 0;
+            st.open_until = None;
+        } else {
+            st.failures = st.failures.saturating_add(1);
+            if st.failures >= self.threshold {
+                st.open_until = Some(Instant::now() + self.cooldown);
+            }
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        lock(&self.state).open_until.is_some()
+    }
 }
 
 pub struct ServerState {
@@ -47,13 +131,13 @@ pub struct Server {
     pub name: Arc<str>,
     pub state: std::sync::Mutex<ServerState>,
     pub instances: AtomicUsize,
+    pub breaker: Breaker,
 }
 
 impl Server {
     pub fn new(cfg: ServerConfig) -> Server {
         Server {
             name: Arc::from(cfg.name.as_str()),
-            cfg,
             state: std::sync::Mutex::new(ServerState {
                 status: Status::Starting,
                 conn: None,
@@ -64,6 +148,8 @@ impl Server {
                 since: Instant::now(),
             }),
             instances: AtomicUsize::new(0),
+            breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown),
+            cfg,
         }
     }
 
@@ -130,7 +216,7 @@ pub async fn supervise(app: Arc<App>, server: Arc<Server>) {
                 tracing::warn!(server = %server.name, "upstream down: {reason}");
                 {
                     let mut st = lock(&server.state);
-                    st.status = Status::Down;
+                    st.status = Status::Unreachable;
                     st.conn = None;
                     st.last_error = Some(reason);
                     st.restarts += 1;
@@ -144,7 +230,7 @@ pub async fn supervise(app: Arc<App>, server: Arc<Server>) {
             Err(e) => {
                 tracing::warn!(server = %server.name, "upstream failed to start: {e}");
                 let mut st = lock(&server.state);
-                st.status = Status::Down;
+                st.status = Status::of_error(&e);
                 st.last_error = Some(e.to_string());
                 st.since = Instant::now();
             }
@@ -342,5 +428,65 @@ async fn private_events(
     }
     if let Some(server) = app.server(conn.name()) {
         server.instances.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_threshold_and_one_probe_closes_it() {
+        let b = Breaker::new(3, Duration::from_millis(50));
+        for _ in 0..2 {
+            b.record(false);
+        }
+        assert!(b.admit().is_ok(), "two failures keep it closed");
+        b.record(false);
+        assert!(b.admit().is_err(), "the third failure opens it");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            b.admit().is_ok(),
+            "after the cooldown one probe goes through"
+        );
+        assert!(b.admit().is_err(), "but only one");
+        b.record(true);
+        assert!(
+            b.admit().is_ok() && !b.is_open(),
+            "a successful probe closes it"
+        );
+        let off = Breaker::new(0, Duration::ZERO);
+        for _ in 0..100 {
+            off.record(false);
+        }
+        assert!(off.admit().is_ok(), "threshold 0 disables the breaker");
+    }
+
+    #[test]
+    fn errors_map_to_truthful_states() {
+        let s = || "x".to_owned();
+        assert_eq!(
+            Status::of_error(&UpstreamError::AuthFailed {
+                server: s(),
+                status: 401,
+                challenge: None
+            }),
+            Status::AuthFailed
+        );
+        assert_eq!(
+            Status::of_error(&UpstreamError::Http {
+                server: s(),
+                status: 500,
+                detail: s()
+            }),
+            Status::ProtocolError
+        );
+        assert_eq!(
+            Status::of_error(&UpstreamError::Unreachable {
+                server: s(),
+                detail: s()
+            }),
+            Status::Unreachable
+        );
     }
 }
