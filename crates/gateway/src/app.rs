@@ -105,6 +105,14 @@ impl App {
         }
     }
 
+    /// Ends every client session (used at shutdown).
+    pub fn end_all_sessions(&self) {
+        let ids: Vec<String> = read(&self.sessions).keys().cloned().collect();
+        for id in ids {
+            self.end_session(&id);
+        }
+    }
+
     pub fn server(&self, name: &str) -> Option<&Arc<Server>> {
         self.servers.iter().find(|s| s.name.as_ref() == name)
     }

@@ -38,14 +38,27 @@ pub async fn bind(cfg: &Config, listen: SocketAddr) -> Result<tokio::net::TcpLis
         .map_err(|e| format!("cannot listen on {listen}: {e}"))
 }
 
-/// Serves until `app.shutdown` is cancelled, then stops upstreams.
+/// Serves until `app.shutdown` is cancelled, then ends every session (which
+/// closes open SSE streams, so graceful shutdown cannot hang on them), gives
+/// in-flight responses up to five seconds, and stops the upstreams (SIGTERM,
+/// then SIGKILL for children).
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     app.start();
     let router = transport::router(app.clone());
     let shutdown = app.shutdown.clone();
-    let r = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    let closer = app.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.cancelled().await;
+        closer.end_all_sessions();
+    });
+    let deadline = app.shutdown.clone();
+    let r = tokio::select! {
+        r = server => r,
+        _ = async {
+            deadline.cancelled().await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        } => Ok(()),
+    };
     app.stop().await;
     r
 }

@@ -433,7 +433,7 @@ async fn run_request(
             s.stream_finished(pump_stream.id);
         }
     });
-    sse_response(&app, stream, Some(1), app.cfg.sse_close_after)
+    sse_response(&app, session, stream, Some(1), app.cfg.sse_close_after)
 }
 
 /// An SSE response reading `stream` from `from` (or from where its last reader
@@ -443,6 +443,7 @@ async fn run_request(
 /// without it, silence is filled with keep-alive comments.
 fn sse_response(
     app: &App,
+    session: Option<Arc<Session>>,
     stream: Arc<EventStream>,
     from: Option<u64>,
     close_after: Option<Duration>,
@@ -455,12 +456,14 @@ fn sse_response(
         at: u64,
         primed: bool,
         done: bool,
+        session: Option<Arc<Session>>,
     }
     let init = St {
         stream,
         at: from,
         primed: false,
         done: false,
+        session,
     };
     let body = futures::stream::unfold(init, move |mut st| async move {
         if st.done {
@@ -486,7 +489,12 @@ fn sse_response(
                 st.done = true;
                 Some((Ok(Bytes::from(format!("retry: {retry}\n\n"))), st))
             }
-            None => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
+            None => {
+                if let Some(s) = &st.session {
+                    s.touch(); // a client holding a stream open is not idle
+                }
+                Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st))
+            }
         }
     });
     let mut r = Response::new(Body::from_stream(body));
@@ -524,7 +532,7 @@ async fn get_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
                 } else {
                     app.cfg.sse_close_after
                 };
-                sse_response(&app, stream, Some(from), close_after)
+                sse_response(&app, Some(session.clone()), stream, Some(from), close_after)
             }
             None => json_error(
                 StatusCode::BAD_REQUEST,
@@ -534,7 +542,13 @@ async fn get_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
                 ),
             ),
         },
-        None => sse_response(&app, session.standalone(), None, None),
+        None => sse_response(
+            &app,
+            Some(session.clone()),
+            session.standalone(),
+            None,
+            None,
+        ),
     }
 }
 
