@@ -272,3 +272,51 @@ fn shutdown_terminates_and_reaps_every_child() {
     let _ = get.kill();
     let _ = get.wait();
 }
+
+#[test]
+fn client_cancellation_ends_the_upstream_call() {
+    let gw = Gateway::start(
+        "cancel",
+        &format!(
+            "[servers.fx]\ncommand = {}\nargs = [\"stdio\"]\n",
+            q(fixture_bin().display().to_string())
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(20));
+    let (_, r) = post(&gw.url, None, INIT);
+    let sid = session_id(&r);
+    let url = gw.url.clone();
+    let sid2 = sid.clone();
+    let started = Instant::now();
+    let call = std::thread::spawn(move || {
+        post(
+            &url,
+            Some(&sid2),
+            r#"{"jsonrpc":"2.0","id":"slow-1","method":"tools/call","params":{"name":"fx__sleep","arguments":{"ms":20000}}}"#,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, _) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"user"}}"#,
+    );
+    assert_eq!(status, 202);
+    let (_, body) = call.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the call was not cut short: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        body.contains("cancelled") && body.contains("slow-1"),
+        "{body}"
+    );
+    // The upstream is still healthy afterwards.
+    let (_, body) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"fx__echo","arguments":{"message":"still here"}}}"#,
+    );
+    assert!(body.contains("still here"), "{body}");
+}
