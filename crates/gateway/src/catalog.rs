@@ -86,51 +86,25 @@ impl Catalog {
                 Prefix::Always => format!("{}{separator}{name}", part.server),
                 Prefix::Never => name.to_owned(),
             };
-            let mut count = 0;
-            for tool in &part.lists.tools {
-                let Some(name) = tool.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                let public = exposed(name);
-                if let Some(prev) = c.tool_routes.get(&public) {
-                    c.collisions.push(format!(
-                        "tool {public:?} is offered by both '{}' and '{}'; '{}' keeps it",
-                        prev.server, part.server, prev.server
-                    ));
-                    continue;
-                }
-                c.tool_routes.insert(
-                    public.clone(),
-                    Route {
-                        server: part.server.clone(),
-                        name: name.to_owned(),
-                    },
-                );
-                c.tools.push(renamed(tool, "name", &public));
-                count += 1;
-            }
+            let count = add_named(
+                "tool",
+                &part.lists.tools,
+                &exposed,
+                part.server,
+                &mut c.tool_routes,
+                &mut c.tools,
+                &mut c.collisions,
+            );
             c.tool_counts.insert(part.server.clone(), count);
-            for prompt in &part.lists.prompts {
-                let Some(name) = prompt.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                let public = exposed(name);
-                if let Some(prev) = c.prompt_routes.get(&public) {
-                    c.collisions.push(format!(
-                        "prompt {public:?} is offered by both '{}' and '{}'; '{}' keeps it",
-                        prev.server, part.server, prev.server
-                    ));
-                    continue;
-                }
-                c.prompt_routes.insert(
-                    public.clone(),
-                    Route {
-                        server: part.server.clone(),
-                        name: name.to_owned(),
-                    },
-                );
-                c.prompts.push(renamed(prompt, "name", &public));
-            }
+            add_named(
+                "prompt",
+                &part.lists.prompts,
+                &exposed,
+                part.server,
+                &mut c.prompt_routes,
+                &mut c.prompts,
+                &mut c.collisions,
+            );
             for res in &part.lists.resources {
                 let Some(uri) = res.get("uri").and_then(Value::as_str) else {
                     continue;
@@ -222,6 +196,44 @@ impl Catalog {
         out.push('}');
         RawValue::from_string(out).map_err(|e| e.to_string())
     }
+}
+
+/// Adds named entries (tools or prompts) under their exposed names; a name
+/// already taken is reported as a collision and the earlier server keeps it.
+/// Returns how many were added.
+fn add_named(
+    what: &str,
+    entries: &[Map<String, Value>],
+    exposed: &dyn Fn(&str) -> String,
+    server: &Arc<str>,
+    routes: &mut HashMap<String, Route>,
+    out: &mut Vec<Box<RawValue>>,
+    collisions: &mut Vec<String>,
+) -> usize {
+    let mut added = 0;
+    for entry in entries {
+        let Some(name) = entry.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let public = exposed(name);
+        if let Some(prev) = routes.get(&public) {
+            collisions.push(format!(
+                "{what} {public:?} is offered by both '{}' and '{server}'; '{}' keeps it",
+                prev.server, prev.server
+            ));
+            continue;
+        }
+        routes.insert(
+            public.clone(),
+            Route {
+                server: server.clone(),
+                name: name.to_owned(),
+            },
+        );
+        out.push(renamed(entry, "name", &public));
+        added += 1;
+    }
+    added
 }
 
 fn encode_cursor(offset: usize) -> String {
