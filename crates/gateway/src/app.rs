@@ -124,24 +124,25 @@ impl App {
     /// Rebuilds the catalog from every ready server; tells sessions when asked.
     pub fn rebuild_catalog(&self, notify: bool) {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let snapshot: Vec<(Arc<str>, crate::config::Prefix, crate::catalog::ServerLists)> = self
+        let snapshot: Vec<Snapshot> = self
             .servers
             .iter()
-            .filter_map(|s| {
+            .map(|s| {
                 let st = lock(&s.state);
-                (st.status == upstreams::Status::Ready)
-                    .then(|| (s.name.clone(), s.cfg.prefix, st.lists.clone()))
+                (
+                    st.status == upstreams::Status::Ready,
+                    s.name.clone(),
+                    s.cfg.prefix,
+                    st.lists.clone(),
+                )
             })
             .collect();
-        let parts: Vec<Contribution<'_>> = snapshot
-            .iter()
-            .map(|(server, prefix, lists)| Contribution {
-                server,
-                prefix: *prefix,
-                lists,
-            })
-            .collect();
-        let new = Catalog::build(generation, &self.cfg.separator, &parts);
+        let ready: Vec<Contribution<'_>> =
+            snapshot.iter().filter(|s| s.0).map(contribution).collect();
+        let mut new = Catalog::build(generation, &self.cfg.separator, &ready);
+        for down in snapshot.iter().filter(|s| !s.0) {
+            new.add_offline(&self.cfg.separator, &contribution(down));
+        }
         let old = std::mem::replace(&mut *write(&self.catalog), Arc::new(new));
         if notify {
             let cur = self.catalog();
@@ -310,6 +311,22 @@ impl App {
                 s.push_standalone(msg.clone());
             }
         }
+    }
+}
+
+/// One server as the catalog sees it: ready?, name, prefix rule, last lists.
+type Snapshot = (
+    bool,
+    Arc<str>,
+    crate::config::Prefix,
+    crate::catalog::ServerLists,
+);
+
+fn contribution(s: &Snapshot) -> Contribution<'_> {
+    Contribution {
+        server: &s.1,
+        prefix: s.2,
+        lists: &s.3,
     }
 }
 

@@ -53,6 +53,9 @@ pub struct Catalog {
     template_routes: Vec<(UriTemplate, Arc<str>)>,
     pub collisions: Vec<String>,
     pub tool_counts: HashMap<Arc<str>, usize>,
+    /// Names last offered by servers that are down now: calling one says the
+    /// server is unavailable rather than that the name does not exist.
+    offline: HashMap<String, Arc<str>>,
 }
 
 /// Which list a `*/list` request asks for.
@@ -133,6 +136,29 @@ impl Catalog {
             tracing::warn!("name collision: {msg}");
         }
         c
+    }
+
+    /// Records what a server that is down offered when it was last up.
+    pub fn add_offline(&mut self, separator: &str, part: &Contribution<'_>) {
+        let exposed = |name: &str| match part.prefix {
+            Prefix::Always => format!("{}{separator}{name}", part.server),
+            Prefix::Never => name.to_owned(),
+        };
+        for entry in part.lists.tools.iter().chain(&part.lists.prompts) {
+            if let Some(name) = entry.get("name").and_then(Value::as_str) {
+                let public = exposed(name);
+                if !self.tool_routes.contains_key(&public)
+                    && !self.prompt_routes.contains_key(&public)
+                {
+                    self.offline.insert(public, part.server.clone());
+                }
+            }
+        }
+    }
+
+    /// The down server that last offered this tool or prompt name.
+    pub fn offline_owner(&self, name: &str) -> Option<&Arc<str>> {
+        self.offline.get(name)
     }
 
     pub fn tool(&self, name: &str) -> Option<&Route> {

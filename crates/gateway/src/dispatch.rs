@@ -70,11 +70,11 @@ async fn handle(ctx: &Ctx, msg: &Message) -> Result<Reply, CallError> {
         "tools/call" => {
             let p = TopLevel::parse(params)?;
             let name = p.string("name")?;
-            let route = app
-                .catalog()
-                .tool(&name)
-                .cloned()
-                .ok_or(CallError::UnknownTool(name))?;
+            let catalog = app.catalog();
+            let route = match catalog.tool(&name) {
+                Some(r) => r.clone(),
+                None => return Err(not_routable(app, &catalog, name, CallError::UnknownTool)),
+            };
             forward(
                 ctx,
                 &route.server,
@@ -87,11 +87,11 @@ async fn handle(ctx: &Ctx, msg: &Message) -> Result<Reply, CallError> {
         "prompts/get" => {
             let p = TopLevel::parse(params)?;
             let name = p.string("name")?;
-            let route = app
-                .catalog()
-                .prompt(&name)
-                .cloned()
-                .ok_or(CallError::UnknownPrompt(name))?;
+            let catalog = app.catalog();
+            let route = match catalog.prompt(&name) {
+                Some(r) => r.clone(),
+                None => return Err(not_routable(app, &catalog, name, CallError::UnknownPrompt)),
+            };
             forward(
                 ctx,
                 &route.server,
@@ -167,6 +167,39 @@ async fn handle(ctx: &Ctx, msg: &Message) -> Result<Reply, CallError> {
             "initialize must be the first request of a session".into(),
         )),
         other => Err(CallError::MethodNotFound(other.to_owned())),
+    }
+}
+
+/// The error for a tool or prompt name with no route: "unavailable" when the
+/// name belongs to a server that is down (it offered it before, or the name
+/// carries its prefix), else the spec's unknown-name error.
+fn not_routable(
+    app: &App,
+    catalog: &crate::catalog::Catalog,
+    name: String,
+    unknown: fn(String) -> CallError,
+) -> CallError {
+    let by_prefix = || {
+        app.servers.iter().find(|s| {
+            s.cfg.prefix == crate::config::Prefix::Always
+                && name
+                    .strip_prefix(s.name.as_ref())
+                    .is_some_and(|rest| rest.starts_with(app.cfg.separator.as_str()))
+        })
+    };
+    let owner = catalog
+        .offline_owner(&name)
+        .and_then(|o| app.server(o))
+        .or_else(by_prefix);
+    match owner {
+        Some(s) => CallError::Unavailable {
+            server: s.name.to_string(),
+            reason: lock(&s.state)
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "it is not ready".into()),
+        },
+        None => unknown(name),
     }
 }
 

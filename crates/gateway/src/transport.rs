@@ -34,7 +34,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/mcp/", mcp)
         .route("/health", get(health::health))
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(app)
+}
+
+async fn wrong_method(method: axum::http::Method) -> Response {
+    let mut r = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::INVALID_REQUEST,
+        &format!(
+            "Method Not Allowed: {method}; /mcp takes POST, GET and DELETE, /health takes GET"
+        ),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+    r
 }
 
 async fn not_found() -> Response {
@@ -213,7 +227,8 @@ async fn post_mcp(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Resp
         return *r;
     }
     let ctype = header_str(&h, "content-type").unwrap_or("");
-    if !ctype.to_ascii_lowercase().starts_with("application/json") {
+    let media = ctype.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
         return json_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             codes::INVALID_REQUEST,
