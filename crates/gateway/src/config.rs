@@ -117,6 +117,7 @@ const SERVER_KEYS: &[&str] = &[
     "transport",
     "timeout",
     "connect_timeout",
+    "idle_timeout",
     "isolation",
     "max_instances",
     "auth",
@@ -446,6 +447,10 @@ impl Walker {
                     .opt_duration(t, "connect_timeout")
                     .map_err(|e| self.rekey(e, &k("connect_timeout")))?
                     .unwrap_or(Duration::from_secs(30)),
+                idle_timeout: self
+                    .opt_duration(t, "idle_timeout")
+                    .map_err(|e| self.rekey(e, &k("idle_timeout")))?
+                    .unwrap_or(Duration::from_secs(90)),
             },
             isolation,
             max_instances: self

@@ -56,7 +56,10 @@ pub fn snapshot(app: &App) -> Health {
             let st = lock(&s.state);
             ServerHealth {
                 name: s.name.to_string(),
-                transport: s.cfg.spec.transport.kind(),
+                transport: st
+                    .conn
+                    .as_ref()
+                    .map_or(s.cfg.spec.transport.kind(), |c| c.transport_kind()),
                 status: st.status,
                 tools: catalog.tool_counts.get(&s.name).copied().unwrap_or(0),
                 protocol_version: st.init.as_ref().map(|i| i.protocol_version.clone()),

@@ -7,6 +7,11 @@
 //! - on stdio, where the wire carries no such link, logs and server-to-client
 //!   requests go to the request in flight (the most recent one when several
 //!   are); servers that need exact attribution should use per-session isolation.
+//!   The legacy HTTP+SSE transport carries no such link either and works the same.
+//!
+//! A `url` server without an explicit type is tried as Streamable HTTP first;
+//! when its initialize POST is answered 400, 404 or 405 the same URL is tried
+//! as a legacy HTTP+SSE server (the spec's backwards-compatibility rule).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +26,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::Http;
+use crate::legacy_sse::LegacySse;
 use crate::stdio::Stdio;
 use crate::{Event, EventTx, Incoming, RelayTx, Reply, TransportSpec, UpstreamError, UpstreamSpec};
 
@@ -70,6 +76,7 @@ pub struct RequestOpts {
 pub(crate) enum Transport {
     Stdio(Stdio),
     Http(Box<Http>),
+    LegacySse(Box<LegacySse>),
 }
 
 struct Pending {
@@ -91,7 +98,11 @@ pub(crate) struct Inner {
     closed_reason: Mutex<Option<String>>,
     closed: CancellationToken,
     init: Mutex<Option<InitInfo>>,
-    reinit: tokio::sync::Mutex<u64>,
+    /// Serialises re-initializations; never held by ordinary requests.
+    reinit: tokio::sync::Mutex<()>,
+    /// Bumped after each re-initialize; read without the lock, so the
+    /// handshake's own requests never wait on the re-initialize they are part of.
+    reinit_generation: AtomicU64,
     capabilities: Box<RawValue>,
     /// Round trip of the last answered request, in microseconds.
     last_rtt_us: AtomicU64,
@@ -134,12 +145,102 @@ struct ServerInfo {
 impl Connection {
     /// Starts the transport and runs the initialize handshake. `capabilities`
     /// is the client-capabilities object we declare to the server; `events`
-    /// receives unattributed messages and the connection's end.
+    /// receives unattributed messages and the connection's end. A Streamable
+    /// HTTP server whose initialize POST is answered 400, 404 or 405 is retried
+    /// as a legacy HTTP+SSE server; [`Connection::transport_kind`] tells which
+    /// one answered. The whole attempt is bounded by the connect timeout.
     pub async fn connect(
         spec: &UpstreamSpec,
         capabilities: Box<RawValue>,
         events: EventTx,
     ) -> Result<Connection, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + spec.connect_timeout;
+        let (err, failed) = match Self::open(
+            spec,
+            &spec.transport,
+            capabilities.clone(),
+            events.clone(),
+            deadline,
+        )
+        .await
+        {
+            Ok(conn) => return Ok(conn),
+            Err(f) => f,
+        };
+        let status = match (&spec.transport, &err) {
+            (
+                TransportSpec::StreamableHttp { .. },
+                UpstreamError::Http {
+                    status: s @ (400 | 404 | 405),
+                    ..
+                },
+            ) => *s,
+            _ => {
+                if let Some(conn) = failed {
+                    conn.close(Duration::from_millis(500)).await;
+                }
+                return Err(err);
+            }
+        };
+        // Not closed: it holds no session and no listener, and closing it would
+        // send `Event::Closed` into `events`, which the next attempt now owns.
+        drop(failed);
+        let TransportSpec::StreamableHttp { url, headers } = &spec.transport else {
+            return Err(err);
+        };
+        let legacy = TransportSpec::LegacySse {
+            url: url.clone(),
+            headers: headers.clone(),
+        };
+        match Self::open(spec, &legacy, capabilities, events, deadline).await {
+            Ok(conn) => {
+                tracing::info!(
+                    server = %spec.name,
+                    transport = conn.transport_kind(),
+                    "initialize over Streamable HTTP was answered HTTP {status}; \
+                     using the legacy HTTP+SSE transport"
+                );
+                Ok(conn)
+            }
+            Err((legacy_err, failed)) => {
+                if let Some(conn) = failed {
+                    conn.close(Duration::from_millis(500)).await;
+                }
+                tracing::info!(
+                    server = %spec.name,
+                    "not a legacy HTTP+SSE server either: {legacy_err}"
+                );
+                Err(match (err, legacy_err) {
+                    (_, auth @ UpstreamError::AuthFailed { .. }) => auth,
+                    (
+                        UpstreamError::Http {
+                            server,
+                            status,
+                            detail,
+                        },
+                        legacy_err,
+                    ) => UpstreamError::Http {
+                        server,
+                        status,
+                        detail: format!(
+                            "{detail} (tried the legacy HTTP+SSE transport too: {legacy_err})"
+                        ),
+                    },
+                    (err, _) => err,
+                })
+            }
+        }
+    }
+
+    /// One connection attempt over `transport`. On failure, returns the
+    /// connection too when the transport was started (the caller closes it).
+    async fn open(
+        spec: &UpstreamSpec,
+        transport: &TransportSpec,
+        capabilities: Box<RawValue>,
+        events: EventTx,
+        deadline: tokio::time::Instant,
+    ) -> Result<Connection, (UpstreamError, Option<Connection>)> {
         let inner = Arc::new(Inner {
             name: spec.name.clone(),
             spec: spec.clone(),
@@ -153,38 +254,43 @@ impl Connection {
             closed_reason: Mutex::new(None),
             closed: CancellationToken::new(),
             init: Mutex::new(None),
-            reinit: tokio::sync::Mutex::new(0),
+            reinit: tokio::sync::Mutex::new(()),
+            reinit_generation: AtomicU64::new(0),
             capabilities,
             last_rtt_us: AtomicU64::new(0),
         });
-        let transport =
-            match &spec.transport {
+        let timeout = || UpstreamError::Timeout {
+            server: spec.name.clone(),
+            ms: spec.connect_timeout.as_millis(),
+        };
+        let start = async {
+            Ok(match transport {
                 TransportSpec::Stdio { .. } => Transport::Stdio(Stdio::spawn(&inner, spec)?),
-                TransportSpec::StreamableHttp { url, headers } => Transport::Http(Box::new(
-                    Http::new(&spec.name, url, headers, spec.connect_timeout)?,
-                )),
-                TransportSpec::LegacySse { .. } => {
-                    return Err(UpstreamError::Protocol {
-                        server: spec.name.clone(),
-                        detail: "the legacy HTTP+SSE transport is not implemented yet".into(),
-                    });
+                TransportSpec::StreamableHttp { url, headers } => {
+                    Transport::Http(Box::new(Http::new(
+                        &spec.name,
+                        url,
+                        headers,
+                        spec.connect_timeout,
+                        spec.idle_timeout,
+                    )?))
                 }
-            };
+                TransportSpec::LegacySse { url, headers } => Transport::LegacySse(Box::new(
+                    LegacySse::connect(&inner, spec, url, headers).await?,
+                )),
+            })
+        };
+        let transport = match tokio::time::timeout_at(deadline, start).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err((e, None)),
+            Err(_) => return Err((timeout(), None)),
+        };
         let _ = inner.transport.set(transport);
         let conn = Connection { inner };
-        match tokio::time::timeout(spec.connect_timeout, conn.handshake()).await {
+        match tokio::time::timeout_at(deadline, conn.handshake()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                conn.close(Duration::from_millis(500)).await;
-                return Err(e);
-            }
-            Err(_) => {
-                conn.close(Duration::from_millis(500)).await;
-                return Err(UpstreamError::Timeout {
-                    server: spec.name.clone(),
-                    ms: spec.connect_timeout.as_millis(),
-                });
-            }
+            Ok(Err(e)) => return Err((e, Some(conn))),
+            Err(_) => return Err((timeout(), Some(conn))),
         }
         if let Some(Transport::Http(h)) = conn.inner.transport.get() {
             h.start_listening(&conn.inner);
@@ -246,8 +352,21 @@ impl Connection {
         &self.inner.name
     }
 
+    /// The configured spec (for a `url` server, the one given, whichever
+    /// transport answered).
     pub fn spec(&self) -> &UpstreamSpec {
         &self.inner.spec
+    }
+
+    /// The transport actually in use, named like [`TransportSpec::kind`]:
+    /// `"stdio"`, `"http"`, or `"sse"` (also when detected for a `url` server).
+    pub fn transport_kind(&self) -> &'static str {
+        match self.inner.transport.get() {
+            Some(Transport::Stdio(_)) => "stdio",
+            Some(Transport::Http(_)) => "http",
+            Some(Transport::LegacySse(_)) => "sse",
+            None => self.inner.spec.transport.kind(),
+        }
     }
 
     /// The initialize result (present once connected).
@@ -360,12 +479,14 @@ impl Connection {
         self.inner.send_oneway(bytes).await
     }
 
-    /// Ends the session: SIGTERM then SIGKILL after `grace` for a child, DELETE for HTTP.
+    /// Ends the session: SIGTERM then SIGKILL after `grace` for a child, DELETE
+    /// for Streamable HTTP, dropping the SSE stream for legacy HTTP+SSE.
     pub async fn close(&self, grace: Duration) {
         match self.inner.transport.get() {
             Some(Transport::Stdio(s)) => s.terminate(grace).await,
             Some(Transport::Http(h)) => h.delete_session().await,
-            None => {}
+            // Marking the connection closed stops the stream reader, which drops the stream.
+            Some(Transport::LegacySse(_)) | None => {}
         }
         self.inner.mark_closed("closed by the gateway".into());
     }
@@ -435,6 +556,7 @@ impl Inner {
                 }
             }
             Some(Transport::Http(h)) => h.spawn_request(self.clone(), id, bytes),
+            Some(Transport::LegacySse(_)) => LegacySse::spawn_request(self.clone(), id, bytes),
             None => self.fail(id, self.closed_error()),
         }
     }
@@ -443,6 +565,7 @@ impl Inner {
         match self.transport.get() {
             Some(Transport::Stdio(s)) => s.send(bytes).map_err(|_| self.closed_error()),
             Some(Transport::Http(h)) => h.post_oneway(self, bytes).await,
+            Some(Transport::LegacySse(l)) => l.post(bytes).await,
             None => Err(self.closed_error()),
         }
     }
@@ -490,8 +613,8 @@ impl Inner {
         self: &Arc<Self>,
         seen_generation: u64,
     ) -> Result<(), UpstreamError> {
-        let mut generation = self.reinit.lock().await;
-        if *generation != seen_generation {
+        let _serial = self.reinit.lock().await;
+        if self.reinit_generation.load(Ordering::Acquire) != seen_generation {
             return Ok(()); // someone else already re-initialized
         }
         if let Some(Transport::Http(h)) = self.transport.get() {
@@ -501,13 +624,13 @@ impl Inner {
             inner: self.clone(),
         };
         Box::pin(conn.handshake()).await?;
-        *generation += 1;
+        self.reinit_generation.fetch_add(1, Ordering::AcqRel);
         tracing::info!(server = %self.name, "upstream session expired; re-initialized");
         Ok(())
     }
 
-    pub(crate) async fn reinit_generation(&self) -> u64 {
-        *self.reinit.lock().await
+    pub(crate) fn reinit_generation(&self) -> u64 {
+        self.reinit_generation.load(Ordering::Acquire)
     }
 
     /// Routes one message from the server. `hint` is the request whose HTTP

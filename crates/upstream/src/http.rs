@@ -6,6 +6,8 @@
 //! hold means the server forgot it: re-initialize and retry once. After
 //! initialize a GET stream carries the server's own notifications.
 //! Configured header values are secrets: they go on the wire and nowhere else.
+//! The client setup and error mapping at the end of this file are shared with
+//! the legacy HTTP+SSE transport (`legacy_sse`).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -37,37 +39,13 @@ impl Http {
         url: &str,
         headers: &[(String, String)],
         connect_timeout: Duration,
+        idle_timeout: Duration,
     ) -> Result<Http, UpstreamError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let bad = |detail: String| UpstreamError::Protocol {
-            server: name.to_owned(),
-            detail,
-        };
-        let url = reqwest::Url::parse(url).map_err(|e| bad(format!("bad url: {e}")))?;
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            let key = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| bad(format!("bad header name {k:?}")))?;
-            let mut val = HeaderValue::from_str(v).map_err(|_| {
-                bad(format!(
-                    "header {k:?} has a value that is not valid in HTTP"
-                ))
-            })?;
-            val.set_sensitive(true);
-            map.append(key, val);
-        }
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .map_err(|e| bad(format!("cannot build HTTP client: {e}")))?;
         Ok(Http {
             name: name.to_owned(),
-            client,
-            url,
-            headers: map,
+            client: build_client(name, connect_timeout, idle_timeout)?,
+            url: parse_url(name, url)?,
+            headers: header_map(name, headers)?,
             session_id: RwLock::new(None),
             protocol_version: RwLock::new(None),
         })
@@ -127,49 +105,16 @@ impl Http {
         if status.is_success() {
             return Ok(resp);
         }
-        let server = self.name.clone();
-        match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(UpstreamError::AuthFailed {
-                server,
-                status: status.as_u16(),
-                challenge: resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|s| s.chars().take(300).collect()),
-            }),
-            StatusCode::NOT_FOUND if had_session => Err(UpstreamError::SessionExpired { server }),
-            _ => {
-                let text = resp.text().await.unwrap_or_default();
-                Err(UpstreamError::Http {
-                    server,
-                    status: status.as_u16(),
-                    detail: text.chars().take(200).collect::<String>().trim().to_owned(),
-                })
-            }
+        if status == StatusCode::NOT_FOUND && had_session {
+            return Err(UpstreamError::SessionExpired {
+                server: self.name.clone(),
+            });
         }
+        Err(status_error(&self.name, resp).await)
     }
 
     fn transport_error(&self, e: reqwest::Error) -> UpstreamError {
-        let e = e.without_url();
-        let mut detail = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            src = s.source();
-        }
-        if e.is_timeout() {
-            UpstreamError::Timeout {
-                server: self.name.clone(),
-                ms: 0,
-            }
-        } else {
-            UpstreamError::Unreachable {
-                server: self.name.clone(),
-                detail,
-            }
-        }
+        transport_error(&self.name, e)
     }
 
     /// Sends request `id` in the background; its reply reaches the waiter
@@ -181,7 +126,7 @@ impl Http {
             };
             let mut retried = false;
             loop {
-                let generation = inner.reinit_generation().await;
+                let generation = inner.reinit_generation();
                 match h.post(bytes.clone()).await {
                     Ok(resp) => {
                         if let Err(e) = h.read_reply(&inner, id, resp).await {
@@ -245,7 +190,18 @@ impl Http {
         let mut retry = Duration::from_millis(500);
         let mut resumes = 0;
         loop {
-            while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
+            // A cut connection is treated like a stream that ended: resume below
+            // with Last-Event-ID when the server gave event ids (transport spec).
+            let mut cut: Option<UpstreamError> = None;
+            loop {
+                let chunk = match resp.chunk().await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(e) => {
+                        cut = Some(self.transport_error(e));
+                        break;
+                    }
+                };
                 for ev in decoder.feed(&chunk) {
                     if let Some(r) = ev.retry {
                         retry = Duration::from_millis(r.min(30_000));
@@ -261,6 +217,9 @@ impl Http {
             }
             // The stream ended before our reply: resume it where it stopped.
             let Some(last) = decoder.last_event_id().map(str::to_owned) else {
+                if let Some(e) = cut {
+                    return Err(e);
+                }
                 return Err(UpstreamError::Protocol {
                     server: self.name.clone(),
                     detail: "SSE stream ended before the response, with no event id to resume from"
@@ -304,7 +263,7 @@ impl Http {
         inner: &Arc<Inner>,
         bytes: Vec<u8>,
     ) -> Result<(), UpstreamError> {
-        let generation = inner.reinit_generation().await;
+        let generation = inner.reinit_generation();
         match self.post(bytes.clone()).await {
             Ok(_) => Ok(()),
             Err(UpstreamError::SessionExpired { .. }) => {
@@ -342,7 +301,7 @@ impl Http {
                         r
                     }
                     Ok(r) if r.status() == StatusCode::NOT_FOUND => {
-                        let generation = inner.reinit_generation().await;
+                        let generation = inner.reinit_generation();
                         let _ = inner.reinitialize(generation).await;
                         drop(inner);
                         tokio::time::sleep(backoff).await;
@@ -398,7 +357,117 @@ fn inner_transport(inner: &Arc<Inner>) -> Option<&crate::conn::Transport> {
     inner.transport_ref()
 }
 
-fn content_type(resp: &reqwest::Response) -> String {
+/// Parses a configured server URL.
+pub(crate) fn parse_url(name: &str, url: &str) -> Result<reqwest::Url, UpstreamError> {
+    reqwest::Url::parse(url).map_err(|e| UpstreamError::Protocol {
+        server: name.to_owned(),
+        detail: format!("bad url: {e}"),
+    })
+}
+
+/// Builds the configured headers. Their values are marked sensitive: secrets
+/// go on the wire and nowhere else (not into errors, not into logs).
+pub(crate) fn header_map(
+    name: &str,
+    headers: &[(String, String)],
+) -> Result<HeaderMap, UpstreamError> {
+    let bad = |detail: String| UpstreamError::Protocol {
+        server: name.to_owned(),
+        detail,
+    };
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let key = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| bad(format!("bad header name {k:?}")))?;
+        let mut val = HeaderValue::from_str(v).map_err(|_| {
+            bad(format!(
+                "header {k:?} has a value that is not valid in HTTP"
+            ))
+        })?;
+        val.set_sensitive(true);
+        map.append(key, val);
+    }
+    Ok(map)
+}
+
+/// The HTTP client both HTTP transports use.
+pub(crate) fn build_client(
+    name: &str,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> Result<reqwest::Client, UpstreamError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(idle_timeout)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| UpstreamError::Protocol {
+            server: name.to_owned(),
+            detail: format!("cannot build HTTP client: {e}"),
+        })
+}
+
+/// A reqwest error and its causes, without the URL (which may carry secrets).
+pub(crate) fn error_detail(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut detail = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        src = s.source();
+    }
+    detail
+}
+
+/// Classifies a failure to reach the server or to read its answer.
+pub(crate) fn transport_error(name: &str, e: reqwest::Error) -> UpstreamError {
+    if e.is_timeout() {
+        UpstreamError::Timeout {
+            server: name.to_owned(),
+            ms: 0,
+        }
+    } else {
+        UpstreamError::Unreachable {
+            server: name.to_owned(),
+            detail: error_detail(e),
+        }
+    }
+}
+
+/// The error for a non-2xx answer: 401/403 carry the (truncated) challenge.
+pub(crate) async fn status_error(name: &str, mut resp: reqwest::Response) -> UpstreamError {
+    let server = name.to_owned();
+    let status = resp.status();
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamError::AuthFailed {
+            server,
+            status: status.as_u16(),
+            challenge: resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(300).collect()),
+        },
+        _ => {
+            let body = read_limited(&mut resp, 4096).await.unwrap_or_default();
+            // One line, however the body is laid out (error pages are often HTML).
+            let text = String::from_utf8_lossy(&body)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            UpstreamError::Http {
+                server,
+                status: status.as_u16(),
+                detail: text.chars().take(200).collect(),
+            }
+        }
+    }
+}
+
+pub(crate) fn content_type(resp: &reqwest::Response) -> String {
     resp.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -406,7 +475,7 @@ fn content_type(resp: &reqwest::Response) -> String {
         .to_ascii_lowercase()
 }
 
-async fn read_limited(
+pub(crate) async fn read_limited(
     resp: &mut reqwest::Response,
     limit: usize,
 ) -> Result<Vec<u8>, reqwest::Error> {

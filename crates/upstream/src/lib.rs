@@ -1,13 +1,15 @@
 //! The one MCP client in the codebase. A [`Connection`] is one live MCP session
-//! with one server, over a child process's stdio or over Streamable HTTP. It
-//! owns request-id allocation, matching replies to requests, and attributing
-//! what the server sends on its own (progress, logs, server-to-client requests)
-//! to the request it belongs to. The gateway, `mcpgate call` and the bench all
-//! reach servers through it.
+//! with one server, over a child process's stdio, over Streamable HTTP, or over
+//! the legacy HTTP+SSE transport of protocol 2024-11-05. It owns request-id
+//! allocation, matching replies to requests, and attributing what the server
+//! sends on its own (progress, logs, server-to-client requests) to the request
+//! it belongs to. The gateway, `mcpgate call` and the bench all reach servers
+//! through it.
 
 mod conn;
 mod error;
 mod http;
+mod legacy_sse;
 mod stdio;
 
 use std::collections::BTreeMap;
@@ -28,6 +30,8 @@ pub struct UpstreamSpec {
     pub timeout: Duration,
     /// Time allowed to spawn or connect and finish the initialize handshake.
     pub connect_timeout: Duration,
+    /// How long an idle pooled HTTP connection to the server is kept open.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Clone)]

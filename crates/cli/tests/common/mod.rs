@@ -250,3 +250,39 @@ pub fn wait_port(port: u16, timeout: Duration) {
 pub fn q(s: impl AsRef<str>) -> String {
     serde_json::to_string(s.as_ref()).expect("string")
 }
+
+impl Gateway {
+    /// Like [`Gateway::start`], with extra environment variables for the
+    /// gateway process (e.g. the secrets a config's `auth` / `${VAR}` refer to;
+    /// `RUST_LOG` here overrides the default `info`).
+    pub fn start_with_env(tag: &str, config: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = TempDir::new(tag);
+        let cfg = dir.0.join("mcpgate.toml");
+        std::fs::write(&cfg, config).expect("write config");
+        let stderr_path = dir.0.join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(mcpgate_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn mcpgate");
+        let url = read_listening_line(&mut child, "mcpgate", &stderr_path);
+        let base = url.trim_end_matches("/mcp").to_owned();
+        Gateway {
+            url,
+            base,
+            proc: Proc { child },
+            dir,
+            stderr_path,
+        }
+    }
+
+    /// The config file the gateway was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.0.join("mcpgate.toml")
+    }
+}

@@ -1,0 +1,1087 @@
+//! The gateway's UPSTREAM side: how a real `mcpgate serve` process talks to
+//! the MCP servers behind it, observed only from the gateway's own clients
+//! (POSTs to /mcp, GET /health, `mcpgate servers`). Streamable HTTP upstreams
+//! are the MOCK in `common/mock_upstream.rs`, used only where a behaviour has
+//! to be forced (auth refusals, 5xx, SSE framing, cut streams, expired
+//! sessions, hangs); the stdio crash test uses the real Rust fixture and the
+//! legacy HTTP+SSE test the reference `server-everything`. Timing assertions
+//! use wide margins and compare durations with each other, so the file stays
+//! reliable on a loaded 2-core machine.
+
+mod common;
+#[path = "common/mock_upstream.rs"]
+mod mock_upstream;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mock_upstream::{Behaviour, CallMode, MockUpstream, Reject, Seen, expected_result};
+use serde_json::{Value, json};
+
+const PROTOCOL_VERSION: &str = "2025-11-25";
+const UPSTREAM_UNAVAILABLE: i64 = -32000;
+const REQUEST_TIMEOUT: i64 = -32001;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// A `[servers.NAME]` table for a Streamable HTTP server, plus `extra` keys.
+fn url_server(name: &str, url: &str, extra: &str) -> String {
+    format!("\n[servers.{name}]\nurl = {}\n{extra}\n", q(url))
+}
+
+/// A `[servers.NAME]` table running the Rust fixture over stdio, plus `extra` keys.
+fn fixture_server(name: &str, extra: &str) -> String {
+    format!(
+        "\n[servers.{name}]\ncommand = {}\nargs = [\"stdio\"]\n{extra}\n",
+        q(fixture_bin().display().to_string())
+    )
+}
+
+/// One HTTP answer from the gateway and the JSON-RPC messages it carried.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: String,
+    messages: Vec<Value>,
+}
+
+impl Answer {
+    /// The JSON-RPC response (the one message with `result` or `error`).
+    fn response(&self) -> &Value {
+        let r: Vec<&Value> = self
+            .messages
+            .iter()
+            .filter(|m| m.get("result").is_some() || m.get("error").is_some())
+            .collect();
+        assert_eq!(
+            r.len(),
+            1,
+            "expected exactly one JSON-RPC response, got HTTP {}: {}",
+            self.status,
+            self.body
+        );
+        r[0]
+    }
+
+    fn result(&self) -> &Value {
+        assert_eq!(self.status, 200, "HTTP status; body: {}", self.body);
+        self.response()
+            .get("result")
+            .unwrap_or_else(|| panic!("expected a result, got: {}", self.body))
+    }
+
+    fn error(&self) -> &Value {
+        assert_eq!(self.status, 200, "HTTP status; body: {}", self.body);
+        self.response()
+            .get("error")
+            .unwrap_or_else(|| panic!("expected a JSON-RPC error, got: {}", self.body))
+    }
+
+    fn code(&self) -> i64 {
+        self.error()["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("error without an integer code: {}", self.body))
+    }
+
+    fn message(&self) -> String {
+        self.error()["message"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+/// The messages of a JSON body, or the `data` of every non-empty SSE event.
+fn parse_messages(content_type: &str, body: &str) -> Vec<Value> {
+    if !content_type.starts_with("text/event-stream") {
+        return serde_json::from_str(body)
+            .map(|v| vec![v])
+            .unwrap_or_default();
+    }
+    let mut out = Vec::new();
+    for event in body.replace("\r\n", "\n").split("\n\n") {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|v| v.strip_prefix(' ').unwrap_or(v))
+            .collect();
+        let data = data.join("\n");
+        if data.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&data)
+                .unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {data:?}")),
+        );
+    }
+    out
+}
+
+/// An MCP client of the gateway, with one session and optional extra headers
+/// sent on every request.
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    base: String,
+    session: Option<String>,
+    extra: Vec<(String, String)>,
+    next_id: AtomicI64,
+}
+
+impl Client {
+    fn new(gw: &Gateway) -> Client {
+        Client::with_headers(gw, &[])
+    }
+
+    fn with_headers(gw: &Gateway, extra: &[(&str, &str)]) -> Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("reqwest client"),
+            url: gw.url.clone(),
+            base: gw.base.clone(),
+            session: None,
+            extra: extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            next_id: AtomicI64::new(1),
+        }
+    }
+
+    async fn post(&self, msg: &Value) -> Answer {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", PROTOCOL_VERSION);
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        for (k, v) in &self.extra {
+            req = req.header(k, v);
+        }
+        let resp = req
+            .body(msg.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {} failed: {e}", self.url));
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.text().await.expect("read the body");
+        let messages = parse_messages(&ctype, &body);
+        let mut a = Answer {
+            status,
+            body,
+            messages,
+        };
+        if let Some(s) = session {
+            a.body = format!("{}\n(mcp-session-id: {s})", a.body);
+        }
+        a
+    }
+
+    async fn request(&self, method: &str, params: Value) -> Answer {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await
+    }
+
+    async fn call(&self, tool: &str, arguments: Value) -> Answer {
+        self.request("tools/call", json!({"name": tool, "arguments": arguments}))
+            .await
+    }
+
+    /// Initializes a session (keeps its id) and sends `notifications/initialized`.
+    async fn initialize(&mut self) {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json");
+        for (k, v) in &self.extra {
+            req = req.header(k, v);
+        }
+        let resp = req
+            .body(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "upstream_http", "version": "0"}
+                }})
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("initialize");
+        assert_eq!(resp.status().as_u16(), 200, "initialize");
+        self.session = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.text().await.expect("initialize body");
+        assert!(body.contains("\"mcpgate\""), "initialize answer: {body}");
+        let n = self
+            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(n.status, 202, "notifications/initialized: {}", n.body);
+    }
+
+    async fn health(&self) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}/health", self.base))
+            .send()
+            .await
+            .expect("GET /health");
+        let text = resp.text().await.expect("/health body");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("/health not JSON ({e}): {text}"))
+    }
+
+    /// Polls /health until `ok` holds, or panics with the last snapshot.
+    async fn wait_health(
+        &self,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let h = self.health().await;
+            if ok(&h) {
+                return h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {h:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The entry for server `name` in a /health snapshot (or `mcpgate servers --json`).
+fn server_health<'a>(h: &'a Value, name: &str) -> &'a Value {
+    h["servers"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no server {name:?} in: {h:#}"))
+}
+
+fn status_is(h: &Value, name: &str, status: &str) -> bool {
+    server_health(h, name)["status"] == status
+}
+
+/// Runs `mcpgate ARGS` with extra environment; returns (exit code, stdout, stderr).
+fn run_mcpgate(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcpgate"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run mcpgate");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts the request carried the session the mock issued and the negotiated version.
+fn assert_session_headers(r: &Seen, what: &str) {
+    let sid = r.header("mcp-session-id").unwrap_or("");
+    assert!(
+        sid.starts_with("mock-session-"),
+        "{what}: no mock session id: {r:?}"
+    );
+    assert_eq!(
+        r.header("mcp-protocol-version"),
+        Some(PROTOCOL_VERSION),
+        "{what}: {r:?}"
+    );
+}
+
+/// One line per request the mock saw: arrival time, HTTP method, JSON-RPC method, session, Last-Event-ID, status.
+fn summary(seen: &[Seen]) -> String {
+    seen.iter()
+        .map(|s| {
+            format!(
+                "  {:>6} ms {} {} session={} last-event-id={} -> {}",
+                s.at.as_millis(),
+                s.method,
+                s.rpc.as_deref().unwrap_or("-"),
+                s.header("mcp-session-id").unwrap_or("-"),
+                s.header("last-event-id").unwrap_or("-"),
+                s.status
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether the answer carries a JSON-RPC result.
+fn has_result(a: &Answer) -> bool {
+    a.status == 200 && a.messages.iter().any(|m| m.get("result").is_some())
+}
+
+fn tool_calls(mock: &MockUpstream) -> Vec<Seen> {
+    mock.requests()
+        .into_iter()
+        .filter(|r| r.rpc.as_deref() == Some("tools/call"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// 1. Success over JSON and over SSE
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_sse_upstreams_return_the_exact_result() {
+    let js = MockUpstream::start(Behaviour::default());
+    let ev = MockUpstream::start(Behaviour {
+        sse: true,
+        ..Behaviour::default()
+    });
+    let gw = Gateway::start(
+        "up-ok",
+        &format!(
+            "{}{}",
+            url_server("js", &js.url, ""),
+            url_server("ev", &ev.url, "")
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+
+    let listed = c.request("tools/list", json!({})).await;
+    let names: Vec<&str> = listed.result()["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"js__ping_tool") && names.contains(&"ev__ping_tool"),
+        "{names:?}"
+    );
+
+    let text = "héllo \"wörld\"\n\ttab \\ end";
+    for tool in ["js__ping_tool", "ev__ping_tool"] {
+        let r = c.call(tool, json!({"text": text})).await;
+        assert_eq!(r.result(), &expected_result(text), "{tool}: {}", r.body);
+    }
+
+    for (name, mock) in [("js", &js), ("ev", &ev)] {
+        let seen = mock.requests();
+        let init = seen
+            .iter()
+            .find(|r| r.rpc.as_deref() == Some("initialize"))
+            .unwrap_or_else(|| panic!("{name}: no initialize: {seen:?}"));
+        assert!(
+            init.header("mcp-session-id").is_none(),
+            "{name}: initialize carried a session: {init:?}"
+        );
+        let accept = init.header("accept").unwrap_or("");
+        assert!(
+            accept.contains("application/json") && accept.contains("text/event-stream"),
+            "{name}: Accept {accept:?}"
+        );
+        let calls = tool_calls(mock);
+        assert_eq!(calls.len(), 1, "{name}: {calls:?}");
+        assert_session_headers(&calls[0], name);
+        let sent: Value = serde_json::from_str(&calls[0].body).expect("call body");
+        assert_eq!(
+            sent["params"]["name"], "ping_tool",
+            "{name}: unprefixed name upstream"
+        );
+        assert_eq!(sent["params"]["arguments"]["text"], text, "{name}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. 401, with and without a challenge, and no token leaks
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorized_upstreams_are_auth_failed_and_the_token_never_leaks() {
+    let token = format!("tok-{}-s3cr3t-XYZ", std::process::id());
+    let key = format!("key-{}-priv4te", std::process::id());
+    let challenge = r#"Bearer realm="mock", error="invalid_token", error_description="expired""#;
+    let with = MockUpstream::start(Behaviour {
+        reject: Some(Reject {
+            status: 401,
+            www_authenticate: Some(challenge.into()),
+            body: "mock: unauthorized".into(),
+        }),
+        ..Behaviour::default()
+    });
+    let without = MockUpstream::start(Behaviour {
+        reject: Some(Reject {
+            status: 401,
+            www_authenticate: None,
+            body: "mock: unauthorized".into(),
+        }),
+        ..Behaviour::default()
+    });
+    let good = MockUpstream::start(Behaviour::default());
+    let creds = "auth = [{ prefix = \"Bearer \", env = \"MCPGATE_UT_TOKEN\" }]\n\
+                 headers = { X-Api-Key = \"${MCPGATE_UT_KEY}\" }";
+    let config = format!(
+        "{}{}{}",
+        url_server("challenged", &with.url, creds),
+        url_server("bare", &without.url, creds),
+        url_server("good", &good.url, creds)
+    );
+    let env = [
+        ("MCPGATE_UT_TOKEN", token.as_str()),
+        ("MCPGATE_UT_KEY", key.as_str()),
+        ("RUST_LOG", "debug"),
+    ];
+    let gw = Gateway::start_with_env("up-401", &config, &env);
+    let mut c = Client::new(&gw);
+    let h = c
+        .wait_health(
+            "both 401 servers auth_failed",
+            Duration::from_secs(30),
+            |h| {
+                status_is(h, "challenged", "auth_failed")
+                    && status_is(h, "bare", "auth_failed")
+                    && status_is(h, "good", "ready")
+            },
+        )
+        .await;
+    assert_eq!(h["status"], "degraded", "{h:#}");
+    let ch = server_health(&h, "challenged");
+    let ch_err = ch["error"].as_str().unwrap_or("");
+    assert!(
+        ch_err.contains(challenge) && ch_err.contains("401") && ch_err.contains("challenged"),
+        "the challenge must be in the error: {h:#}"
+    );
+    let bare_err = server_health(&h, "bare")["error"].as_str().unwrap_or("");
+    assert!(
+        bare_err.contains("401") && bare_err.contains("bare"),
+        "{h:#}"
+    );
+    assert!(
+        !bare_err.to_ascii_lowercase().contains("www-authenticate") && !bare_err.contains("realm"),
+        "no challenge was sent, none may be shown: {bare_err}"
+    );
+    // The credentials were really sent (so not leaking them means something).
+    for (name, mock) in [("challenged", &with), ("bare", &without), ("good", &good)] {
+        let seen = mock.requests();
+        assert!(!seen.is_empty(), "{name}: never contacted");
+        for r in &seen {
+            assert_eq!(
+                r.header("authorization"),
+                Some(format!("Bearer {token}").as_str()),
+                "{name}"
+            );
+            assert_eq!(r.header("x-api-key"), Some(key.as_str()), "{name}");
+        }
+    }
+    // The gateway keeps serving the good server.
+    c.initialize().await;
+    let r = c
+        .call("good__ping_tool", json!({"text": "still here"}))
+        .await;
+    assert_eq!(r.result(), &expected_result("still here"));
+
+    let health_text = h.to_string();
+    let config_path = gw.config_path();
+    let config_path = config_path.to_str().expect("utf-8 path");
+    let (code, probe_out, probe_err) =
+        run_mcpgate(&["servers", "--config", config_path, "--json"], &env);
+    assert_eq!(
+        code,
+        Some(1),
+        "not every server is ready: {probe_out}\n{probe_err}"
+    );
+    let probe: Value = serde_json::from_str(&probe_out)
+        .unwrap_or_else(|e| panic!("`mcpgate servers --json` is not JSON ({e}): {probe_out}"));
+    assert_eq!(
+        server_health(&probe, "challenged")["status"],
+        "auth_failed",
+        "{probe:#}"
+    );
+    assert_eq!(
+        server_health(&probe, "bare")["status"],
+        "auth_failed",
+        "{probe:#}"
+    );
+    assert!(
+        server_health(&probe, "challenged")["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(challenge)),
+        "{probe:#}"
+    );
+    let (_, url_out, url_err) = run_mcpgate(&["servers", "--url", &gw.base, "--json"], &[]);
+    let (_, table_out, table_err) = run_mcpgate(&["servers", "--config", config_path], &env);
+    let stderr = gw.stderr();
+    for (what, text) in [
+        ("/health", health_text.as_str()),
+        (
+            "`mcpgate servers --config --json` stdout",
+            probe_out.as_str(),
+        ),
+        (
+            "`mcpgate servers --config --json` stderr",
+            probe_err.as_str(),
+        ),
+        ("`mcpgate servers --url --json` stdout", url_out.as_str()),
+        ("`mcpgate servers --url --json` stderr", url_err.as_str()),
+        ("`mcpgate servers --config` stdout", table_out.as_str()),
+        ("`mcpgate servers --config` stderr", table_err.as_str()),
+        ("gateway stderr (RUST_LOG=debug)", stderr.as_str()),
+    ] {
+        for secret in [&token, &key] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{what} leaks a configured secret ({secret}):\n{text}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 3. 500 and 502
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_500_and_502_are_protocol_errors_and_the_rest_keeps_serving() {
+    let reject = |status: u16, body: &str| {
+        MockUpstream::start(Behaviour {
+            reject: Some(Reject {
+                status,
+                www_authenticate: None,
+                body: body.into(),
+            }),
+            ..Behaviour::default()
+        })
+    };
+    let e500 = reject(500, "mock: internal failure");
+    let e502 = reject(502, "<html><body>502 Bad Gateway</body></html>");
+    let good = MockUpstream::start(Behaviour::default());
+    let gw = Gateway::start(
+        "up-5xx",
+        &format!(
+            "{}{}{}",
+            url_server("e500", &e500.url, ""),
+            url_server("e502", &e502.url, ""),
+            url_server("good", &good.url, "")
+        ),
+    );
+    let mut c = Client::new(&gw);
+    let h = c
+        .wait_health("5xx servers protocol_error", Duration::from_secs(30), |h| {
+            status_is(h, "e500", "protocol_error")
+                && status_is(h, "e502", "protocol_error")
+                && status_is(h, "good", "ready")
+        })
+        .await;
+    assert_eq!(h["status"], "degraded", "{h:#}");
+    for (name, code) in [("e500", "500"), ("e502", "502")] {
+        let s = server_health(&h, name);
+        let err = s["error"].as_str().unwrap_or("");
+        assert!(err.contains(code) && err.contains(name), "{h:#}");
+        assert_eq!(s["tools"], 0, "{h:#}");
+    }
+    c.initialize().await;
+    for i in 0..3 {
+        let text = format!("ok {i}");
+        let r = c.call("good__ping_tool", json!({"text": text})).await;
+        assert_eq!(r.result(), &expected_result(&text));
+    }
+    // It keeps retrying the broken ones (backoff), and keeps reporting them.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(e500.rpc_count("initialize") >= 2, "{:?}", e500.requests());
+    let h = c.health().await;
+    assert!(status_is(&h, "e500", "protocol_error") && status_is(&h, "e502", "protocol_error"));
+}
+
+// ---------------------------------------------------------------------------
+// 4. SSE framing and resumption
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tricky_sse_framing_still_yields_the_exact_result() {
+    let mock = MockUpstream::start(Behaviour {
+        sse: true,
+        call: CallMode::TrickySse,
+        ..Behaviour::default()
+    });
+    let gw = Gateway::start("up-sse", &url_server("sse", &mock.url, ""));
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+    for text in ["first", "multi\nline \"quoted\" é"] {
+        let r = c.call("sse__ping_tool", json!({"text": text})).await;
+        assert_eq!(r.result(), &expected_result(text), "{}", r.body);
+    }
+}
+
+/// A call whose SSE stream ends (cleanly, or by a cut connection) after an
+/// event id and before the result: the gateway must resume with GET and
+/// `Last-Event-ID` of the last event, on the same session, and return the result.
+async fn assert_resumed(mode: CallMode, tag: &str) {
+    let mock = MockUpstream::start(Behaviour {
+        sse: true,
+        call: mode,
+        ..Behaviour::default()
+    });
+    let gw = Gateway::start(tag, &url_server("cut", &mock.url, ""));
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+    let t = Instant::now();
+    let r = c.call("cut__ping_tool", json!({"text": "resumed"})).await;
+    let took = t.elapsed();
+    let seen = mock.requests();
+    assert!(
+        has_result(&r),
+        "{mode:?}: the call failed instead of being resumed: {}\nmock saw:\n{}",
+        r.body,
+        summary(&seen)
+    );
+    assert_eq!(r.result(), &expected_result("resumed"), "{mode:?}");
+    let call = seen
+        .iter()
+        .find(|s| s.rpc.as_deref() == Some("tools/call"))
+        .expect("the call reached the mock");
+    let resumes: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.method == "GET" && s.header("last-event-id").is_some())
+        .collect();
+    assert_eq!(resumes.len(), 1, "{mode:?}: one resuming GET: {seen:#?}");
+    let last = resumes[0].header("last-event-id").unwrap_or("");
+    assert!(
+        last.starts_with("cut") && last.ends_with("-1"),
+        "{mode:?}: Last-Event-ID must be the last id sent (cutN-1), got {last:?}"
+    );
+    assert_eq!(
+        resumes[0].header("mcp-session-id"),
+        call.header("mcp-session-id"),
+        "{mode:?}: resumed on another session"
+    );
+    assert!(
+        resumes[0]
+            .header("accept")
+            .is_some_and(|a| a.contains("text/event-stream")),
+        "{mode:?}: {:?}",
+        resumes[0]
+    );
+    assert_eq!(resumes[0].status, 200, "{mode:?}");
+    assert!(took < Duration::from_secs(10), "{mode:?}: took {took:?}");
+    assert_eq!(
+        mock.rpc_count("tools/call"),
+        1,
+        "{mode:?}: the call was re-sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_stream_ended_mid_call_is_resumed_with_last_event_id() {
+    assert_resumed(CallMode::CutThenResume, "up-cut").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_connection_cut_mid_call_is_resumed_with_last_event_id() {
+    assert_resumed(CallMode::AbortThenResume, "up-abort").await;
+}
+
+// ---------------------------------------------------------------------------
+// 5. Credential injection
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_credentials_are_injected_and_client_credentials_are_not() {
+    let token = format!("upstream-token-{}", std::process::id());
+    let custom = format!("custom-value-{}", std::process::id());
+    let mock = MockUpstream::start(Behaviour::default());
+    let gw = Gateway::start_with_env(
+        "up-creds",
+        &url_server(
+            "creds",
+            &mock.url,
+            "auth = [{ prefix = \"Bearer \", env = \"MCPGATE_UT_TOKEN\" }]\n\
+             headers = { X-Custom = \"${MCPGATE_UT_CUSTOM}\" }",
+        ),
+        &[
+            ("MCPGATE_UT_TOKEN", token.as_str()),
+            ("MCPGATE_UT_CUSTOM", custom.as_str()),
+        ],
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::with_headers(
+        &gw,
+        &[
+            ("authorization", "Bearer client-secret"),
+            ("cookie", "session=client-secret-cookie"),
+        ],
+    );
+    c.initialize().await;
+    let r = c
+        .call("creds__ping_tool", json!({"text": "with creds"}))
+        .await;
+    assert_eq!(r.result(), &expected_result("with creds"));
+
+    let seen = mock.requests();
+    assert!(
+        seen.iter().any(|s| s.rpc.as_deref() == Some("initialize"))
+            && seen.iter().any(|s| s.rpc.as_deref() == Some("tools/call")),
+        "{seen:#?}"
+    );
+    let expected_auth = format!("Bearer {token}");
+    for s in &seen {
+        let what = format!("{} {:?}", s.method, s.rpc);
+        assert_eq!(
+            s.header_all("authorization"),
+            vec![expected_auth.as_str()],
+            "{what}"
+        );
+        assert_eq!(s.header_all("x-custom"), vec![custom.as_str()], "{what}");
+        for (k, v) in &s.headers {
+            assert!(
+                !v.contains("client-secret"),
+                "{what}: the client's credential reached the upstream in {k}: {v}"
+            );
+        }
+        assert!(
+            s.header("cookie").is_none(),
+            "{what}: client cookie forwarded"
+        );
+        assert!(!s.body.contains("client-secret"), "{what}: {}", s.body);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 6. Session expiry
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_upstream_session_is_reinitialized_transparently() {
+    let mock = MockUpstream::start(Behaviour::default());
+    // A short timeout, so that a re-initialize that never completes shows up
+    // as the gateway's own answer rather than as this client's HTTP timeout.
+    let gw = Gateway::start(
+        "up-expire",
+        &url_server("exp", &mock.url, "timeout = \"5s\""),
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+    let r = c.call("exp__ping_tool", json!({"text": "before"})).await;
+    assert_eq!(r.result(), &expected_result("before"));
+    assert_eq!(mock.rpc_count("initialize"), 1);
+
+    mock.expire_sessions();
+    let r = c.call("exp__ping_tool", json!({"text": "after"})).await;
+    let seen = mock.requests();
+    assert!(
+        has_result(&r),
+        "the call after the upstream forgot the session failed: {}\nmock saw:\n{}",
+        r.body,
+        summary(&seen)
+    );
+    assert_eq!(r.result(), &expected_result("after"));
+    assert_eq!(mock.rpc_count("initialize"), 2, "{seen:#?}");
+    let calls = tool_calls(&mock);
+    assert_eq!(
+        calls.len(),
+        3,
+        "first call, rejected call, retried call: {calls:#?}"
+    );
+    assert_eq!(calls[1].status, 404, "{calls:#?}");
+    assert_eq!(calls[2].status, 200, "{calls:#?}");
+    let old = calls[1].header("mcp-session-id");
+    let new = calls[2].header("mcp-session-id");
+    assert!(
+        new.is_some() && new != old,
+        "retried on the expired session: {calls:#?}"
+    );
+    // The new session was initialized properly before the retry.
+    let pos = |pred: &dyn Fn(&Seen) -> bool| seen.iter().rposition(pred);
+    let second_init = pos(&|s| s.rpc.as_deref() == Some("initialize")).expect("init");
+    let initialized = pos(&|s| s.rpc.as_deref() == Some("notifications/initialized"))
+        .expect("notifications/initialized");
+    let retry = pos(&|s| s.rpc.as_deref() == Some("tools/call")).expect("call");
+    assert!(
+        second_init < initialized && initialized < retry,
+        "re-initialize order: {seen:#?}"
+    );
+    assert_eq!(seen[initialized].header("mcp-session-id"), new);
+    // Transparent: the connection was not torn down and restarted.
+    let h = c.health().await;
+    assert!(status_is(&h, "exp", "ready"), "{h:#}");
+    assert_eq!(server_health(&h, "exp")["restarts"], 0, "{h:#}");
+    let r = c.call("exp__ping_tool", json!({"text": "again"})).await;
+    assert_eq!(r.result(), &expected_result("again"));
+}
+
+// ---------------------------------------------------------------------------
+// 7. A stdio server killed with SIGKILL mid-call
+// ---------------------------------------------------------------------------
+
+/// The child processes of `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|x| x.parse::<u32>().ok()));
+            }
+        }
+    }
+    if out.is_empty() {
+        let o = Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()
+            .expect("pgrep");
+        out.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|x| x.parse::<u32>().ok()),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_server_killed_mid_call_fails_the_call_fast_then_restarts() {
+    let gw = Gateway::start(
+        "up-kill",
+        &fixture_server("fixture", "breaker_failures = 0"),
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+    let r = c.call("fixture__echo", json!({"message": "before"})).await;
+    assert_eq!(r.result()["content"][0]["text"], "before", "{}", r.body);
+    let c = Arc::new(c);
+
+    let sleeper = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let r = c.call("fixture__sleep", json!({"ms": 10000})).await;
+            (r, Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let gw_pid = gw.proc.child.id();
+    let fixtures: Vec<u32> = children_of(gw_pid)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("mcpgate-fixture"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(
+        fixtures.len(),
+        1,
+        "the gateway's fixture child: {fixtures:?}"
+    );
+    assert!(!sleeper.is_finished(), "the 10 s sleep ended early");
+    let killed_at = Instant::now();
+    let st = Command::new("kill")
+        .args(["-9", &fixtures[0].to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let (r, done) = sleeper.await.expect("sleeper");
+    let after_kill = done - killed_at;
+    assert_eq!(r.code(), UPSTREAM_UNAVAILABLE, "{}", r.body);
+    assert!(
+        r.message().contains("fixture"),
+        "the error must name the server: {}",
+        r.body
+    );
+    assert!(
+        after_kill < Duration::from_secs(3),
+        "the call failed {after_kill:?} after the kill (the sleep was 10 s)"
+    );
+
+    let h = c
+        .wait_health("fixture restarted", Duration::from_secs(30), |h| {
+            status_is(h, "fixture", "ready")
+                && server_health(h, "fixture")["restarts"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    >= 1
+        })
+        .await;
+    assert_eq!(h["status"], "ok", "{h:#}");
+    let r = c.call("fixture__echo", json!({"message": "after"})).await;
+    assert_eq!(r.result()["content"][0]["text"], "after", "{}", r.body);
+}
+
+// ---------------------------------------------------------------------------
+// 8. A hung upstream
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_upstream_times_out_while_another_upstream_answers() {
+    let hung = MockUpstream::start(Behaviour::default());
+    let other = MockUpstream::start(Behaviour::default());
+    let gw = Gateway::start(
+        "up-hung",
+        &format!(
+            "{}{}",
+            url_server("hung", &hung.url, "timeout = \"1s\""),
+            url_server("other", &other.url, "")
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+    let c = Arc::new(c);
+
+    let start = Instant::now();
+    let slow = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let r = c
+                .call("hung__ping_tool", json!({"text": "never", "hang": true}))
+                .await;
+            (r, start.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let other_start = start.elapsed();
+    let r = c.call("other__ping_tool", json!({"text": "prompt"})).await;
+    let other_done = start.elapsed();
+    assert_eq!(r.result(), &expected_result("prompt"));
+    let (slow, slow_done) = slow.await.expect("slow task");
+
+    assert_eq!(slow.code(), REQUEST_TIMEOUT, "{}", slow.body);
+    assert!(
+        slow.message().contains("hung"),
+        "the timeout must name the server: {}",
+        slow.body
+    );
+    assert!(
+        slow_done >= Duration::from_millis(900) && slow_done < Duration::from_secs(6),
+        "a 1 s timeout fired after {slow_done:?}"
+    );
+    let other_took = other_done - other_start;
+    assert!(
+        other_done < slow_done && other_took * 3 < slow_done,
+        "the other server's call ({other_took:?}, done at {other_done:?}) waited behind \
+         the hung one (done at {slow_done:?})"
+    );
+    // The hung server was told to stop, and still serves other calls.
+    let r = c.call("hung__ping_tool", json!({"text": "fine"})).await;
+    assert_eq!(r.result(), &expected_result("fine"));
+    let cancelled = hung.rpc_count("notifications/cancelled");
+    assert!(
+        cancelled >= 1,
+        "no notifications/cancelled: {:#?}",
+        hung.requests()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 9. Circuit breaker
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_opens_after_consecutive_http_failures() {
+    let mock = MockUpstream::start(Behaviour {
+        call: CallMode::Status(500),
+        ..Behaviour::default()
+    });
+    let gw = Gateway::start(
+        "up-breaker",
+        &url_server(
+            "flaky",
+            &mock.url,
+            "breaker_failures = 2\nbreaker_cooldown = \"60s\"",
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+    for i in 1..=2 {
+        let r = c.call("flaky__ping_tool", json!({"text": "x"})).await;
+        assert_eq!(r.code(), UPSTREAM_UNAVAILABLE, "call {i}: {}", r.body);
+        assert!(
+            r.message().contains("500") && r.message().contains("flaky"),
+            "call {i}: {}",
+            r.body
+        );
+    }
+    assert_eq!(mock.rpc_count("tools/call"), 2);
+    let t = Instant::now();
+    let r = c.call("flaky__ping_tool", json!({"text": "x"})).await;
+    let took = t.elapsed();
+    assert_eq!(r.code(), UPSTREAM_UNAVAILABLE, "{}", r.body);
+    assert!(
+        r.message().contains("circuit open") && r.message().contains("flaky"),
+        "{}",
+        r.body
+    );
+    assert!(took < Duration::from_secs(2), "failing fast took {took:?}");
+    assert_eq!(
+        mock.rpc_count("tools/call"),
+        2,
+        "an open breaker must not reach the server"
+    );
+    let h = c.health().await;
+    assert_eq!(server_health(&h, "flaky")["breaker_open"], true, "{h:#}");
+}
+
+// ---------------------------------------------------------------------------
+// 10. Legacy HTTP+SSE (server-everything in `sse` mode)
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_http_sse_upstream_serves_echo() {
+    let port = free_port();
+    let child = Command::new(node_bin())
+        .arg(server_everything_js())
+        .arg("sse")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn server-everything");
+    let _server = Proc { child };
+    wait_port(port, Duration::from_secs(30));
+    let gw = Gateway::start(
+        "up-legacy",
+        &url_server(
+            "everything",
+            &format!("http://127.0.0.1:{port}/sse"),
+            "type = \"sse\"",
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(60));
+    let h = Client::new(&gw).health().await;
+    assert_eq!(server_health(&h, "everything")["transport"], "sse", "{h:#}");
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+    let r = c
+        .call("everything__echo", json!({"message": "over legacy sse"}))
+        .await;
+    assert_eq!(
+        r.result()["content"][0]["text"],
+        "Echo: over legacy sse",
+        "{}",
+        r.body
+    );
+}
