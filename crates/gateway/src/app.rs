@@ -41,6 +41,8 @@ pub struct App {
     gid_salt: String,
     subscriptions: Mutex<HashMap<String, HashSet<String>>>,
     next_progress: AtomicU64,
+    /// Client sessions initialized since start (a metric: session reuse shows here).
+    pub sessions_opened: AtomicU64,
     pub shutdown: CancellationToken,
     pub started: Instant,
 }
@@ -64,6 +66,7 @@ impl App {
             gid_salt: crate::session::new_session_id()[..8].to_owned(),
             subscriptions: Mutex::new(HashMap::new()),
             next_progress: AtomicU64::new(1),
+            sessions_opened: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
         })
@@ -185,6 +188,7 @@ impl App {
             return false;
         }
         map.insert(s.id.clone(), s);
+        self.sessions_opened.fetch_add(1, Ordering::Relaxed);
         true
     }
 

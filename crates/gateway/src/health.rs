@@ -42,6 +42,7 @@ pub struct Health {
     pub version: &'static str,
     pub uptime_s: u64,
     pub sessions: usize,
+    pub sessions_opened: u64,
     pub tools: usize,
     pub collisions: Vec<String>,
     pub servers: Vec<ServerHealth>,
@@ -84,6 +85,9 @@ pub fn snapshot(app: &App) -> Health {
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: app.started.elapsed().as_secs(),
         sessions: app.sessions.read().map(|s| s.len()).unwrap_or(0),
+        sessions_opened: app
+            .sessions_opened
+            .load(std::sync::atomic::Ordering::Relaxed),
         tools: catalog.tools.len(),
         collisions: catalog.collisions.clone(),
         servers,

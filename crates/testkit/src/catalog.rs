@@ -355,5 +355,30 @@ fn build_tools() -> Vec<Tool> {
             "Terminates the server process with exit code 1 without answering",
             no_args(),
         ),
+        Tool::new(
+            "inspect",
+            "Returns its arguments exactly as received, as JSON text and structured content. \
+             Has one parameter of every JSON Schema kind, for testing tools-as-commands.",
+            object(json!({
+                "type": "object",
+                "properties": {
+                    "text": { "type": "string", "description": "Any string" },
+                    "count": { "type": "integer", "description": "A whole number", "default": 1 },
+                    "ratio": { "type": "number", "description": "Any number" },
+                    "verbose": { "type": "boolean", "description": "A switch" },
+                    "mode": { "type": "string", "enum": ["fast", "safe", "auto"], "description": "One of three modes" },
+                    "tags": { "type": "array", "items": { "type": "string" }, "description": "Labels" },
+                    "filter": {
+                        "type": "object",
+                        "description": "A nested object",
+                        "properties": {
+                            "state": { "type": "string", "enum": ["open", "closed"] },
+                            "limits": { "type": "object", "properties": { "max": { "type": "integer" } } }
+                        }
+                    }
+                },
+                "required": ["text"]
+            })),
+        ),
     ]
 }

@@ -322,6 +322,12 @@ impl ServerHandler for Fixture {
             },
             "sleep" => Self::sleep(&context, &args).await,
             "exit" => std::process::exit(1),
+            "inspect" => {
+                let args = Value::Object(args.clone());
+                let mut r = text_result(args.to_string());
+                r.structured_content = Some(args);
+                r
+            }
             "test_simple_text" => text_result(catalog::SIMPLE_TEXT),
             "test_image_content" => CallToolResult::success(vec![ContentBlock::image(
                 catalog::TEST_IMAGE_PNG_BASE64,

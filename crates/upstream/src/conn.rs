@@ -241,24 +241,7 @@ impl Connection {
         events: EventTx,
         deadline: tokio::time::Instant,
     ) -> Result<Connection, (UpstreamError, Option<Connection>)> {
-        let inner = Arc::new(Inner {
-            name: spec.name.clone(),
-            spec: spec.clone(),
-            transport: OnceLock::new(),
-            pending: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            progress_routes: Mutex::new(HashMap::new()),
-            server_request_routes: Mutex::new(HashMap::new()),
-            events,
-            alive: AtomicBool::new(true),
-            closed_reason: Mutex::new(None),
-            closed: CancellationToken::new(),
-            init: Mutex::new(None),
-            reinit: tokio::sync::Mutex::new(()),
-            reinit_generation: AtomicU64::new(0),
-            capabilities,
-            last_rtt_us: AtomicU64::new(0),
-        });
+        let inner = Inner::new(spec, capabilities, events);
         let timeout = || UpstreamError::Timeout {
             server: spec.name.clone(),
             ms: spec.connect_timeout.as_millis(),
@@ -345,6 +328,52 @@ impl Connection {
         UpstreamError::Protocol {
             server: self.inner.name.clone(),
             detail,
+        }
+    }
+
+    /// Reattaches to a Streamable HTTP session an earlier process saved, with no
+    /// initialize. If the server has forgotten it, the first request's `404`
+    /// re-initializes transparently (see [`Connection::session_id`] for the new one).
+    pub fn resume(
+        spec: &UpstreamSpec,
+        capabilities: Box<RawValue>,
+        events: EventTx,
+        session_id: &str,
+        protocol_version: &str,
+    ) -> Result<Connection, UpstreamError> {
+        let TransportSpec::StreamableHttp { url, headers } = &spec.transport else {
+            return Err(UpstreamError::Protocol {
+                server: spec.name.clone(),
+                detail: "only Streamable HTTP sessions can be resumed".into(),
+            });
+        };
+        let http = Http::new(
+            &spec.name,
+            url,
+            headers,
+            spec.connect_timeout,
+            spec.idle_timeout,
+        )?;
+        http.set_session(session_id);
+        http.set_protocol_version(protocol_version);
+        let inner = Inner::new(spec, capabilities, events);
+        let _ = inner.transport.set(Transport::Http(Box::new(http)));
+        *lock(&inner.init) = Some(InitInfo {
+            protocol_version: protocol_version.to_owned(),
+            server_name: String::new(),
+            server_version: String::new(),
+            capabilities: jsonrpc::to_raw(&serde_json::json!({})),
+            instructions: None,
+            latency: Duration::ZERO,
+        });
+        Ok(Connection { inner })
+    }
+
+    /// The Streamable HTTP session id the server gave us, if any (stateless servers give none).
+    pub fn session_id(&self) -> Option<String> {
+        match self.inner.transport.get() {
+            Some(Transport::Http(h)) => h.session_id(),
+            _ => None,
         }
     }
 
@@ -539,6 +568,27 @@ struct CancelledParams<'a> {
 }
 
 impl Inner {
+    fn new(spec: &UpstreamSpec, capabilities: Box<RawValue>, events: EventTx) -> Arc<Inner> {
+        Arc::new(Inner {
+            name: spec.name.clone(),
+            spec: spec.clone(),
+            transport: OnceLock::new(),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            progress_routes: Mutex::new(HashMap::new()),
+            server_request_routes: Mutex::new(HashMap::new()),
+            events,
+            alive: AtomicBool::new(true),
+            closed_reason: Mutex::new(None),
+            closed: CancellationToken::new(),
+            init: Mutex::new(None),
+            reinit: tokio::sync::Mutex::new(()),
+            reinit_generation: AtomicU64::new(0),
+            capabilities,
+            last_rtt_us: AtomicU64::new(0),
+        })
+    }
+
     pub(crate) fn closed_error(&self) -> UpstreamError {
         UpstreamError::Closed {
             server: self.name.clone(),

@@ -57,6 +57,19 @@ impl Http {
         }
     }
 
+    pub(crate) fn set_session(&self, id: &str) {
+        if let Ok(h) = HeaderValue::from_str(id) {
+            *write(&self.session_id) = Some(h);
+        }
+    }
+
+    pub(crate) fn session_id(&self) -> Option<String> {
+        read(&self.session_id)
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    }
+
     pub(crate) fn clear_session(&self) {
         *write(&self.session_id) = None;
         *write(&self.protocol_version) = None;
