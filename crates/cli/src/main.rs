@@ -1,10 +1,15 @@
 //! The `mcpgate` binary: parses the command line and wires the library crates
 //! together. Logic lives in `mcpgate-gateway` and `mcpgate-upstream`.
 //!
-//! Exit codes: 0 ok, 1 a checked upstream is not ready, 2 usage or config error,
-//! 3 the gateway could not start (address in use, refused bind).
+//! Exit codes: 0 ok; 1 a tool error (`call`) or an upstream not ready (`check`,
+//! `servers`); 2 a usage or config error (nothing was sent); 3 a connection or
+//! auth error, or the gateway could not start.
 
+mod call;
 mod demo;
+mod mount;
+mod remote;
+mod toolcmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,6 +57,56 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Call one tool: `mcpgate call --url URL SERVER TOOL --flag value ...`.
+    /// `mcpgate call --url URL SERVER --help` lists the tools; `... TOOL --help` explains one.
+    #[command(disable_help_flag = true)]
+    Call {
+        #[command(flatten)]
+        at: call::At,
+        /// A cached tools/list (written by `mount`): help and validation need no network.
+        #[arg(long)]
+        tools_file: Option<PathBuf>,
+        /// The server (a command name under `mount`).
+        server: String,
+        /// TOOL, then its flags, passed through untouched.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
+    /// List tools, one line each: all servers, or one.
+    Tools {
+        #[command(flatten)]
+        at: call::At,
+        server: Option<String>,
+    },
+    /// Write one command per server into --out DIR (read-only), plus an agent prompt section.
+    Mount {
+        /// A gateway: mount every server it fronts.
+        #[arg(
+            long,
+            conflicts_with = "manifest",
+            required_unless_present = "manifest"
+        )]
+        url: Option<String>,
+        /// {"servers":[{"name":..., "url":...}]}
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Write the agent prompt section (Markdown in `<mcp-clis>` tags) here.
+        #[arg(long)]
+        prompt: Option<PathBuf>,
+        /// Replace a loopback host in the URLs, e.g. host.docker.internal:8787.
+        #[arg(long)]
+        rewrite_host: Option<String>,
+        /// Skip a server (repeatable).
+        #[arg(long)]
+        exclude: Vec<String>,
+        /// A file holding the gateway key (else MCPGATE_KEY at call time).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        #[arg(long, default_value = "__")]
+        separator: String,
+    },
     /// The built-in demo MCP server (stdio), used by the bundled demo config.
     #[command(hide = true)]
     DemoServer,
@@ -65,10 +120,15 @@ fn main() -> ExitCode {
             Err(_) => ExitCode::from(1),
         };
     }
+    // Client commands print only their own output unless RUST_LOG says otherwise.
+    let default_level = match cli.cmd {
+        Cmd::Call { .. } | Cmd::Tools { .. } | Cmd::Mount { .. } => "error",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -92,6 +152,44 @@ fn main() -> ExitCode {
                 ..
             } => servers_from_gateway(&url, json).await,
             Cmd::Servers { config, json, .. } => check(config.as_deref(), json).await,
+            Cmd::Call {
+                at,
+                tools_file,
+                server,
+                rest,
+            } => call::call(&at, tools_file.as_deref(), &server, &rest).await,
+            Cmd::Tools { at, server } => call::tools(&at, server.as_deref()).await,
+            Cmd::Mount {
+                url,
+                manifest,
+                out,
+                prompt,
+                rewrite_host,
+                exclude,
+                key_file,
+                separator,
+            } => {
+                let source = match (url, manifest) {
+                    (Some(u), _) => mount::Source::Url(u),
+                    (None, Some(m)) => mount::Source::Manifest(m),
+                    (None, None) => return ExitCode::from(2),
+                };
+                let opts = mount::Options {
+                    out: &out,
+                    prompt: prompt.as_deref(),
+                    rewrite_host: rewrite_host.as_deref(),
+                    exclude: &exclude,
+                    key_file: key_file.as_deref(),
+                    separator: &separator,
+                };
+                match mount::mount(source, &opts).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("mcpgate mount: {}", e.message);
+                        ExitCode::from(e.code)
+                    }
+                }
+            }
             Cmd::DemoServer => ExitCode::SUCCESS,
         }
     })

@@ -80,6 +80,8 @@ pub struct Config {
     /// Close a POST SSE stream after this much silence and let the client resume with GET.
     pub sse_close_after: Option<Duration>,
     pub servers: Vec<ServerConfig>,
+    /// Whether runs mount the servers as shell commands for their agents (off by default).
+    pub mount_as_clis: bool,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -100,6 +102,7 @@ const TOP_KEYS: &[&str] = &[
     "sse_upgrade_after",
     "breaker_failures",
     "breaker_cooldown",
+    "mount_as_clis",
     "servers",
     "mcpServers",
     "plans",
@@ -308,6 +311,7 @@ impl Walker {
                 .opt_duration(top, "sse_upgrade_after")?
                 .unwrap_or(Duration::from_secs(2)),
             servers,
+            mount_as_clis: self.opt_bool(top, "mount_as_clis")?.unwrap_or(false),
         })
     }
 

@@ -1,0 +1,203 @@
+//! `mcpgate call` and `mcpgate tools`: one tool call, or a tool listing, from
+//! the command line. Flags come from the tool's JSON Schema (`tool_cli`), the
+//! connection and session from `remote`. Order matters for honesty: the
+//! arguments are validated before the call is sent, and with a cached tool list
+//! (`--tools-file`, written by `mount`) before anything touches the network.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use crate::remote::{CliError, Remote, Target, server_tools};
+use crate::toolcmd::{self, ToolSpec};
+
+/// Where the tools are: shared by `call`, `tools`.
+#[derive(clap::Args)]
+pub(crate) struct At {
+    /// A gateway's MCP URL (or any MCP server's). The key comes from MCPGATE_KEY or --key-file.
+    #[arg(long)]
+    pub(crate) url: Option<String>,
+    /// A config file naming the server (instead of --url).
+    #[arg(long, short, conflicts_with = "url")]
+    pub(crate) config: Option<PathBuf>,
+    /// A file holding the gateway key.
+    #[arg(long)]
+    pub(crate) key_file: Option<PathBuf>,
+    /// The gateway's namespace separator.
+    #[arg(long, default_value = "__")]
+    pub(crate) separator: String,
+}
+
+fn fail(command: &str, e: CliError) -> ExitCode {
+    eprintln!("{command}: {}", e.message);
+    ExitCode::from(e.code)
+}
+
+pub(crate) async fn call(
+    at: &At,
+    tools_file: Option<&Path>,
+    server: &str,
+    rest: &[String],
+) -> ExitCode {
+    match run_call(at, tools_file, server, rest).await {
+        Ok(code) => code,
+        Err(e) => fail(server, e),
+    }
+}
+
+/// (short name, tool) pairs and the open session, if listing needed one.
+async fn load_tools(
+    at: &At,
+    target: &Target,
+    tools_file: Option<&Path>,
+    server: &str,
+) -> Result<(Vec<(String, Value)>, Option<Remote>), CliError> {
+    let cached = tools_file
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).ok())
+        .map(|list| server_tools(&list, server, &at.separator, true))
+        .filter(|tools| !tools.is_empty());
+    if let Some(tools) = cached {
+        return Ok((tools, None));
+    }
+    let remote = Remote::open(target).await?;
+    let all = remote.list_tools().await?;
+    let tools = server_tools(&all, server, &at.separator, remote.gateway);
+    Ok((tools, Some(remote)))
+}
+
+fn is_help(a: &str) -> bool {
+    a == "--help" || a == "-h"
+}
+
+async fn run_call(
+    at: &At,
+    tools_file: Option<&Path>,
+    server: &str,
+    rest: &[String],
+) -> Result<ExitCode, CliError> {
+    let target = Target::resolve(
+        at.url.as_deref(),
+        at.config.as_deref(),
+        at.key_file.as_deref(),
+        Some(server),
+    )?;
+    let (tools, remote) = load_tools(at, &target, tools_file, server).await?;
+    let specs: Vec<ToolSpec> = tools
+        .iter()
+        .filter_map(|(short, t)| {
+            let mut s = ToolSpec::from_json(t)?;
+            s.name = short.clone();
+            Some(s)
+        })
+        .collect();
+    let Some(tool_arg) = rest.first().filter(|a| !is_help(a)) else {
+        print!("{}", toolcmd::server_help(server, &specs));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let wanted = tool_arg.replace('-', "_");
+    let Some(idx) = specs
+        .iter()
+        .position(|s| s.name == *tool_arg || s.name.replace('-', "_") == wanted)
+    else {
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        return Err(CliError::usage(format!(
+            "no tool {tool_arg:?} on {server}; tools: {}. Run `{server} --help`.",
+            names.join(", ")
+        )));
+    };
+    let spec = &specs[idx];
+    let flags = &rest[1..];
+    if flags.iter().any(|a| is_help(a)) {
+        print!("{}", toolcmd::tool_help(server, spec));
+        return Ok(ExitCode::SUCCESS);
+    }
+    // A bare `--json` (no value, or followed by another flag) asks for the whole
+    // result as JSON; `--json '{...}'` / `--json -` give the arguments.
+    let mut json_output = false;
+    let mut args: Vec<String> = Vec::with_capacity(flags.len());
+    for (i, a) in flags.iter().enumerate() {
+        let next = flags.get(i + 1);
+        if a == "--json" && next.is_none_or(|n| n.starts_with("--")) {
+            json_output = true;
+        } else {
+            args.push(a.clone());
+        }
+    }
+    let read_file = |p: &str| std::fs::read_to_string(p);
+    let stdin = || std::io::read_to_string(std::io::stdin());
+    let arguments = toolcmd::parse_args(spec, &args, &read_file, &stdin)
+        .map_err(|e| CliError::usage(format!("{e} (see `{server} {} --help`)", spec.name)))?;
+
+    let real_name = tools[idx]
+        .1
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or(&spec.name)
+        .to_owned();
+    let remote = match remote {
+        Some(r) => r,
+        None => Remote::open(&target).await?,
+    };
+    let result = remote.call(&real_name, arguments).await?;
+    let out_dir = std::env::var_os("MCPGATE_OUT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("mcpgate-files"));
+    let rendered = toolcmd::render_result(&result, json_output, &out_dir);
+    for (path, bytes) in &rendered.files {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(path, bytes)
+            .map_err(|e| CliError::connection(format!("cannot write {}: {e}", path.display())))?;
+    }
+    print_ignoring_broken_pipe(&rendered.stdout, false);
+    print_ignoring_broken_pipe(&rendered.stderr, true);
+    Ok(ExitCode::from(rendered.exit))
+}
+
+/// Writes output; a closed pipe (`| head`) is not an error.
+fn print_ignoring_broken_pipe(text: &str, stderr: bool) {
+    use std::io::Write as _;
+    if text.is_empty() {
+        return;
+    }
+    let _ = if stderr {
+        std::io::stderr().write_all(text.as_bytes())
+    } else {
+        std::io::stdout().write_all(text.as_bytes())
+    };
+}
+
+pub(crate) async fn tools(at: &At, server: Option<&str>) -> ExitCode {
+    let result = async {
+        let target = Target::resolve(
+            at.url.as_deref(),
+            at.config.as_deref(),
+            at.key_file.as_deref(),
+            server,
+        )?;
+        let remote = Remote::open(&target).await?;
+        let all = remote.list_tools().await?;
+        let listed: Vec<(String, Value)> = match server {
+            Some(s) => server_tools(&all, s, &at.separator, remote.gateway),
+            None => all
+                .iter()
+                .filter_map(|t| Some((t.get("name")?.as_str()?.to_owned(), t.clone())))
+                .collect(),
+        };
+        let mut out = String::new();
+        for (name, t) in &listed {
+            let desc = t.get("description").and_then(Value::as_str).unwrap_or("");
+            let first = desc.lines().next().unwrap_or("").trim();
+            out.push_str(&format!("{name:<32} {first}\n"));
+        }
+        print_ignoring_broken_pipe(&out, false);
+        Ok::<(), CliError>(())
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail("mcpgate tools", e),
+    }
+}
