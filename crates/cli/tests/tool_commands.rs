@@ -359,3 +359,81 @@ fn mount_excludes_and_skips_failing_servers() {
         "loopback rewritten for containers: {script}"
     );
 }
+
+#[test]
+fn call_and_tools_work_through_a_gateway_and_straight_from_a_config() {
+    let m = setup();
+    let run = |args: &[&str]| {
+        let o = Command::new(mcpgate_bin())
+            .args(args)
+            .current_dir(&m.work.0)
+            .env("MCPGATE_STATE_DIR", &m.state.0)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // `tools` lists one line per tool, all servers or one.
+    let (code, out, err) = run(&["tools", "--url", &m.gw.url, "fx"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("inspect") && l.contains("Returns its arguments")),
+        "{out}"
+    );
+    assert!(!out.contains("echo-everything"), "only fx's tools");
+    let (_, all, _) = run(&["tools", "--url", &m.gw.url]);
+    assert!(
+        all.contains("everything__echo") && all.contains("fx__inspect"),
+        "{all}"
+    );
+    // `call` through the gateway, with no mount.
+    let (code, out, err) = run(&[
+        "call",
+        "--url",
+        &m.gw.url,
+        "everything",
+        "get-sum",
+        "--a",
+        "2",
+        "--b",
+        "40",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("42"), "{out}");
+    // `call` straight to a server named in a config file (a stdio child, no gateway).
+    let cfg = m.work.0.join("direct.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[servers.fx]\ncommand = {}\nargs = [\"stdio\"]\n",
+            q(fixture_bin().display().to_string())
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&[
+        "call",
+        "--config",
+        cfg.to_str().unwrap(),
+        "fx",
+        "inspect",
+        "--text",
+        "direct",
+        "--count",
+        "7",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap(),
+        json!({"text": "direct", "count": 7})
+    );
+    let (code, _, err) = run(&["call", "--config", cfg.to_str().unwrap(), "nope", "x"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "unknown server in config is a usage error: {err}"
+    );
+}
