@@ -63,7 +63,19 @@ impl App {
             sessions: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next_gid: AtomicU64::new(1),
-            gid_salt: crate::session::new_session_id()[..8].to_owned(),
+            // The salt keeps relayed request ids from colliding across restarts; if
+            // the OS generator failed, the start time still serves that purpose.
+            gid_salt: crate::session::new_session_id()
+                .map(|s| s[..8].to_owned())
+                .unwrap_or_else(|_| {
+                    format!(
+                        "{:x}",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_nanos())
+                            .unwrap_or(0)
+                    )
+                }),
             subscriptions: Mutex::new(HashMap::new()),
             next_progress: AtomicU64::new(1),
             sessions_opened: AtomicU64::new(0),

@@ -80,9 +80,9 @@ struct StreamTable {
 }
 
 impl Session {
-    pub fn new(protocol_version: String, caps: ClientCaps) -> Session {
+    pub fn new(protocol_version: String, caps: ClientCaps) -> Result<Session, getrandom::Error> {
         let s = Session {
-            id: new_session_id(),
+            id: new_session_id()?,
             protocol_version,
             caps,
             last_seen_ms: AtomicU64::new(0),
@@ -96,7 +96,7 @@ impl Session {
         lock(&s.streams)
             .live
             .insert(0, Arc::new(EventStream::new(0, STANDALONE_BACKLOG)));
-        s
+        Ok(s)
     }
 
     pub fn touch(&self) {
@@ -266,17 +266,15 @@ impl EventStream {
 }
 
 /// 128 random bits from the OS CSPRNG, hex-encoded (visible ASCII only).
-pub fn new_session_id() -> String {
+/// Errs only if the OS generator is unavailable; never falls back to a weak id.
+pub fn new_session_id() -> Result<String, getrandom::Error> {
     let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        // The OS CSPRNG failing is not something to paper over with a weak id.
-        panic!("the OS random number generator is unavailable");
-    }
-    b.iter().fold(String::with_capacity(32), |mut s, x| {
+    getrandom::fill(&mut b)?;
+    Ok(b.iter().fold(String::with_capacity(32), |mut s, x| {
         use std::fmt::Write as _;
         let _ = write!(s, "{x:02x}");
         s
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -285,7 +283,7 @@ mod tests {
 
     #[tokio::test]
     async fn resume_after_last_event_id_gets_only_what_was_missed() {
-        let s = Session::new("2025-11-25".into(), ClientCaps::default());
+        let s = Session::new("2025-11-25".into(), ClientCaps::default()).unwrap();
         let st = s.open_stream();
         st.push(Bytes::from_static(b"a"));
         st.push(Bytes::from_static(b"b"));
@@ -317,9 +315,9 @@ mod tests {
 
     #[test]
     fn session_ids_are_visible_ascii_and_distinct() {
-        let a = new_session_id();
+        let a = new_session_id().unwrap();
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|b| (0x21..=0x7e).contains(&b)));
-        assert_ne!(a, new_session_id());
+        assert_ne!(a, new_session_id().unwrap());
     }
 }

@@ -333,10 +333,20 @@ fn initialize(app: Arc<App>, msg: Message, acc: Accept) -> Response {
         sse_once(body)
     };
     if !app.cfg.stateless {
-        let session = Arc::new(Session::new(
+        let session = match Session::new(
             negotiated.to_owned(),
             ClientCaps::from_initialize(msg.params.as_deref()),
-        ));
+        ) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!("cannot create a session id: the OS random generator failed: {e}");
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::INTERNAL_ERROR,
+                    "Service Unavailable: cannot create a session id",
+                );
+            }
+        };
         session.touch();
         if !app.add_session(session.clone()) {
             return json_error(
