@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::remote::{CliError, Remote, Target, server_tools};
-use crate::toolcmd::{self, ToolSpec};
+use crate::toolcmd;
 
 /// Where the tools are: shared by `call`, `tools`.
 #[derive(clap::Args)]
@@ -84,14 +84,7 @@ async fn run_call(
         Some(server),
     )?;
     let (tools, remote) = load_tools(at, &target, tools_file, server).await?;
-    let specs: Vec<ToolSpec> = tools
-        .iter()
-        .filter_map(|(short, t)| {
-            let mut s = ToolSpec::from_json(t)?;
-            s.name = short.clone();
-            Some(s)
-        })
-        .collect();
+    let specs = toolcmd::specs_named(&tools);
     let Some(tool_arg) = rest.first().filter(|a| !is_help(a)) else {
         print!("{}", toolcmd::server_help(server, &specs));
         return Ok(ExitCode::SUCCESS);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::remote::{CliError, Remote, Target, server_tools};
-use crate::toolcmd::{ToolSpec, prompt_section};
+use crate::toolcmd::{ToolSpec, prompt_section, specs_named};
 
 pub(crate) enum Source {
     /// A gateway: every server it fronts.
@@ -261,18 +261,7 @@ fn write_out(mounted: &[Mounted], opts: &Options<'_>) -> Result<(), CliError> {
     if let Some(p) = opts.prompt {
         let commands: Vec<(String, Vec<ToolSpec>)> = mounted
             .iter()
-            .map(|m| {
-                let specs = m
-                    .tools
-                    .iter()
-                    .filter_map(|(short, t)| {
-                        let mut s = ToolSpec::from_json(t)?;
-                        s.name = short.clone();
-                        Some(s)
-                    })
-                    .collect();
-                (m.name.clone(), specs)
-            })
+            .map(|m| (m.name.clone(), specs_named(&m.tools)))
             .collect();
         std::fs::write(p, prompt_section(&commands)).map_err(|e| io(p, e))?;
     }

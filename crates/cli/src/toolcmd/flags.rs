@@ -8,6 +8,8 @@
 
 use serde_json::{Map, Value};
 
+use mcpgate_gateway::config::edit_distance;
+
 use super::{ToolSpec, UsageError};
 
 /// Reads a file's contents for an `@path` value.
@@ -342,21 +344,6 @@ fn typed_value(flag: &str, schema: &Value, raw: &str) -> Result<Value, UsageErro
         )));
     }
     Ok(v)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -21,6 +21,18 @@ pub(crate) struct ToolSpec {
     pub(crate) input_schema: Value,
 }
 
+/// The specs of (short name, tools/list entry) pairs, named by their short names.
+pub(crate) fn specs_named(tools: &[(String, Value)]) -> Vec<ToolSpec> {
+    tools
+        .iter()
+        .filter_map(|(short, t)| {
+            let mut s = ToolSpec::from_json(t)?;
+            s.name = short.clone();
+            Some(s)
+        })
+        .collect()
+}
+
 impl ToolSpec {
     pub(crate) fn from_json(v: &Value) -> Option<ToolSpec> {
         Some(ToolSpec {

@@ -131,28 +131,7 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `mcpgate serve` with this config text (listen is forced to 127.0.0.1:0).
     pub fn start(tag: &str, config: &str) -> Gateway {
-        let dir = TempDir::new(tag);
-        let cfg = dir.0.join("mcpgate.toml");
-        std::fs::write(&cfg, config).expect("write config");
-        let stderr_path = dir.0.join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut child = Command::new(mcpgate_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn mcpgate");
-        let url = read_listening_line(&mut child, "mcpgate", &stderr_path);
-        let base = url.trim_end_matches("/mcp").to_owned();
-        Gateway {
-            url,
-            base,
-            proc: Proc { child },
-            dir,
-            stderr_path,
-        }
+        Gateway::start_with_env(tag, config, &[])
     }
 
     pub fn stderr(&self) -> String {
