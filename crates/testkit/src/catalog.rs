@@ -356,6 +356,11 @@ fn build_tools() -> Vec<Tool> {
             no_args(),
         ),
         Tool::new(
+            "inspect_meta",
+            "Returns the request's _meta exactly as received (to test pass-through)",
+            no_args(),
+        ),
+        Tool::new(
             "inspect",
             "Returns its arguments exactly as received, as JSON text and structured content. \
              Has one parameter of every JSON Schema kind, for testing tools-as-commands.",

@@ -322,6 +322,12 @@ impl ServerHandler for Fixture {
             },
             "sleep" => Self::sleep(&context, &args).await,
             "exit" => std::process::exit(1),
+            "inspect_meta" => {
+                let meta = serde_json::to_value(&context.meta).unwrap_or(Value::Null);
+                let mut r = text_result(meta.to_string());
+                r.structured_content = Some(meta);
+                r
+            }
             "inspect" => {
                 let args = Value::Object(args.clone());
                 let mut r = text_result(args.to_string());
