@@ -48,7 +48,7 @@ fn message(resp: &str) -> Value {
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .filter(|d| !d.trim().is_empty())
-        .last()
+        .next_back()
         .unwrap_or(body);
     serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {resp}"))
 }
