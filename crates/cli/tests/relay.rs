@@ -47,8 +47,7 @@ fn message(resp: &str) -> Value {
     let json = body
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| !d.trim().is_empty())
-        .next_back()
+        .rfind(|d| !d.trim().is_empty())
         .unwrap_or(body);
     serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {resp}"))
 }
