@@ -47,6 +47,12 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
     let router = transport::router(app.clone());
     let shutdown = app.shutdown.clone();
     let closer = app.clone();
+    // SSE replies are several small writes; without TCP_NODELAY, Nagle plus the
+    // client's delayed ACK can hold an event back for ~40 ms.
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.cancelled().await;
         closer.end_all_sessions();

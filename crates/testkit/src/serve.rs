@@ -70,7 +70,12 @@ impl BoundHttp {
 
     /// Serve until the process ends or the listener fails.
     pub async fn run(self) -> io::Result<()> {
-        axum::serve(self.listener, self.router).await
+        // SSE replies are several small writes: disable Nagle so none waits for an ACK.
+        use axum::serve::ListenerExt as _;
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, self.router).await
     }
 }
 
