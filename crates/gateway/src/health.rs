@@ -101,33 +101,108 @@ pub async fn health(State(app): State<Arc<App>>) -> Response {
 /// The initialize result for a client that negotiated `version`.
 pub fn initialize_result(app: &App, version: &str) -> Box<RawValue> {
     let mut instructions = String::new();
+    let mut known: Vec<serde_json::Value> = Vec::new();
+    let mut unknown = false;
     for s in &app.servers {
         let st = lock(&s.state);
-        if let Some(text) = st
-            .init
-            .as_ref()
-            .and_then(|i| i.instructions.as_deref())
-            .filter(|t| !t.trim().is_empty())
-        {
-            if !instructions.is_empty() {
-                instructions.push_str("\n\n");
+        match st.init.as_ref() {
+            Some(init) => {
+                known.push(serde_json::from_str(init.capabilities.get()).unwrap_or_default());
+                if let Some(text) = init
+                    .instructions
+                    .as_deref()
+                    .filter(|t| !t.trim().is_empty())
+                {
+                    if !instructions.is_empty() {
+                        instructions.push_str("\n\n");
+                    }
+                    instructions.push_str(&format!("## {}\n{}", s.name, text.trim()));
+                }
             }
-            instructions.push_str(&format!("## {}\n{}", s.name, text.trim()));
+            None => unknown = true,
         }
     }
     let mut v = serde_json::json!({
         "protocolVersion": version,
-        "capabilities": {
-            "tools": {"listChanged": true},
-            "prompts": {"listChanged": true},
-            "resources": {"subscribe": true, "listChanged": true},
-            "logging": {},
-            "completions": {}
-        },
+        "capabilities": merge_capabilities(&known, unknown),
         "serverInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}
     });
     if !instructions.is_empty() {
         v["instructions"] = serde_json::Value::String(instructions);
     }
     jsonrpc::to_raw(&v)
+}
+
+/// The union of the upstreams' capabilities, as the gateway serves them.
+/// `tools` is always there (upstreams coming and going change the tool list),
+/// and every list capability gains `listChanged`, because the gateway emits it.
+/// While some upstream has never been up (`unknown`), its capabilities cannot
+/// be known, so everything the gateway can relay is offered rather than
+/// hiding, say, prompts from a client that connects during start-up.
+pub fn merge_capabilities(known: &[serde_json::Value], unknown: bool) -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    let any = |k: &str| unknown || known.iter().any(|c| c.get(k).is_some_and(|x| !x.is_null()));
+    let flag = |k: &str, f: &str| {
+        unknown
+            || known
+                .iter()
+                .any(|c| c.get(k).and_then(|x| x.get(f)).and_then(Value::as_bool) == Some(true))
+    };
+    let mut caps = Map::new();
+    caps.insert("tools".into(), json!({"listChanged": true}));
+    if any("prompts") {
+        caps.insert("prompts".into(), json!({"listChanged": true}));
+    }
+    if any("resources") {
+        caps.insert(
+            "resources".into(),
+            json!({"listChanged": true, "subscribe": flag("resources", "subscribe")}),
+        );
+    }
+    if any("logging") {
+        caps.insert("logging".into(), json!({}));
+    }
+    if any("completions") {
+        caps.insert("completions".into(), json!({}));
+    }
+    let mut experimental = Map::new();
+    for c in known {
+        if let Some(Value::Object(e)) = c.get("experimental") {
+            for (k, v) in e {
+                experimental.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    if !experimental.is_empty() {
+        caps.insert("experimental".into(), Value::Object(experimental));
+    }
+    Value::Object(caps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn capabilities_are_the_union_of_the_upstreams() {
+        let a =
+            json!({"tools": {}, "resources": {"subscribe": false}, "experimental": {"x/a": {}}});
+        let b = json!({"prompts": {}, "resources": {"subscribe": true}, "logging": {}});
+        let m = merge_capabilities(&[a.clone(), b], false);
+        assert_eq!(m["tools"]["listChanged"], true);
+        assert_eq!(m["prompts"]["listChanged"], true);
+        assert_eq!(m["resources"]["subscribe"], true);
+        assert!(m.get("logging").is_some());
+        assert!(m.get("completions").is_none(), "nobody offers completions");
+        assert!(m["experimental"].get("x/a").is_some());
+        let only_tools = merge_capabilities(&[json!({"tools": {}})], false);
+        assert_eq!(
+            only_tools.as_object().map(|o| o.len()),
+            Some(1),
+            "{only_tools}"
+        );
+        let starting = merge_capabilities(&[json!({"tools": {}})], true);
+        assert!(starting.get("prompts").is_some() && starting.get("completions").is_some());
+    }
 }
