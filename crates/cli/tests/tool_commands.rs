@@ -437,3 +437,38 @@ fn call_and_tools_work_through_a_gateway_and_straight_from_a_config() {
         "unknown server in config is a usage error: {err}"
     );
 }
+
+#[test]
+fn a_stateless_server_leaves_no_saved_session() {
+    let (_server, url) = fixture_http(&["--stateless"]);
+    let state = TempDir::new("stateless-state");
+    let out = Command::new(mcpgate_bin())
+        .args([
+            "call",
+            "--url",
+            &url,
+            "fx",
+            "inspect",
+            "--text",
+            "no session",
+        ])
+        .env("MCPGATE_STATE_DIR", &state.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!({"text": "no session"})
+    );
+    let files: Vec<_> = std::fs::read_dir(&state.0)
+        .map(|d| d.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    assert!(
+        files.is_empty(),
+        "nothing is stored for a server that issues no session id: {files:?}"
+    );
+}
