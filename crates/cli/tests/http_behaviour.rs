@@ -11,145 +11,25 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::client::{
+    ACCEPT_BOTH, Client, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, REQUEST_TIMEOUT, Reply,
+    UPSTREAM_UNAVAILABLE, server_health, status_is,
+};
 use common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PROTOCOL_VERSION: &str = "2025-11-25";
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
-
-/// JSON-RPC codes the gateway puts on the wire.
-const PARSE_ERROR: i64 = -32700;
-const INVALID_REQUEST: i64 = -32600;
-const INVALID_PARAMS: i64 = -32602;
-const UPSTREAM_UNAVAILABLE: i64 = -32000;
-const REQUEST_TIMEOUT: i64 = -32001;
-
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A `[servers.NAME]` table running the fixture over stdio, plus `extra` keys.
-fn fixture_server(name: &str, extra: &str) -> String {
-    format!(
-        "\n[servers.{name}]\ncommand = {}\nargs = [\"stdio\"]\n{extra}\n",
-        q(fixture_bin().display().to_string())
-    )
-}
 
 /// Starts the gateway and blocks until every server is ready (before any concurrent work).
 fn start_ready(tag: &str, config: &str) -> Gateway {
     let gw = Gateway::start(tag, config);
     gw.wait_ready(Duration::from_secs(30));
     gw
-}
-
-/// One HTTP answer: status, headers, raw body, and the JSON-RPC messages it
-/// carried (the JSON body, or the `data` of every non-empty SSE event).
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-    messages: Vec<Value>,
-    /// SSE event ids of the events that carried a message, in order (empty for JSON).
-    event_ids: Vec<String>,
-}
-
-impl Reply {
-    fn content_type(&self) -> &str {
-        self.headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn is_sse(&self) -> bool {
-        self.content_type().starts_with("text/event-stream")
-    }
-
-    /// The JSON body (for plain JSON answers such as /health).
-    fn json(&self) -> &Value {
-        assert!(
-            !self.is_sse() && self.messages.len() == 1,
-            "expected one JSON body, got HTTP {} {:?}: {}",
-            self.status,
-            self.content_type(),
-            self.body
-        );
-        &self.messages[0]
-    }
-
-    /// The JSON-RPC response (the one message with `result` or `error`).
-    fn response(&self) -> &Value {
-        let responses: Vec<&Value> = self
-            .messages
-            .iter()
-            .filter(|m| m.get("result").is_some() || m.get("error").is_some())
-            .collect();
-        assert_eq!(
-            responses.len(),
-            1,
-            "expected exactly one JSON-RPC response, got HTTP {}: {}",
-            self.status,
-            self.body
-        );
-        responses[0]
-    }
-
-    /// The successful result; panics with the whole body otherwise.
-    fn result(&self) -> &Value {
-        assert_eq!(self.status, 200, "HTTP status; body: {}", self.body);
-        let r = self.response();
-        r.get("result")
-            .unwrap_or_else(|| panic!("expected a result, got: {}", self.body))
-    }
-
-    /// The JSON-RPC error object; panics with the whole body otherwise.
-    fn error(&self) -> &Value {
-        let r = self.response();
-        r.get("error")
-            .unwrap_or_else(|| panic!("expected a JSON-RPC error, got: {}", self.body))
-    }
-
-    fn error_code(&self) -> i64 {
-        self.error()["code"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("error without an integer code: {}", self.body))
-    }
-
-    fn error_message(&self) -> String {
-        self.error()["message"].as_str().unwrap_or("").to_owned()
-    }
-
-    /// The first text content of a tools/call result.
-    fn text(&self) -> String {
-        let r = self.result();
-        assert_ne!(
-            r["isError"],
-            json!(true),
-            "tool reported an error: {}",
-            self.body
-        );
-        r["content"][0]["text"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no text content: {}", self.body))
-            .to_owned()
-    }
-
-    fn notifications(&self, method: &str) -> Vec<&Value> {
-        self.messages
-            .iter()
-            .filter(|m| m["method"] == method)
-            .collect()
-    }
 }
 
 /// Why `r` is not the expected HTTP-level rejection (the status, a JSON
@@ -181,265 +61,12 @@ fn assert_http_error(r: &Reply, status: u16, code: i64, what: &str) {
     }
 }
 
-/// Parses a body as JSON or as SSE, by its content type.
-fn parse_body(content_type: &str, body: &str) -> (Vec<Value>, Vec<String>) {
-    if content_type.starts_with("text/event-stream") {
-        let mut messages = Vec::new();
-        let mut ids = Vec::new();
-        let normalised = body.replace("\r\n", "\n");
-        for event in normalised.split("\n\n") {
-            let mut id = None;
-            let mut data: Vec<&str> = Vec::new();
-            for line in event.lines() {
-                if let Some(v) = line.strip_prefix("id:") {
-                    id = Some(v.trim_start().to_owned());
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push(v.strip_prefix(' ').unwrap_or(v));
-                }
-            }
-            let data = data.join("\n");
-            if data.trim().is_empty() {
-                continue; // priming event, retry hint, keep-alive comment
-            }
-            let msg: Value = serde_json::from_str(&data).unwrap_or_else(|e| {
-                panic!("SSE data is not JSON ({e}): {data:?}\nwhole body:\n{body}")
-            });
-            messages.push(msg);
-            ids.push(id.unwrap_or_default());
-        }
-        (messages, ids)
-    } else {
-        // Not JSON (an empty 202, or a misbehaving error page): no messages;
-        // the assertions show the body.
-        match serde_json::from_str(body) {
-            Ok(v) => (vec![v], Vec::new()),
-            Err(_) => (Vec::new(), Vec::new()),
-        }
-    }
-}
-
-/// An MCP client speaking raw HTTP to the gateway, one optional session.
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    url: String,
-    session: Option<String>,
-    next_id: AtomicI64,
-}
-
-impl Client {
-    fn new(gw: &Gateway) -> Client {
-        Client::at(gw, &gw.url)
-    }
-
-    /// A client posting to `url` (e.g. the `/mcp/` variant).
-    fn at(gw: &Gateway, url: &str) -> Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("reqwest client");
-        Client {
-            http,
-            base: gw.base.clone(),
-            url: url.to_owned(),
-            session: None,
-            next_id: AtomicI64::new(1),
-        }
-    }
-
-    /// Sends a request to `path` (relative to the gateway's base, or "" for the MCP URL).
-    /// Default headers (JSON content type, Accept both, protocol version, session)
-    /// are replaced by any of `headers` with the same name; an empty value removes one.
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        let mut all: Vec<(String, String)> = vec![
-            ("accept".into(), ACCEPT_BOTH.into()),
-            ("mcp-protocol-version".into(), PROTOCOL_VERSION.into()),
-        ];
-        if body.is_some() {
-            all.push(("content-type".into(), "application/json".into()));
-        }
-        if let Some(s) = &self.session {
-            all.push(("mcp-session-id".into(), s.clone()));
-        }
-        for (k, v) in headers {
-            all.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
-            if !v.is_empty() {
-                all.push(((*k).to_owned(), (*v).to_owned()));
-            }
-        }
-        let url = if path.is_empty() {
-            self.url.clone()
-        } else {
-            format!("{}{path}", self.base)
-        };
-        let mut req = self.http.request(method.clone(), &url);
-        for (k, v) in &all {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        if let Some(b) = body {
-            req = req.body(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.text().await.expect("read the body");
-        let ctype = headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let (messages, event_ids) = parse_body(&ctype, &body);
-        Reply {
-            status,
-            headers,
-            body,
-            messages,
-            event_ids,
-        }
-    }
-
-    /// POSTs a raw body to the MCP URL with header overrides.
-    async fn post_raw(&self, body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) -> Reply {
-        self.send(reqwest::Method::POST, "", Some(body.into()), headers)
-            .await
-    }
-
-    async fn post(&self, msg: &Value) -> Reply {
-        self.post_raw(msg.to_string(), &[]).await
-    }
-
-    /// Sends a JSON-RPC request with this id.
-    async fn request_with_id(&self, id: Value, method: &str, params: Value) -> Reply {
-        self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await
-    }
-
-    async fn request(&self, method: &str, params: Value) -> Reply {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.request_with_id(json!(id), method, params).await
-    }
-
-    async fn call(&self, tool: &str, arguments: Value) -> Reply {
-        self.request("tools/call", json!({"name": tool, "arguments": arguments}))
-            .await
-    }
-
-    /// Calls `TOOL` (an echo tool) and asserts the message comes back.
-    async fn assert_echo(&self, tool: &str, message: &str) {
-        let r = self.call(tool, json!({"message": message})).await;
-        assert_eq!(r.text(), message, "echo through {tool}");
-    }
-
-    /// Initializes a session (stores its id) and sends `notifications/initialized`.
-    async fn initialize(&mut self) -> Reply {
-        let r = self.initialize_raw().await;
-        assert_eq!(r.status, 200, "initialize: {}", r.body);
-        assert_eq!(r.result()["serverInfo"]["name"], "mcpgate", "{}", r.body);
-        self.session = r.header("mcp-session-id").map(str::to_owned);
-        let n = self
-            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        assert_eq!(n.status, 202, "notifications/initialized: {}", n.body);
-        r
-    }
-
-    async fn initialize_raw(&self) -> Reply {
-        self.request_with_id(
-            json!(0),
-            "initialize",
-            json!({
-                "protocolVersion": PROTOCOL_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "http_behaviour", "version": "0"}
-            }),
-        )
-        .await
-    }
-
-    async fn delete(&self) -> Reply {
-        self.send(reqwest::Method::DELETE, "", None, &[]).await
-    }
-
-    async fn health(&self) -> Value {
-        let r = self.send(reqwest::Method::GET, "/health", None, &[]).await;
-        assert_eq!(r.status, 200, "/health: {}", r.body);
-        assert!(
-            r.content_type().starts_with("application/json"),
-            "/health Content-Type {:?}",
-            r.content_type()
-        );
-        r.json().clone()
-    }
-
-    /// Polls /health until `ok` holds, or panics with the last snapshot.
-    async fn wait_health(
-        &self,
-        what: &str,
-        timeout: Duration,
-        ok: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let h = self.health().await;
-            if ok(&h) {
-                return h;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {h:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// All tool names from tools/list, following cursors.
-    async fn all_tool_names(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..1000 {
-            let params = match &cursor {
-                Some(c) => json!({"cursor": c}),
-                None => json!({}),
-            };
-            let r = self.request("tools/list", params).await;
-            let result = r.result();
-            for t in result["tools"].as_array().expect("tools array") {
-                names.push(t["name"].as_str().expect("tool name").to_owned());
-            }
-            match result.get("nextCursor").and_then(Value::as_str) {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => return names,
-            }
-        }
-        panic!("tools/list never ended after 1000 pages")
-    }
-}
-
 /// Whether a /health server status is a failure: "down" in the first
 /// vocabulary, "unreachable" / "auth_failed" / "protocol_error" in the current one.
 fn is_failed(status: &Value) -> bool {
     status
         .as_str()
         .is_some_and(|s| !s.is_empty() && s != "ready" && s != "starting")
-}
-
-/// The entry for server `name` in a /health snapshot.
-fn server_health<'a>(h: &'a Value, name: &str) -> &'a Value {
-    h["servers"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no server {name:?} in /health: {h:#}"))
 }
 
 /// One HTTP/1.1 exchange over a plain socket, for requests reqwest will not
@@ -730,10 +357,8 @@ async fn unknown_and_deleted_sessions_are_404_and_trailing_slash_serves() {
         "no session id from /mcp/"
     );
     slash.assert_echo("fixture__echo", "slash").await;
-    let plain = Client {
-        session: slash.session.clone(),
-        ..Client::new(&gw)
-    };
+    let mut plain = Client::new(&gw);
+    plain.session = slash.session.clone();
     plain
         .assert_echo("fixture__echo", "same session on /mcp")
         .await;
@@ -824,13 +449,7 @@ async fn upstream_killed_mid_call_fails_both_calls_fast_then_restarts() {
     let (sleep, sleep_elapsed) = sleeper.await.expect("sleeper task");
 
     for (what, r) in [("fixture__exit", &exit), ("fixture__sleep", &sleep)] {
-        assert_eq!(r.status, 200, "{what}: {}", r.body);
-        assert_eq!(r.error_code(), UPSTREAM_UNAVAILABLE, "{what}: {}", r.body);
-        assert!(
-            r.error_message().contains("fixture"),
-            "{what}: error must name the server: {}",
-            r.body
-        );
+        r.assert_rpc_error(what, UPSTREAM_UNAVAILABLE, &["fixture"]);
     }
     assert!(
         exit_elapsed < Duration::from_secs(3),
@@ -928,13 +547,7 @@ async fn hung_upstream_times_out_while_another_server_answers() {
     let (slow, slow_done) = slow.await.expect("slow task");
 
     assert_eq!(fast.text(), "quick");
-    assert_eq!(slow.status, 200, "{}", slow.body);
-    assert_eq!(slow.error_code(), REQUEST_TIMEOUT, "{}", slow.body);
-    assert!(
-        slow.error_message().contains("slow"),
-        "timeout must name the server: {}",
-        slow.body
-    );
+    slow.assert_rpc_error("slow__sleep", REQUEST_TIMEOUT, &["slow"]);
     assert!(
         fast_done < slow_done,
         "fast__echo ({fast_done:?}) waited behind the hung slow__sleep ({slow_done:?})"
@@ -969,10 +582,7 @@ async fn dead_upstream_is_reported_and_the_others_still_serve() {
         .wait_health(
             "fixture ready and ghost failed",
             Duration::from_secs(30),
-            |h| {
-                server_health(h, "fixture")["status"] == "ready"
-                    && is_failed(&server_health(h, "ghost")["status"])
-            },
+            |h| status_is(h, "fixture", "ready") && is_failed(&server_health(h, "ghost")["status"]),
         )
         .await;
     assert_eq!(h["status"], "degraded", "{h:#}");
@@ -994,12 +604,10 @@ async fn dead_upstream_is_reported_and_the_others_still_serve() {
     // Its tools were never known, but the name carries its prefix: the error
     // says that server is unavailable (and why), not that the tool does not exist.
     let r = c.call("ghost__echo", json!({"message": "x"})).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.error_code(), UPSTREAM_UNAVAILABLE, "{}", r.body);
-    assert!(
-        r.error_message().contains("ghost") && r.error_message().contains("cannot start"),
-        "{}",
-        r.body
+    r.assert_rpc_error(
+        "ghost__echo",
+        UPSTREAM_UNAVAILABLE,
+        &["ghost", "cannot start"],
     );
     // A name matching no server at all is still the spec's unknown-tool error.
     let r = c.call("nobody__echo", json!({"message": "x"})).await;
@@ -1308,9 +916,7 @@ async fn per_session_isolation_confines_a_crash_to_its_session() {
 
     // A kills its own instance.
     let r = a.call("iso__exit", json!({})).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.error_code(), UPSTREAM_UNAVAILABLE, "{}", r.body);
-    assert!(r.error_message().contains("iso"), "{}", r.body);
+    r.assert_rpc_error("iso__exit", UPSTREAM_UNAVAILABLE, &["iso"]);
 
     // B's instance and the shared one are untouched.
     b.assert_echo("iso__echo", "b unaffected").await;

@@ -14,16 +14,14 @@ mod mock_upstream;
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::client::{
+    Client, PROTOCOL_VERSION, REQUEST_TIMEOUT, UPSTREAM_UNAVAILABLE, server_health, status_is,
+};
 use common::*;
 use mock_upstream::{Behaviour, CallMode, MockUpstream, Reject, Seen, expected_result};
 use serde_json::{Value, json};
-
-const PROTOCOL_VERSION: &str = "2025-11-25";
-const UPSTREAM_UNAVAILABLE: i64 = -32000;
-const REQUEST_TIMEOUT: i64 = -32001;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -34,263 +32,9 @@ fn url_server(name: &str, url: &str, extra: &str) -> String {
     format!("\n[servers.{name}]\nurl = {}\n{extra}\n", q(url))
 }
 
-/// A `[servers.NAME]` table running the Rust fixture over stdio, plus `extra` keys.
-fn fixture_server(name: &str, extra: &str) -> String {
-    format!(
-        "\n[servers.{name}]\ncommand = {}\nargs = [\"stdio\"]\n{extra}\n",
-        q(fixture_bin().display().to_string())
-    )
-}
-
-/// One HTTP answer from the gateway and the JSON-RPC messages it carried.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    body: String,
-    messages: Vec<Value>,
-}
-
-impl Answer {
-    /// The JSON-RPC response (the one message with `result` or `error`).
-    fn response(&self) -> &Value {
-        let r: Vec<&Value> = self
-            .messages
-            .iter()
-            .filter(|m| m.get("result").is_some() || m.get("error").is_some())
-            .collect();
-        assert_eq!(
-            r.len(),
-            1,
-            "expected exactly one JSON-RPC response, got HTTP {}: {}",
-            self.status,
-            self.body
-        );
-        r[0]
-    }
-
-    fn result(&self) -> &Value {
-        assert_eq!(self.status, 200, "HTTP status; body: {}", self.body);
-        self.response()
-            .get("result")
-            .unwrap_or_else(|| panic!("expected a result, got: {}", self.body))
-    }
-
-    fn error(&self) -> &Value {
-        assert_eq!(self.status, 200, "HTTP status; body: {}", self.body);
-        self.response()
-            .get("error")
-            .unwrap_or_else(|| panic!("expected a JSON-RPC error, got: {}", self.body))
-    }
-
-    fn code(&self) -> i64 {
-        self.error()["code"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("error without an integer code: {}", self.body))
-    }
-
-    fn message(&self) -> String {
-        self.error()["message"].as_str().unwrap_or("").to_owned()
-    }
-}
-
-/// The messages of a JSON body, or the `data` of every non-empty SSE event.
-fn parse_messages(content_type: &str, body: &str) -> Vec<Value> {
-    if !content_type.starts_with("text/event-stream") {
-        return serde_json::from_str(body)
-            .map(|v| vec![v])
-            .unwrap_or_default();
-    }
-    let mut out = Vec::new();
-    for event in body.replace("\r\n", "\n").split("\n\n") {
-        let data: Vec<&str> = event
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|v| v.strip_prefix(' ').unwrap_or(v))
-            .collect();
-        let data = data.join("\n");
-        if data.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(&data)
-                .unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {data:?}")),
-        );
-    }
-    out
-}
-
-/// An MCP client of the gateway, with one session and optional extra headers
-/// sent on every request.
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    base: String,
-    session: Option<String>,
-    extra: Vec<(String, String)>,
-    next_id: AtomicI64,
-}
-
-impl Client {
-    fn new(gw: &Gateway) -> Client {
-        Client::with_headers(gw, &[])
-    }
-
-    fn with_headers(gw: &Gateway, extra: &[(&str, &str)]) -> Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("reqwest client"),
-            url: gw.url.clone(),
-            base: gw.base.clone(),
-            session: None,
-            extra: extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            next_id: AtomicI64::new(1),
-        }
-    }
-
-    async fn post(&self, msg: &Value) -> Answer {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .header("mcp-protocol-version", PROTOCOL_VERSION);
-        if let Some(s) = &self.session {
-            req = req.header("mcp-session-id", s);
-        }
-        for (k, v) in &self.extra {
-            req = req.header(k, v);
-        }
-        let resp = req
-            .body(msg.to_string())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {} failed: {e}", self.url));
-        let status = resp.status().as_u16();
-        let ctype = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let session = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = resp.text().await.expect("read the body");
-        let messages = parse_messages(&ctype, &body);
-        let mut a = Answer {
-            status,
-            body,
-            messages,
-        };
-        if let Some(s) = session {
-            a.body = format!("{}\n(mcp-session-id: {s})", a.body);
-        }
-        a
-    }
-
-    async fn request(&self, method: &str, params: Value) -> Answer {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await
-    }
-
-    async fn call(&self, tool: &str, arguments: Value) -> Answer {
-        self.request("tools/call", json!({"name": tool, "arguments": arguments}))
-            .await
-    }
-
-    /// Initializes a session (keeps its id) and sends `notifications/initialized`.
-    async fn initialize(&mut self) {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json");
-        for (k, v) in &self.extra {
-            req = req.header(k, v);
-        }
-        let resp = req
-            .body(
-                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                    "protocolVersion": PROTOCOL_VERSION,
-                    "capabilities": {},
-                    "clientInfo": {"name": "upstream_http", "version": "0"}
-                }})
-                .to_string(),
-            )
-            .send()
-            .await
-            .expect("initialize");
-        assert_eq!(resp.status().as_u16(), 200, "initialize");
-        self.session = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = resp.text().await.expect("initialize body");
-        assert!(body.contains("\"mcpgate\""), "initialize answer: {body}");
-        let n = self
-            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        assert_eq!(n.status, 202, "notifications/initialized: {}", n.body);
-    }
-
-    async fn health(&self) -> Value {
-        let resp = self
-            .http
-            .get(format!("{}/health", self.base))
-            .send()
-            .await
-            .expect("GET /health");
-        let text = resp.text().await.expect("/health body");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("/health not JSON ({e}): {text}"))
-    }
-
-    /// Polls /health until `ok` holds, or panics with the last snapshot.
-    async fn wait_health(
-        &self,
-        what: &str,
-        timeout: Duration,
-        ok: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let h = self.health().await;
-            if ok(&h) {
-                return h;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {h:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// The entry for server `name` in a /health snapshot (or `mcpgate servers --json`).
-fn server_health<'a>(h: &'a Value, name: &str) -> &'a Value {
-    h["servers"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no server {name:?} in: {h:#}"))
-}
-
-fn status_is(h: &Value, name: &str, status: &str) -> bool {
-    server_health(h, name)["status"] == status
-}
-
 /// Runs `mcpgate ARGS` with extra environment; returns (exit code, stdout, stderr).
 fn run_mcpgate(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcpgate"))
+    let out = Command::new(mcpgate_bin())
         .args(args)
         .envs(env.iter().copied())
         .output()
@@ -332,11 +76,6 @@ fn summary(seen: &[Seen]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Whether the answer carries a JSON-RPC result.
-fn has_result(a: &Answer) -> bool {
-    a.status == 200 && a.messages.iter().any(|m| m.get("result").is_some())
 }
 
 fn tool_calls(mock: &MockUpstream) -> Vec<Seen> {
@@ -653,7 +392,7 @@ async fn assert_resumed(mode: CallMode, tag: &str) {
     let took = t.elapsed();
     let seen = mock.requests();
     assert!(
-        has_result(&r),
+        r.has_result(),
         "{mode:?}: the call failed instead of being resumed: {}\nmock saw:\n{}",
         r.body,
         summary(&seen)
@@ -793,7 +532,7 @@ async fn expired_upstream_session_is_reinitialized_transparently() {
     let r = c.call("exp__ping_tool", json!({"text": "after"})).await;
     let seen = mock.requests();
     assert!(
-        has_result(&r),
+        r.has_result(),
         "the call after the upstream forgot the session failed: {}\nmock saw:\n{}",
         r.body,
         summary(&seen)
@@ -905,12 +644,7 @@ async fn stdio_server_killed_mid_call_fails_the_call_fast_then_restarts() {
     assert!(st.success());
     let (r, done) = sleeper.await.expect("sleeper");
     let after_kill = done - killed_at;
-    assert_eq!(r.code(), UPSTREAM_UNAVAILABLE, "{}", r.body);
-    assert!(
-        r.message().contains("fixture"),
-        "the error must name the server: {}",
-        r.body
-    );
+    r.assert_rpc_error("fixture__sleep", UPSTREAM_UNAVAILABLE, &["fixture"]);
     assert!(
         after_kill < Duration::from_secs(3),
         "the call failed {after_kill:?} after the kill (the sleep was 10 s)"
@@ -968,12 +702,7 @@ async fn hung_upstream_times_out_while_another_upstream_answers() {
     assert_eq!(r.result(), &expected_result("prompt"));
     let (slow, slow_done) = slow.await.expect("slow task");
 
-    assert_eq!(slow.code(), REQUEST_TIMEOUT, "{}", slow.body);
-    assert!(
-        slow.message().contains("hung"),
-        "the timeout must name the server: {}",
-        slow.body
-    );
+    slow.assert_rpc_error("hung__ping_tool", REQUEST_TIMEOUT, &["hung"]);
     assert!(
         slow_done >= Duration::from_millis(900) && slow_done < Duration::from_secs(6),
         "a 1 s timeout fired after {slow_done:?}"
@@ -1018,23 +747,17 @@ async fn breaker_opens_after_consecutive_http_failures() {
     c.initialize().await;
     for i in 1..=2 {
         let r = c.call("flaky__ping_tool", json!({"text": "x"})).await;
-        assert_eq!(r.code(), UPSTREAM_UNAVAILABLE, "call {i}: {}", r.body);
-        assert!(
-            r.message().contains("500") && r.message().contains("flaky"),
-            "call {i}: {}",
-            r.body
+        r.assert_rpc_error(
+            &format!("call {i}"),
+            UPSTREAM_UNAVAILABLE,
+            &["500", "flaky"],
         );
     }
     assert_eq!(mock.rpc_count("tools/call"), 2);
     let t = Instant::now();
     let r = c.call("flaky__ping_tool", json!({"text": "x"})).await;
     let took = t.elapsed();
-    assert_eq!(r.code(), UPSTREAM_UNAVAILABLE, "{}", r.body);
-    assert!(
-        r.message().contains("circuit open") && r.message().contains("flaky"),
-        "{}",
-        r.body
-    );
+    r.assert_rpc_error("call 3", UPSTREAM_UNAVAILABLE, &["circuit open", "flaky"]);
     assert!(took < Duration::from_secs(2), "failing fast took {took:?}");
     assert_eq!(
         mock.rpc_count("tools/call"),

@@ -23,12 +23,15 @@ pub fn mcpgate_bin() -> PathBuf {
 
 /// The Rust fixture server, built by `cargo build --workspace` next to `mcpgate`.
 pub fn fixture_bin() -> PathBuf {
-    let p = mcpgate_bin().with_file_name("mcpgate-fixture");
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace first (`cargo build --workspace`, which scripts/test.sh does)",
-        p.display()
-    );
+    must_exist(
+        mcpgate_bin().with_file_name("mcpgate-fixture"),
+        "build the workspace first (`cargo build --workspace`, which scripts/test.sh does)",
+    )
+}
+
+/// `p`, after asserting it exists (else: "P is missing: HINT").
+fn must_exist(p: PathBuf, hint: &str) -> PathBuf {
+    assert!(p.exists(), "{} is missing: {hint}", p.display());
     p
 }
 
@@ -38,34 +41,24 @@ pub fn interop_dir() -> PathBuf {
 
 /// Node 22 from npm's node@22, installed by scripts/install-test-deps.sh.
 pub fn node_bin() -> PathBuf {
-    let p = interop_dir().join("node_modules/.bin/node");
-    assert!(
-        p.exists(),
-        "Node 22 is not installed at {}: run scripts/install-test-deps.sh",
-        p.display()
-    );
-    p
+    must_exist(
+        interop_dir().join("node_modules/.bin/node"),
+        "Node 22 is not installed; run scripts/install-test-deps.sh",
+    )
 }
 
 pub fn venv_bin(name: &str) -> PathBuf {
-    let p = interop_dir().join(".venv/bin").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-test-deps.sh",
-        p.display()
-    );
-    p
+    must_exist(
+        interop_dir().join(".venv/bin").join(name),
+        "run scripts/install-test-deps.sh",
+    )
 }
 
 pub fn server_everything_js() -> PathBuf {
-    let p =
-        interop_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-test-deps.sh",
-        p.display()
-    );
-    p
+    must_exist(
+        interop_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+        "run scripts/install-test-deps.sh",
+    )
 }
 
 /// A temporary directory removed on drop.
@@ -230,6 +223,14 @@ pub fn q(s: impl AsRef<str>) -> String {
     serde_json::to_string(s.as_ref()).expect("string")
 }
 
+/// A `[servers.NAME]` table running the Rust fixture over stdio, plus `extra` keys.
+pub fn fixture_server(name: &str, extra: &str) -> String {
+    format!(
+        "\n[servers.{name}]\ncommand = {}\nargs = [\"stdio\"]\n{extra}\n",
+        q(fixture_bin().display().to_string())
+    )
+}
+
 impl Gateway {
     /// Like [`Gateway::start`], with extra environment variables for the
     /// gateway process (e.g. the secrets a config's `auth` / `${VAR}` refer to;
@@ -265,3 +266,5 @@ impl Gateway {
         self.dir.0.join("mcpgate.toml")
     }
 }
+
+pub mod client;
