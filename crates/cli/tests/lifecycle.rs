@@ -18,41 +18,6 @@ fn mcpgate(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
         .expect("run mcpgate")
 }
 
-/// POSTs one JSON-RPC message with curl; returns (status, headers+body text).
-fn post(url: &str, session: Option<&str>, body: &str) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-s",
-        "-i",
-        "--max-time",
-        "10",
-        "-H",
-        "content-type: application/json",
-    ])
-    .args(["-H", "accept: application/json, text/event-stream"]);
-    if let Some(s) = session {
-        cmd.args(["-H", &format!("mcp-session-id: {s}")]);
-    }
-    let out = cmd.args(["-d", body, url]).output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
-fn session_id(resp: &str) -> String {
-    resp.lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("mcp-session-id:")
-                .map(|_| l[15..].trim().to_owned())
-        })
-        .expect("mcp-session-id header")
-}
-
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
 #[test]
@@ -77,9 +42,9 @@ fn serve_without_config_runs_the_bundled_demo() {
         .to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, r) = post(&url, None, INIT);
-        let sid = session_id(&r);
-        let (status, body) = post(
+        let (_, r) = curl_post(&url, None, INIT);
+        let sid = session_header(&r);
+        let (status, body) = curl_post(
             &url,
             Some(&sid),
             r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"demo__add","arguments":{"a":2,"b":40}}}"#,
@@ -236,8 +201,8 @@ fn shutdown_terminates_and_reaps_every_child() {
     let kids = children_of(gw.proc.child.id());
     assert_eq!(kids.len(), 2, "one child per stdio server: {kids:?}");
     // A client holding a GET stream open must not keep shutdown from finishing.
-    let (_, r) = post(&gw.url, None, INIT);
-    let sid = session_id(&r);
+    let (_, r) = curl_post(&gw.url, None, INIT);
+    let sid = session_header(&r);
     let mut get = Command::new("curl")
         .args([
             "-s",
@@ -283,20 +248,20 @@ fn client_cancellation_ends_the_upstream_call() {
         ),
     );
     gw.wait_ready(Duration::from_secs(20));
-    let (_, r) = post(&gw.url, None, INIT);
-    let sid = session_id(&r);
+    let (_, r) = curl_post(&gw.url, None, INIT);
+    let sid = session_header(&r);
     let url = gw.url.clone();
     let sid2 = sid.clone();
     let started = Instant::now();
     let call = std::thread::spawn(move || {
-        post(
+        curl_post(
             &url,
             Some(&sid2),
             r#"{"jsonrpc":"2.0","id":"slow-1","method":"tools/call","params":{"name":"fx__sleep","arguments":{"ms":20000}}}"#,
         )
     });
     std::thread::sleep(Duration::from_millis(500));
-    let (status, _) = post(
+    let (status, _) = curl_post(
         &gw.url,
         Some(&sid),
         r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"user"}}"#,
@@ -313,7 +278,7 @@ fn client_cancellation_ends_the_upstream_call() {
         "{body}"
     );
     // The upstream is still healthy afterwards.
-    let (_, body) = post(
+    let (_, body) = curl_post(
         &gw.url,
         Some(&sid),
         r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"fx__echo","arguments":{"message":"still here"}}}"#,

@@ -11,36 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-/// POSTs one JSON-RPC message with curl; returns (status, raw response with headers).
-fn post(url: &str, session: Option<&str>, body: &str) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-s",
-        "-i",
-        "--max-time",
-        "20",
-        "-H",
-        "content-type: application/json",
-    ])
-    .args([
-        "-H",
-        "accept: application/json, text/event-stream",
-        "-H",
-        "mcp-protocol-version: 2025-11-25",
-    ]);
-    if let Some(s) = session {
-        cmd.args(["-H", &format!("mcp-session-id: {s}")]);
-    }
-    let out = cmd.args(["-d", body, url]).output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
 /// The JSON-RPC message in a response body (JSON, or the last SSE `data:` line).
 fn message(resp: &str) -> Value {
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
@@ -53,21 +23,14 @@ fn message(resp: &str) -> Value {
 }
 
 fn open_session(url: &str) -> String {
-    let (status, r) = post(
+    let (status, r) = curl_post(
         url,
         None,
         r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"relay-test","version":"1"}}}"#,
     );
     assert_eq!(status, 200, "{r}");
-    let sid = r
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("mcp-session-id")
-                .then(|| v.trim().to_owned())
-        })
-        .expect("session id");
-    let (status, _) = post(
+    let sid = session_header(&r);
+    let (status, _) = curl_post(
         url,
         Some(&sid),
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
@@ -91,14 +54,14 @@ fn meta_and_unknown_params_reach_the_upstream_unchanged() {
         json!({"vendor.example/trace": "t-1", "nested": {"list": [1, 2.5, "\u{e9}"], "empty": {}}});
     let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
         "params": {"name": "fx__inspect_meta", "arguments": {}, "_meta": meta, "x-extension": {"keep": true}}});
-    let (status, r) = post(&gw.url, Some(&sid), &body.to_string());
+    let (status, r) = curl_post(&gw.url, Some(&sid), &body.to_string());
     assert_eq!(status, 200, "{r}");
     let got = message(&r);
     assert_eq!(got["result"]["structuredContent"], meta, "{got}");
     // Nested arguments, including unknown keys, arrive unchanged too.
     let args = json!({"text": "t", "extra": {"deep": [null, true, {"k": "v"}]}});
     let body = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "fx__inspect", "arguments": args}});
-    let got = message(&post(&gw.url, Some(&sid), &body.to_string()).1);
+    let got = message(&curl_post(&gw.url, Some(&sid), &body.to_string()).1);
     assert_eq!(got["result"]["structuredContent"], args);
 }
 
@@ -120,7 +83,7 @@ fn an_upstream_that_comes_up_late_adds_its_tools_and_clients_hear_list_changed()
     }
     let sid = open_session(&gw.url);
     let list = |id: u32| {
-        let r = post(
+        let r = curl_post(
             &gw.url,
             Some(&sid),
             &format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#),
@@ -194,6 +157,6 @@ fn an_upstream_that_comes_up_late_adds_its_tools_and_clients_hear_list_changed()
         list(2).iter().any(|n| n == "late__echo"),
         "late's tools are listed now"
     );
-    let r = post(&gw.url, Some(&sid), r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"late__echo","arguments":{"message":"up"}}}"#).1;
+    let r = curl_post(&gw.url, Some(&sid), r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"late__echo","arguments":{"message":"up"}}}"#).1;
     assert_eq!(message(&r)["result"]["content"][0]["text"], "up");
 }

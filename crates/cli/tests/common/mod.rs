@@ -268,3 +268,45 @@ impl Gateway {
 }
 
 pub mod client;
+
+/// POSTs one JSON-RPC message with curl (a client outside this process and
+/// crate); returns the HTTP status and the raw response, headers included.
+pub fn curl_post(url: &str, session: Option<&str>, body: &str) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-i",
+        "--max-time",
+        "20",
+        "-H",
+        "content-type: application/json",
+    ])
+    .args([
+        "-H",
+        "accept: application/json, text/event-stream",
+        "-H",
+        "mcp-protocol-version: 2025-11-25",
+    ]);
+    if let Some(s) = session {
+        cmd.args(["-H", &format!("mcp-session-id: {s}")]);
+    }
+    let out = cmd.args(["-d", body, url]).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The `mcp-session-id` header of a raw response.
+pub fn session_header(resp: &str) -> String {
+    resp.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| v.trim().to_owned())
+        })
+        .expect("an mcp-session-id header")
+}
