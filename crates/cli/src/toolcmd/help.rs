@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::ToolSpec;
-use super::flags::{enum_values, flag_name, properties, required, type_of};
+use super::flags::{enum_values, flag_name, inline_refs, properties, required, type_of};
 
 /// The first sentence (or line) of a description, at most ~100 characters.
 pub(crate) fn one_line(desc: &str) -> String {
@@ -55,22 +55,134 @@ pub(crate) fn server_help(command: &str, tools: &[ToolSpec]) -> String {
     out
 }
 
-/// A plausible example value for a flag.
+/// A word for the shell: bare when it is safe, single-quoted otherwise.
+fn shell_word(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@,+=%".contains(c));
+    if safe {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A plausible example value for a flag (or for one item of an array flag).
 fn example_value(schema: &Value) -> String {
     if let Some(v) = enum_values(schema).and_then(|e| e.first().cloned()) {
-        return show(&v);
+        return shell_word(&show(&v));
+    }
+    if let Some(d) = schema.get("default").filter(|d| !d.is_null()) {
+        return match d {
+            Value::String(s) => format!("'{}'", s.replace('\'', r"'\''")),
+            other => shell_word(&other.to_string()),
+        };
     }
     match type_of(schema) {
         Some("integer") => "1".into(),
         Some("number") => "1.5".into(),
-        Some("array") => "'[\"a\"]'".into(),
+        Some("boolean") => "true".into(),
+        Some("array") => "'[]'".into(),
         Some("object") => "'{}'".into(),
         _ => "'text'".into(),
     }
 }
 
+/// The example's flags for one property: its required leaves for an object
+/// that has any, one item for an array, the bare flag for a boolean.
+fn example_flags(flag: &str, schema: &Value, out: &mut String) {
+    match type_of(schema) {
+        Some("boolean") => {
+            let _ = write!(out, " --{flag}");
+        }
+        Some("array") => {
+            let item = schema.get("items").unwrap_or(&Value::Null);
+            let _ = write!(out, " --{flag} {}", example_value(item));
+        }
+        Some("object") if !required(schema).is_empty() => {
+            let props = properties(schema);
+            for r in required(schema) {
+                let s = props
+                    .iter()
+                    .find(|(k, _)| *k == r)
+                    .map_or(&Value::Null, |(_, s)| *s);
+                example_flags(&format!("{flag}.{}", flag_name(r)), s, out);
+            }
+        }
+        _ => {
+            let _ = write!(out, " --{flag} {}", example_value(schema));
+        }
+    }
+}
+
+/// Help lines for one property and, for an object, its nested properties.
+/// `required_note` is what its `required` mark says: "required", or "required
+/// with --parent" when the parent object itself is optional.
+fn flag_rows(flag: &str, s: &Value, required_note: Option<&str>, depth: usize, out: &mut String) {
+    let ty = type_of(s).unwrap_or("json");
+    let nested = if ty == "object" {
+        properties(s)
+    } else {
+        Vec::new()
+    };
+    let shape = match ty {
+        "boolean" => format!("--{flag} | --no-{flag}"),
+        "array" => format!(
+            "--{flag} <{}> (repeat, or a JSON array)",
+            type_of(s.get("items").unwrap_or(&Value::Null)).unwrap_or("value")
+        ),
+        "object" if nested.is_empty() => format!("--{flag}.KEY <value> | --{flag} '<json>'"),
+        "object" => format!("--{flag} '<json>', or the dotted flags below"),
+        _ => format!("--{flag} <{ty}>"),
+    };
+    let mut notes = Vec::new();
+    if let Some(r) = required_note {
+        notes.push(r.to_owned());
+    }
+    let allowed = enum_values(s).or_else(|| s.get("items").and_then(enum_values));
+    if let Some(e) = allowed {
+        notes.push(format!(
+            "one of: {}",
+            e.iter().map(show).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if let Some(d) = s.get("default") {
+        notes.push(format!("default: {}", show(d)));
+    }
+    let _ = write!(out, "  {shape}");
+    if !notes.is_empty() {
+        let _ = write!(out, "  [{}]", notes.join("; "));
+    }
+    out.push('\n');
+    if let Some(d) = s
+        .get("description")
+        .and_then(Value::as_str)
+        .filter(|d| !d.trim().is_empty())
+    {
+        let _ = writeln!(out, "      {}", d.trim().replace('\n', " "));
+    }
+    if depth >= 6 {
+        return;
+    }
+    let req = required(s);
+    for (k, sub) in nested {
+        let note = match (req.contains(&k), required_note) {
+            (false, _) => None,
+            (true, Some("required")) => Some("required".to_owned()),
+            (true, _) => Some(format!("required with --{flag}")),
+        };
+        flag_rows(
+            &format!("{flag}.{}", flag_name(k)),
+            sub,
+            note.as_deref(),
+            depth + 1,
+            out,
+        );
+    }
+}
+
 pub(crate) fn tool_help(command: &str, tool: &ToolSpec) -> String {
-    let schema = &tool.input_schema;
+    let schema = &inline_refs(&tool.input_schema);
     let req = required(schema);
     let mut out = format!("Usage: {command} {} [flags]\n\n", tool.name);
     if !tool.description.trim().is_empty() {
@@ -82,71 +194,16 @@ pub(crate) fn tool_help(command: &str, tool: &ToolSpec) -> String {
     } else {
         out.push_str("Flags:\n");
         for (name, s) in &props {
-            let ty = type_of(s).unwrap_or("json");
-            let shape = match ty {
-                "boolean" => format!("--{0} | --no-{0}", flag_name(name)),
-                "array" => format!(
-                    "--{} <{}> (repeat, or a JSON array)",
-                    flag_name(name),
-                    type_of(s.get("items").unwrap_or(&Value::Null)).unwrap_or("value")
-                ),
-                "object" => {
-                    let nested: Vec<String> = properties(s)
-                        .iter()
-                        .map(|(k, v)| {
-                            format!(
-                                "--{}.{} <{}>",
-                                flag_name(name),
-                                flag_name(k),
-                                type_of(v).unwrap_or("value")
-                            )
-                        })
-                        .collect();
-                    if nested.is_empty() {
-                        format!("--{0}.KEY <value> | --{0} '<json>'", flag_name(name))
-                    } else {
-                        format!("{} | --{} '<json>'", nested.join(" "), flag_name(name))
-                    }
-                }
-                _ => format!("--{} <{ty}>", flag_name(name)),
-            };
-            let mut notes = Vec::new();
-            if req.contains(name) {
-                notes.push("required".to_owned());
-            }
-            if let Some(e) = enum_values(s) {
-                notes.push(format!(
-                    "one of: {}",
-                    e.iter().map(show).collect::<Vec<_>>().join(", ")
-                ));
-            }
-            if let Some(d) = s.get("default") {
-                notes.push(format!("default: {}", show(d)));
-            }
-            let _ = write!(out, "  {shape}");
-            if !notes.is_empty() {
-                let _ = write!(out, "  [{}]", notes.join("; "));
-            }
-            out.push('\n');
-            if let Some(d) = s
-                .get("description")
-                .and_then(Value::as_str)
-                .filter(|d| !d.trim().is_empty())
-            {
-                let _ = writeln!(out, "      {}", d.trim().replace('\n', " "));
-            }
+            let note = req.contains(name).then_some("required");
+            flag_rows(&flag_name(name), s, note, 0, &mut out);
         }
         out.push_str("  --json '<object>' | --json -   all arguments as JSON (- reads stdin)\n");
         out.push_str("  --json                          (alone) print the whole result as JSON\n");
-        out.push_str("  Any value may be @FILE to read it from a file.\n");
+        out.push_str("  Any value may be @FILE to read it from a file (@@ for a literal @).\n");
     }
     let mut example = format!("{command} {}", tool.name);
     for (name, s) in props.iter().filter(|(n, _)| req.contains(n)) {
-        if type_of(s) == Some("boolean") {
-            let _ = write!(example, " --{}", flag_name(name));
-        } else {
-            let _ = write!(example, " --{} {}", flag_name(name), example_value(s));
-        }
+        example_flags(&flag_name(name), s, &mut example);
     }
     let _ = writeln!(out, "\nExample:\n  {example}");
     out
@@ -179,4 +236,49 @@ pub(crate) fn prompt_section(commands: &[(String, Vec<ToolSpec>)]) -> String {
     }
     out.push_str("</mcp-clis>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_flags_examples_and_quoting() {
+        let tool = ToolSpec {
+            name: "search".into(),
+            description: "Finds things.".into(),
+            input_schema: json!({"type": "object", "properties": {
+                "ids": {"type": "array", "items": {"type": "integer"}},
+                "mode": {"type": "string", "enum": ["a b", "c"]},
+                "q": {"$ref": "#/$defs/Q"},
+                "opt": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}},
+                "required": ["ids", "mode", "q"],
+                "$defs": {"Q": {"type": "object", "properties": {
+                    "text": {"type": "string"}, "exact": {"type": "boolean"}}, "required": ["text", "exact"]}}}),
+        };
+        let h = tool_help("srv", &tool);
+        assert!(h.contains("  --q.text <string>  [required]\n"), "{h}");
+        assert!(
+            h.contains("  --q.exact | --no-q.exact  [required]\n"),
+            "{h}"
+        );
+        assert!(
+            h.contains("  --opt.x <integer>  [required with --opt]\n"),
+            "{h}"
+        );
+        assert!(h.contains("[required; one of: a b, c]"), "{h}");
+        assert!(
+            h.ends_with("Example:\n  srv search --ids 1 --mode 'a b' --q.text 'text' --q.exact\n"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell_word("open"), "open");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
 }

@@ -15,19 +15,50 @@ pub(crate) struct Rendered {
     pub(crate) exit: u8,
 }
 
-fn extension(mime: &str) -> &str {
-    match mime {
+/// A file extension for a MIME type: the common ones by table, else a plain
+/// subtype (`image/heic` -> `heic`), else `bin`. Parameters (`; charset=...`) are ignored.
+fn extension(mime: &str) -> String {
+    let mime = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let known = match mime.as_str() {
         "image/png" => "png",
-        "image/jpeg" => "jpg",
+        "image/jpeg" | "image/jpg" => "jpg",
         "image/gif" => "gif",
         "image/webp" => "webp",
         "image/svg+xml" => "svg",
-        "audio/wav" | "audio/x-wav" => "wav",
-        "audio/mpeg" => "mp3",
+        "image/bmp" | "image/x-ms-bmp" => "bmp",
+        "image/tiff" => "tiff",
+        "image/x-icon" | "image/vnd.microsoft.icon" => "ico",
+        "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => "wav",
+        "audio/mpeg" | "audio/mp3" => "mp3",
         "audio/ogg" => "ogg",
+        "audio/mp4" | "audio/x-m4a" => "m4a",
+        "audio/webm" | "video/webm" => "webm",
+        "video/mp4" => "mp4",
         "application/pdf" => "pdf",
         "application/gzip" => "gz",
-        _ => "bin",
+        "application/zip" => "zip",
+        "application/json" => "json",
+        "text/plain" => "txt",
+        "text/markdown" => "md",
+        "text/html" => "html",
+        "text/csv" => "csv",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.to_owned();
+    }
+    let sub = mime.split('/').nth(1).unwrap_or("");
+    let sub = sub.strip_prefix("x-").unwrap_or(sub);
+    let sub = sub.split('+').next().unwrap_or("");
+    if !sub.is_empty() && sub.len() <= 8 && sub.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        sub.to_owned()
+    } else {
+        "bin".to_owned()
     }
 }
 
@@ -94,7 +125,8 @@ pub(crate) fn render_result(result: &Value, json: bool, out_dir: &Path) -> Rende
                 let uri = item.get("uri").and_then(Value::as_str).unwrap_or("");
                 notes.push(format!("resource: {uri}"));
             }
-            _ => {}
+            // A content type this version does not know: shown, not dropped.
+            _ => text.push(item.to_string()),
         }
     }
     let mut body = text.join("\n");
@@ -110,6 +142,9 @@ pub(crate) fn render_result(result: &Value, json: bool, out_dir: &Path) -> Rende
     for n in notes {
         extra.push_str(&n);
         extra.push('\n');
+    }
+    if is_error && !json && body.is_empty() {
+        body.push_str("the tool reported an error without a message\n");
     }
     if is_error && !json {
         Rendered {
@@ -203,5 +238,33 @@ mod tests {
         assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
         assert!(decode_base64("a$b").is_none());
+    }
+
+    #[test]
+    fn a_silent_error_still_says_something_and_unknown_content_is_shown() {
+        let dir = Path::new("/tmp/out");
+        let r = render_result(&json!({"content": [], "isError": true}), false, dir);
+        assert_eq!(r.exit, 1);
+        assert!(r.stderr.contains("without a message"));
+        let r = render_result(
+            &json!({"content": [{"type": "video", "uri": "x"}]}),
+            false,
+            dir,
+        );
+        assert!(r.stdout.contains(r#""type":"video""#));
+    }
+
+    #[test]
+    fn file_extensions_from_mime_types() {
+        assert_eq!(extension("image/png"), "png");
+        assert_eq!(extension("Image/PNG; charset=binary"), "png");
+        assert_eq!(extension("audio/mp4"), "m4a");
+        assert_eq!(extension("image/heic"), "heic");
+        assert_eq!(extension("application/x-tar"), "tar");
+        assert_eq!(
+            extension("application/vnd.openxmlformats-officedocument"),
+            "bin"
+        );
+        assert_eq!(extension(""), "bin");
     }
 }
