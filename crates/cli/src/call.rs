@@ -102,10 +102,7 @@ async fn run_call(
     };
     let spec = &specs[idx];
     let flags = &rest[1..];
-    if flags.iter().any(|a| is_help(a)) {
-        print!("{}", toolcmd::tool_help(server, spec));
-        return Ok(ExitCode::SUCCESS);
-    }
+    let wants_help = flags.iter().any(|a| is_help(a));
     // A bare `--json` (no value, or followed by another flag) asks for the whole
     // result as JSON; `--json '{...}'` / `--json -` give the arguments.
     let mut json_output = false;
@@ -120,8 +117,20 @@ async fn run_call(
     }
     let read_file = |p: &str| std::fs::read_to_string(p);
     let stdin = || std::io::read_to_string(std::io::stdin());
-    let arguments = toolcmd::parse_args(spec, &args, &read_file, &stdin)
-        .map_err(|e| CliError::usage(format!("{e} (see `{server} {} --help`)", spec.name)))?;
+    // `--help` asks for help unless it parses as a value (`--text --help`); a
+    // help request never reads stdin.
+    let no_stdin = || Ok(String::new());
+    let stdin_for_parse: &dyn Fn() -> std::io::Result<String> =
+        if wants_help { &no_stdin } else { &stdin };
+    let parsed = toolcmd::parse_args(spec, &args, &read_file, stdin_for_parse);
+    let arguments = match parsed {
+        Err(_) if wants_help => {
+            print!("{}", toolcmd::tool_help(server, spec));
+            return Ok(ExitCode::SUCCESS);
+        }
+        other => other
+            .map_err(|e| CliError::usage(format!("{e} (see `{server} {} --help`)", spec.name)))?,
+    };
 
     let real_name = tools[idx]
         .1

@@ -186,6 +186,12 @@ fn mounted_commands_take_every_kind_of_flag() {
         assert!(help.contains(needle), "help lacks {needle}: {help}");
     }
     assert!(m.ok("fx --help").contains("inspect"));
+    // `--help` as a flag's value is a value, not a help request.
+    assert_eq!(m.inspect("--text --help"), json!({"text": "--help"}));
+    assert!(
+        m.ok("fx inspect --text a --help")
+            .contains("Usage: fx inspect")
+    );
 }
 
 #[test]
