@@ -67,40 +67,8 @@ async fn handle(ctx: &Ctx, msg: &Message) -> Result<Reply, CallError> {
         "prompts/list" => list(ctx, ListKind::Prompts, params),
         "resources/list" => list(ctx, ListKind::Resources, params),
         "resources/templates/list" => list(ctx, ListKind::Templates, params),
-        "tools/call" => {
-            let p = TopLevel::parse(params)?;
-            let name = p.string("name")?;
-            let catalog = app.catalog();
-            let route = match catalog.tool(&name) {
-                Some(r) => r.clone(),
-                None => return Err(not_routable(app, &catalog, name, CallError::UnknownTool)),
-            };
-            forward(
-                ctx,
-                &route.server,
-                "tools/call",
-                Some(p.with("name", &route.name)?),
-                msg,
-            )
-            .await
-        }
-        "prompts/get" => {
-            let p = TopLevel::parse(params)?;
-            let name = p.string("name")?;
-            let catalog = app.catalog();
-            let route = match catalog.prompt(&name) {
-                Some(r) => r.clone(),
-                None => return Err(not_routable(app, &catalog, name, CallError::UnknownPrompt)),
-            };
-            forward(
-                ctx,
-                &route.server,
-                "prompts/get",
-                Some(p.with("name", &route.name)?),
-                msg,
-            )
-            .await
-        }
+        "tools/call" => call_named(ctx, msg, Named::Tool).await,
+        "prompts/get" => call_named(ctx, msg, Named::Prompt).await,
         "resources/read" => {
             let uri = TopLevel::parse(params)?.string("uri")?;
             let server = app
@@ -168,6 +136,29 @@ async fn handle(ctx: &Ctx, msg: &Message) -> Result<Reply, CallError> {
         )),
         other => Err(CallError::MethodNotFound(other.to_owned())),
     }
+}
+
+#[derive(Clone, Copy)]
+enum Named {
+    Tool,
+    Prompt,
+}
+
+/// `tools/call` and `prompts/get`: resolve the exposed name, rename it to the
+/// upstream's own, forward.
+async fn call_named(ctx: &Ctx, msg: &Message, kind: Named) -> Result<Reply, CallError> {
+    let p = TopLevel::parse(msg.params.as_deref())?;
+    let name = p.string("name")?;
+    let catalog = ctx.app.catalog();
+    let (found, unknown): (_, fn(String) -> CallError) = match kind {
+        Named::Tool => (catalog.tool(&name), CallError::UnknownTool),
+        Named::Prompt => (catalog.prompt(&name), CallError::UnknownPrompt),
+    };
+    let Some(route) = found.cloned() else {
+        return Err(not_routable(&ctx.app, &catalog, name, unknown));
+    };
+    let params = p.with("name", &route.name)?;
+    forward(ctx, &route.server, msg.method(), Some(params), msg).await
 }
 
 /// The error for a tool or prompt name with no route: "unavailable" when the
