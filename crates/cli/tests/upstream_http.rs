@@ -808,3 +808,39 @@ async fn legacy_http_sse_upstream_serves_echo() {
         r.body
     );
 }
+
+/// Regression: an upstream whose `tools/list` failed was published as `ready`
+/// with 0 tools and never retried (seen with 50 stdio upstreams starting at once).
+#[test]
+fn a_failed_listing_is_not_ready_and_is_retried() {
+    let mock = MockUpstream::start(Behaviour {
+        failing_lists: 2,
+        ..Behaviour::default()
+    });
+    let gw = Gateway::start("list-retry", &url_server("flaky", &mock.url, ""));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut saw_not_ready = false;
+    loop {
+        let h = gw.health();
+        let s = &h["servers"][0];
+        assert!(
+            !(s["status"] == "ready" && s["tools"] == 0),
+            "published as ready with no tools: {h}"
+        );
+        saw_not_ready |= s["status"] == "protocol_error";
+        if s["status"] == "ready" {
+            assert_eq!(s["tools"], 1, "{h}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never became ready: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(saw_not_ready, "the failed listing showed as protocol_error");
+    assert!(
+        mock.rpc_count("tools/list") >= 3,
+        "retried until the listing worked"
+    );
+}

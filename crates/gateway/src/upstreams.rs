@@ -189,7 +189,26 @@ pub async fn supervise(app: Arc<App>, server: Arc<Server>) {
         };
         match attempt {
             Ok(conn) => {
-                let lists = fetch_lists(&conn).await;
+                let lists = match fetch_lists(&conn).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        // Not ready: never publish a server with lists it could not give.
+                        tracing::warn!(server = %server.name, "upstream connected but listing failed: {e}");
+                        conn.close(Duration::from_secs(2)).await;
+                        {
+                            let mut st = lock(&server.state);
+                            st.status = Status::of_error(&e);
+                            st.last_error = Some(e.to_string());
+                            st.since = Instant::now();
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = app.shutdown.cancelled() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                };
                 let up_at = Instant::now();
                 {
                     let mut st = lock(&server.state);
@@ -257,9 +276,16 @@ async fn shared_events(
                 "notifications/tools/list_changed"
                 | "notifications/prompts/list_changed"
                 | "notifications/resources/list_changed" => {
-                    let lists = fetch_lists(&conn).await;
-                    lock(&server.state).lists = lists;
-                    app.rebuild_catalog(true);
+                    // A failed re-list keeps what the server offered before.
+                    match fetch_lists(&conn).await {
+                        Ok(lists) => {
+                            lock(&server.state).lists = lists;
+                            app.rebuild_catalog(true);
+                        }
+                        Err(e) => {
+                            tracing::warn!(server = %server.name, "re-listing after {method} failed: {e}")
+                        }
+                    }
                 }
                 "notifications/resources/updated" => app.resource_updated(params.as_deref()),
                 "notifications/message" => {
@@ -279,53 +305,58 @@ async fn shared_events(
     }
 }
 
-/// Lists everything a server offers, following cursors. A list the server
-/// does not support is left empty.
-pub async fn fetch_lists(conn: &Connection) -> ServerLists {
+/// Lists everything a server offers, following cursors. A transport failure,
+/// or an error answer to `tools/list`, fails the whole listing (the server is
+/// not ready); an error answer to an optional list leaves that list empty.
+pub async fn fetch_lists(conn: &Connection) -> Result<ServerLists, UpstreamError> {
     let init = conn.init_info();
     let has = |cap: &str| init.as_ref().is_some_and(|i| i.has_capability(cap));
     let mut lists = ServerLists::default();
     if has("tools") {
-        lists.tools = list_all(conn, "tools/list", "tools").await;
+        lists.tools = list_all(conn, "tools/list", "tools", true).await?;
     }
     if has("prompts") {
-        lists.prompts = list_all(conn, "prompts/list", "prompts").await;
+        lists.prompts = list_all(conn, "prompts/list", "prompts", false).await?;
     }
     if has("resources") {
-        lists.resources = list_all(conn, "resources/list", "resources").await;
-        lists.templates = list_all(conn, "resources/templates/list", "resourceTemplates").await;
+        lists.resources = list_all(conn, "resources/list", "resources", false).await?;
+        lists.templates =
+            list_all(conn, "resources/templates/list", "resourceTemplates", false).await?;
     }
-    lists
+    Ok(lists)
 }
 
-async fn list_all(conn: &Connection, method: &str, key: &str) -> Vec<Map<String, Value>> {
+async fn list_all(
+    conn: &Connection,
+    method: &str,
+    key: &str,
+    required: bool,
+) -> Result<Vec<Map<String, Value>>, UpstreamError> {
+    let protocol = |detail: String| UpstreamError::Protocol {
+        server: conn.name().to_owned(),
+        detail,
+    };
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..1000 {
         let params = cursor
             .as_ref()
             .map(|c| jsonrpc::to_raw(&serde_json::json!({ "cursor": c })));
-        let reply = conn
+        let raw = match conn
             .request(method, params.as_deref(), RequestOpts::default())
-            .await;
-        let raw = match reply {
-            Ok(Reply::Result(r)) => r,
-            Ok(Reply::Error(e)) => {
-                tracing::warn!(server = %conn.name(), "{method} failed: {}", e.get());
-                break;
+            .await?
+        {
+            Reply::Result(r) => r,
+            Reply::Error(e) if required => {
+                return Err(protocol(format!("{method} failed: {}", e.get())));
             }
-            Err(e) => {
-                tracing::warn!(server = %conn.name(), "{method} failed: {e}");
-                break;
-            }
-        };
-        let mut page: Map<String, Value> = match serde_json::from_str(raw.get()) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(server = %conn.name(), "{method}: unreadable result: {e}");
-                break;
+            Reply::Error(e) => {
+                tracing::warn!(server = %conn.name(), "{method} failed (left empty): {}", e.get());
+                return Ok(Vec::new());
             }
         };
+        let mut page: Map<String, Value> = serde_json::from_str(raw.get())
+            .map_err(|e| protocol(format!("{method}: unreadable result: {e}")))?;
         if let Some(Value::Array(items)) = page.remove(key) {
             out.extend(items.into_iter().filter_map(|i| match i {
                 Value::Object(o) => Some(o),
@@ -334,10 +365,10 @@ async fn list_all(conn: &Connection, method: &str, key: &str) -> Vec<Map<String,
         }
         match page.remove("nextCursor") {
             Some(Value::String(c)) if !c.is_empty() => cursor = Some(c),
-            _ => break,
+            _ => return Ok(out),
         }
     }
-    out
+    Err(protocol(format!("{method}: more than 1000 pages")))
 }
 
 /// The connection a call from `session` to `server` should use.

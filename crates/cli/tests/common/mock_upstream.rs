@@ -65,6 +65,8 @@ pub struct Behaviour {
     /// Answer every request (any method) with this instead.
     pub reject: Option<Reject>,
     pub call: CallMode,
+    /// Answer this many `tools/list` requests with a JSON-RPC error first.
+    pub failing_lists: usize,
 }
 
 /// One request the mock received, and the status it answered (0 while a
@@ -344,6 +346,11 @@ async fn post(
             r.headers_mut()
                 .insert("mcp-session-id", sid.parse().expect("header"));
             r
+        }
+        "tools/list" if lock(&s.behaviour).failing_lists > 0 => {
+            lock(&s.behaviour).failing_lists -= 1;
+            let err = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": "mock: listing failed"}});
+            reply_as(s, behaviour, &err)
         }
         "tools/list" => reply_as(
             s,
