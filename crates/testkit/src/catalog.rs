@@ -53,6 +53,20 @@ pub fn tools() -> &'static [Tool] {
     &TOOLS
 }
 
+/// `n` synthetic tools `synthetic_0 .. synthetic_{n-1}`, each taking one string
+/// argument, for benchmarks that need large catalogues (`mcpgate-fixture --tools N`).
+pub fn synthetic_tools(n: usize) -> Vec<Tool> {
+    (0..n)
+        .map(|i| {
+            Tool::new(
+                format!("synthetic_{i}"),
+                format!("Synthetic benchmark tool number {i}; echoes its `message` argument"),
+                string_arg("message", "Text to echo back"),
+            )
+        })
+        .collect()
+}
+
 /// Every direct resource the fixture offers.
 pub fn resources() -> Vec<Resource> {
     vec![

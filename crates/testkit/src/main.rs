@@ -1,5 +1,6 @@
 //! `mcpgate-fixture`: command-line entry point for the fixture MCP server.
-//! Parses `stdio` / `http [--listen ADDR] [--stateless]` and `--name NAME`,
+//! Parses `stdio` / `http [--listen ADDR] [--stateless]`, `--name NAME` and
+//! `--tools N` (extra synthetic tools, for benchmarks),
 //! then hands off to [`mcpgate_testkit::serve`]. In http mode it prints
 //! exactly one line, `listening on http://ADDR/mcp`, to stdout once bound.
 //! Diagnostics go to stderr only (`RUST_LOG`, default `warn`).
@@ -12,10 +13,11 @@ use mcpgate_testkit::{
 };
 
 const USAGE: &str = "\
-usage: mcpgate-fixture [--name NAME] stdio
-       mcpgate-fixture [--name NAME] http [--listen ADDR] [--stateless]
+usage: mcpgate-fixture [--name NAME] [--tools N] stdio
+       mcpgate-fixture [--name NAME] [--tools N] http [--listen ADDR] [--stateless]
 
   --name NAME      serverInfo.name to report (default: mcpgate-fixture)
+  --tools N        also list N synthetic tools synthetic_0..N-1 (default: 0)
   --listen ADDR    http bind address (default: 127.0.0.1:0)
   --stateless      http without sessions (default: stateful sessions)";
 
@@ -31,6 +33,7 @@ struct Cli {
     name: String,
     listen: SocketAddr,
     stateless: bool,
+    synthetic_tools: usize,
 }
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, String> {
@@ -38,6 +41,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, String> {
     let mut name = DEFAULT_NAME.to_owned();
     let mut listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut stateless = false;
+    let mut synthetic_tools = 0;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -63,6 +67,12 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, String> {
                     .map_err(|e| format!("invalid --listen address {raw:?}: {e}"))?;
             }
             "--stateless" => stateless = true,
+            "--tools" => {
+                let raw = value("--tools")?;
+                synthetic_tools = raw
+                    .parse()
+                    .map_err(|e| format!("invalid --tools count {raw:?}: {e}"))?;
+            }
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
@@ -72,17 +82,24 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, String> {
         name,
         listen,
         stateless,
+        synthetic_tools,
     })
 }
 
 async fn run(cli: Cli) -> std::io::Result<()> {
     match cli.mode {
-        Mode::Stdio => serve::serve_stdio(&cli.name).await,
+        Mode::Stdio => {
+            serve::serve_stdio_fixture(
+                mcpgate_testkit::Fixture::new(cli.name).with_synthetic_tools(cli.synthetic_tools),
+            )
+            .await
+        }
         Mode::Http => {
             let options = HttpOptions {
                 listen: cli.listen,
                 name: cli.name,
                 stateless: cli.stateless,
+                synthetic_tools: cli.synthetic_tools,
             };
             let bound = serve::bind_http(&options).await?;
             let mut stdout = std::io::stdout().lock();
@@ -138,6 +155,9 @@ mod tests {
         assert_eq!(cli.listen.port(), 9000);
         assert_eq!(cli.name, "x");
         assert!(!cli.stateless);
+        assert_eq!(cli.synthetic_tools, 0);
+        let cli = parse(args(&["--tools", "81", "stdio"])).expect("valid arguments");
+        assert_eq!(cli.synthetic_tools, 81);
     }
 
     #[test]

@@ -19,7 +19,12 @@ pub const MCP_PATH: &str = "/mcp";
 
 /// Serve one fixture over stdin/stdout until the client disconnects.
 pub async fn serve_stdio(name: &str) -> io::Result<()> {
-    let running = Fixture::new(name)
+    serve_stdio_fixture(Fixture::new(name)).await
+}
+
+/// Serve the given fixture over stdin/stdout until the client disconnects.
+pub async fn serve_stdio_fixture(fixture: Fixture) -> io::Result<()> {
+    let running = fixture
         .serve(rmcp::transport::stdio())
         .await
         .map_err(io::Error::other)?;
@@ -37,6 +42,8 @@ pub struct HttpOptions {
     /// Serve without `Mcp-Session-Id` sessions (each POST handled on its own,
     /// JSON responses preferred). Default is stateful sessions.
     pub stateless: bool,
+    /// Extra `synthetic_*` tools every session lists ([`Fixture::with_synthetic_tools`]).
+    pub synthetic_tools: usize,
 }
 
 impl Default for HttpOptions {
@@ -45,6 +52,7 @@ impl Default for HttpOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             name: crate::server::DEFAULT_NAME.to_owned(),
             stateless: false,
+            synthetic_tools: 0,
         }
     }
 }
@@ -86,8 +94,9 @@ pub async fn bind_http(options: &HttpOptions) -> io::Result<BoundHttp> {
         .with_legacy_session_mode(!options.stateless)
         .with_json_response(options.stateless);
     let name = options.name.clone();
+    let synthetic = options.synthetic_tools;
     let service = StreamableHttpService::new(
-        move || Ok(Fixture::new(name.clone())),
+        move || Ok(Fixture::new(name.clone()).with_synthetic_tools(synthetic)),
         Arc::new(LocalSessionManager::default()),
         config,
     );

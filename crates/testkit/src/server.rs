@@ -56,6 +56,8 @@ pub struct Fixture {
     /// Rank of the minimum level set via `logging/setLevel` (see [`level_rank`]).
     log_level: AtomicU8,
     subscriptions: Mutex<BTreeSet<String>>,
+    /// Extra `synthetic_*` tools listed after the static catalogue (benchmarks).
+    synthetic_tools: usize,
 }
 
 impl Default for Fixture {
@@ -71,7 +73,15 @@ impl Fixture {
             name: name.into(),
             log_level: AtomicU8::new(LEVEL_UNSET),
             subscriptions: Mutex::new(BTreeSet::new()),
+            synthetic_tools: 0,
         }
+    }
+
+    /// Also list `n` synthetic tools `synthetic_0 .. synthetic_{n-1}` (see
+    /// [`catalog::synthetic_tools`]); calling one echoes its `message`.
+    pub fn with_synthetic_tools(mut self, n: usize) -> Self {
+        self.synthetic_tools = n;
+        self
     }
 
     /// The resource URIs this session is subscribed to.
@@ -305,7 +315,9 @@ impl ServerHandler for Fixture {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(catalog::tools().to_vec()))
+        let mut tools = catalog::tools().to_vec();
+        tools.extend(catalog::synthetic_tools(self.synthetic_tools));
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -403,6 +415,13 @@ impl ServerHandler for Fixture {
                 "JSON Schema 2020-12 tool called with: {}",
                 Value::Object(args)
             )),
+            other
+                if other.strip_prefix("synthetic_").is_some_and(|n| {
+                    n.parse::<usize>().is_ok_and(|n| n < self.synthetic_tools)
+                }) =>
+            {
+                text_result(string_arg(Some(&args), "message")?)
+            }
             other => {
                 return Err(McpError::invalid_params(
                     format!("Unknown tool: {other}"),
