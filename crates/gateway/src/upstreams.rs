@@ -183,32 +183,24 @@ pub async fn supervise(app: Arc<App>, server: Arc<Server>) {
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        // Connecting and listing are one step: a server is never published with
+        // lists it could not give, and either failure backs off the same way.
+        let connect_and_list = async {
+            let conn = Connection::connect(&server.cfg.spec, shared_capabilities(), tx).await?;
+            match fetch_lists(&conn).await {
+                Ok(lists) => Ok((conn, lists)),
+                Err(e) => {
+                    conn.close(Duration::from_secs(2)).await;
+                    Err(e)
+                }
+            }
+        };
         let attempt = tokio::select! {
-            r = Connection::connect(&server.cfg.spec, shared_capabilities(), tx) => r,
+            r = connect_and_list => r,
             _ = app.shutdown.cancelled() => return,
         };
         match attempt {
-            Ok(conn) => {
-                let lists = match fetch_lists(&conn).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        // Not ready: never publish a server with lists it could not give.
-                        tracing::warn!(server = %server.name, "upstream connected but listing failed: {e}");
-                        conn.close(Duration::from_secs(2)).await;
-                        {
-                            let mut st = lock(&server.state);
-                            st.status = Status::of_error(&e);
-                            st.last_error = Some(e.to_string());
-                            st.since = Instant::now();
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = app.shutdown.cancelled() => return,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                        continue;
-                    }
-                };
+            Ok((conn, lists)) => {
                 let up_at = Instant::now();
                 {
                     let mut st = lock(&server.state);
@@ -247,7 +239,7 @@ pub async fn supervise(app: Arc<App>, server: Arc<Server>) {
                 }
             }
             Err(e) => {
-                tracing::warn!(server = %server.name, "upstream failed to start: {e}");
+                tracing::warn!(server = %server.name, "upstream not ready: {e}");
                 let mut st = lock(&server.state);
                 st.status = Status::of_error(&e);
                 st.last_error = Some(e.to_string());
