@@ -25,7 +25,10 @@ usage: mcpgate-bench --url URL [--concurrency C] [--duration 10s] [--warmup 2s]
   --sessions N       initialize N sessions over K keep-alive connections, leave them idle
   --connections K    (default 16)
   --startup          spawn COMMAND (it must print `listening on URL`), time until
-                     its first tools/list with at least --expect-tools tools (default 1)";
+                     its first tools/list with at least --expect-tools tools (default 1)
+
+  MCPGATE_KEY        if set, load runs send it as `Authorization: Bearer` (a gateway
+                     with auth = \"keys\")";
 
 /// What to run, plus whether to print JSON.
 #[derive(Debug)]

@@ -30,13 +30,20 @@ struct ClientResult {
     errors: u64,
 }
 
-/// The spec for one benchmark client session against `url`.
+/// The spec for one benchmark client session against `url`; with
+/// `MCPGATE_KEY` set, every request carries it as a bearer key.
 pub(crate) fn spec(url: &str) -> UpstreamSpec {
+    let headers = std::env::var("MCPGATE_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .map(|k| ("Authorization".to_owned(), format!("Bearer {k}")))
+        .into_iter()
+        .collect();
     UpstreamSpec {
         name: "bench".to_owned(),
         transport: TransportSpec::StreamableHttp {
             url: url.to_owned(),
-            headers: Vec::new(),
+            headers,
         },
         timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(30),

@@ -5,6 +5,7 @@
 //! `servers`); 2 a usage or config error (nothing was sent); 3 a connection or
 //! auth error, or the gateway could not start.
 
+mod admin;
 mod call;
 mod demo;
 mod mount;
@@ -50,7 +51,8 @@ enum Cmd {
     Servers {
         #[arg(long, short, conflicts_with = "url")]
         config: Option<PathBuf>,
-        /// A running gateway: its base URL or its /mcp URL (reads /health).
+        /// A running gateway: its base URL or its /mcp URL (reads /health; with auth = "keys"
+        /// set MCPGATE_ADMIN_KEY to an admin key to see the upstreams).
         #[arg(long)]
         url: Option<String>,
         /// Print JSON for scripts instead of a table.
@@ -107,6 +109,34 @@ enum Cmd {
         #[arg(long, default_value = "__")]
         separator: String,
     },
+    /// Tenants: add, set-balance, set-plan, list, show (works on the store directly).
+    Tenants {
+        #[command(flatten)]
+        at: admin::At,
+        #[command(subcommand)]
+        cmd: admin::TenantsCmd,
+    },
+    /// API keys: create, list, revoke.
+    Keys {
+        #[command(flatten)]
+        at: admin::At,
+        #[command(subcommand)]
+        cmd: admin::KeysCmd,
+    },
+    /// Compute tokens and calls per tenant and tool.
+    Usage {
+        #[command(flatten)]
+        at: admin::At,
+        #[command(flatten)]
+        args: admin::UsageArgs,
+    },
+    /// The audit log: one record per call and per denial, newest first.
+    Audit {
+        #[command(flatten)]
+        at: admin::At,
+        #[command(flatten)]
+        args: admin::AuditArgs,
+    },
     /// The built-in demo MCP server (stdio), used by the bundled demo config.
     #[command(hide = true)]
     DemoServer,
@@ -122,7 +152,13 @@ fn main() -> ExitCode {
     }
     // Client commands print only their own output unless RUST_LOG says otherwise.
     let default_level = match cli.cmd {
-        Cmd::Call { .. } | Cmd::Tools { .. } | Cmd::Mount { .. } => "error",
+        Cmd::Call { .. }
+        | Cmd::Tools { .. }
+        | Cmd::Mount { .. }
+        | Cmd::Tenants { .. }
+        | Cmd::Keys { .. }
+        | Cmd::Usage { .. }
+        | Cmd::Audit { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -190,13 +226,17 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            Cmd::Tenants { at, cmd } => admin::tenants(&at, cmd).await,
+            Cmd::Keys { at, cmd } => admin::keys(&at, cmd).await,
+            Cmd::Usage { at, args } => admin::usage(&at, args).await,
+            Cmd::Audit { at, args } => admin::audit(&at, args).await,
             Cmd::DemoServer => ExitCode::SUCCESS,
         }
     })
 }
 
 /// Loads the config from a path, ./mcpgate.toml, or the bundled demo.
-fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
     let result = match path {
         Some(p) => Config::load(p),
         None if Path::new("mcpgate.toml").exists() => Config::load(Path::new("mcpgate.toml")),
@@ -237,7 +277,20 @@ async fn serve(path: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Exi
         cfg.servers.len(),
         cfg.file.display()
     );
-    let app = App::new(cfg);
+    let store = match open_store(&cfg).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    tracing::info!(
+        "store: {}; auth: {}",
+        store.describe(),
+        match cfg.policy.auth {
+            mcpgate_gateway::config::AuthMode::Keys => "bearer keys",
+            mcpgate_gateway::config::AuthMode::None =>
+                "none (anonymous tenant 'local', loopback only)",
+        }
+    );
+    let app = App::new(cfg, store);
     println!("listening on http://{local}/mcp");
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
@@ -252,6 +305,21 @@ async fn serve(path: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Exi
             ExitCode::from(3)
         }
     }
+}
+
+/// Opens the store and checks it against the config (every tenant's plan mapped).
+async fn open_store(cfg: &Config) -> Result<mcpgate_store::Store, ExitCode> {
+    let store = mcpgate_gateway::open_store(cfg).await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(3)
+    })?;
+    mcpgate_gateway::prepare_store(cfg, &store)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })?;
+    Ok(store)
 }
 
 async fn wait_for_signal() {
@@ -283,28 +351,12 @@ async fn check(path: Option<&Path>, json: bool) -> ExitCode {
             cfg.listen
         );
     }
-    let app = App::new(cfg);
-    app.start();
-    let deadline = tokio::time::Instant::now()
-        + app
-            .servers
-            .iter()
-            .map(|s| s.cfg.spec.connect_timeout)
-            .max()
-            .unwrap_or_default()
-        + Duration::from_secs(1);
-    loop {
-        let starting = app.servers.iter().any(|s| {
-            s.state
-                .lock()
-                .map(|st| st.status == mcpgate_gateway::upstreams::Status::Starting)
-                .unwrap_or(false)
-        });
-        if !starting || tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let store = match open_store(&cfg).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let app = App::new(cfg, store);
+    app.probe().await;
     let health = serde_json::to_value(mcpgate_gateway::health::snapshot(&app)).unwrap_or_default();
     stop(app).await;
     report(&health, json)
@@ -323,7 +375,12 @@ async fn servers_from_gateway(url: &str, json: bool) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let health = match client.get(format!("{base}/health")).send().await {
+    // A gateway with auth = "keys" shows upstream details to admin keys only.
+    let mut req = client.get(format!("{base}/health"));
+    if let Ok(k) = std::env::var("MCPGATE_ADMIN_KEY") {
+        req = req.bearer_auth(k.trim());
+    }
+    let health = match req.send().await {
         Ok(r) => match r
             .bytes()
             .await

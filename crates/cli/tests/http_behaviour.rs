@@ -564,6 +564,34 @@ async fn hung_upstream_times_out_while_another_server_answers() {
     assert_eq!(server_health(&h, "slow")["status"], "ready", "{h:#}");
 }
 
+/// Regression: two servers that became ready at the same moment could publish
+/// their catalogs out of order, so `/health` said `ok` while one server's tools
+/// answered "Unknown tool" (CI caught it in the test above, under load). The
+/// window is microseconds, so this samples the invariant rather than forcing
+/// the interleaving: with many servers starting together, `ok` must mean every
+/// server's tools are listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_ok_means_every_server_is_in_the_catalog() {
+    const SERVERS: usize = 8;
+    for round in 0..3 {
+        let config: String = (0..SERVERS)
+            .map(|i| fixture_server(&format!("s{i}"), ""))
+            .collect();
+        let gw = start_ready(&format!("race{round}"), &config);
+        let mut c = Client::new(&gw);
+        c.initialize().await;
+        let names = c.all_tool_names().await;
+        let missing: Vec<String> = (0..SERVERS)
+            .map(|i| format!("s{i}__echo"))
+            .filter(|n| !names.contains(n))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: /health said ok, yet the catalog lacks {missing:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 6. An upstream that never starts
 // ---------------------------------------------------------------------------

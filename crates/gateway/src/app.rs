@@ -16,11 +16,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::catalog::{Catalog, Contribution};
 use crate::config::Config;
 use crate::lock;
+use crate::policy::Gate;
 use crate::session::Session;
 use crate::upstreams::{self, Server};
+use mcpgate_store::Store;
 
 /// A server-to-client request relayed to a client, waiting for its answer.
 pub struct PendingServerRequest {
@@ -32,9 +35,15 @@ pub struct PendingServerRequest {
 
 pub struct App {
     pub cfg: Config,
+    /// Tenants, keys, balances and the usage ledger.
+    pub store: Store,
+    pub auth: Arc<Authenticator>,
+    pub gate: Gate,
     pub servers: Vec<Arc<Server>>,
     catalog: RwLock<Arc<Catalog>>,
-    generation: AtomicU64,
+    /// The last catalog generation. Held for the whole of a rebuild, so two
+    /// servers becoming ready at once cannot publish an older snapshot last.
+    generation: Mutex<u64>,
     pub sessions: RwLock<HashMap<String, Arc<Session>>>,
     pending: Mutex<HashMap<String, PendingServerRequest>>,
     next_gid: AtomicU64,
@@ -48,18 +57,26 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(cfg: Config) -> Arc<App> {
+    pub fn new(cfg: Config, store: Store) -> Arc<App> {
         let servers = cfg
             .servers
             .iter()
             .cloned()
             .map(|s| Arc::new(Server::new(s)))
             .collect();
+        let auth = Arc::new(Authenticator::new(
+            cfg.policy.auth,
+            store.clone(),
+            cfg.policy.clone(),
+        ));
         Arc::new(App {
             cfg,
+            store,
+            auth,
+            gate: Gate::default(),
             servers,
             catalog: RwLock::new(Arc::new(Catalog::default())),
-            generation: AtomicU64::new(0),
+            generation: Mutex::new(0),
             sessions: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next_gid: AtomicU64::new(1),
@@ -89,6 +106,7 @@ impl App {
         for s in &self.servers {
             tokio::spawn(upstreams::supervise(self.clone(), s.clone()));
         }
+        tokio::spawn(self.auth.clone().watch(self.shutdown.clone()));
         let app = self.clone();
         tokio::spawn(async move {
             let tick = (app.cfg.session_idle_timeout / 4)
@@ -100,6 +118,28 @@ impl App {
                 }
             }
         });
+    }
+
+    /// Starts the upstreams and waits until each is ready or has failed (at
+    /// most the longest connect timeout plus a second): `check`, `tenants show`.
+    pub async fn probe(self: &Arc<Self>) {
+        self.start();
+        let deadline = Instant::now()
+            + self
+                .servers
+                .iter()
+                .map(|s| s.cfg.spec.connect_timeout)
+                .max()
+                .unwrap_or_default()
+            + Duration::from_secs(1);
+        while Instant::now() < deadline
+            && self
+                .servers
+                .iter()
+                .any(|s| lock(&s.state).status == upstreams::Status::Starting)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Stops supervisors (which terminate their children) and waits a little for them.
@@ -117,6 +157,10 @@ impl App {
             if let Some(c) = conn {
                 c.close(Duration::from_secs(3)).await;
             }
+        }
+        // Calls finished during shutdown queued their outcomes; commit them.
+        if let Err(e) = self.store.ledger().flush().await {
+            tracing::error!("could not flush the usage ledger at shutdown: {e}");
         }
     }
 
@@ -136,9 +180,15 @@ impl App {
         read(&self.catalog).clone()
     }
 
-    /// Rebuilds the catalog from every ready server; tells sessions when asked.
-    pub fn rebuild_catalog(&self, notify: bool) {
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+    /// Applies `change` to upstream state and publishes the catalog that
+    /// follows from it, as one step: a reader using [`App::consistent`] never
+    /// sees a server ready whose tools the catalog does not hold yet, and two
+    /// servers changing at once cannot publish an older snapshot last.
+    pub fn update_servers(&self, notify: bool, change: impl FnOnce()) {
+        let mut last = lock(&self.generation);
+        change();
+        *last += 1;
+        let generation = *last;
         let snapshot: Vec<Snapshot> = self
             .servers
             .iter()
@@ -158,6 +208,14 @@ impl App {
         for down in snapshot.iter().filter(|s| !s.0) {
             new.add_offline(&self.cfg.separator, &contribution(down));
         }
+        new.index_tiers(
+            self.cfg
+                .policy
+                .tiers
+                .values()
+                .map(AsRef::as_ref)
+                .chain([self.auth.local().tier.as_ref()]),
+        );
         let old = std::mem::replace(&mut *write(&self.catalog), Arc::new(new));
         if notify {
             let cur = self.catalog();
@@ -180,6 +238,13 @@ impl App {
                 );
             }
         }
+    }
+
+    /// Runs `f` while no catalog rebuild is under way, so the upstream states
+    /// it reads agree with the published catalog.
+    pub fn consistent<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _quiet = lock(&self.generation);
+        f()
     }
 
     /// Sends a message to every session's standalone stream.

@@ -15,7 +15,7 @@ use mcpgate_proto::jsonrpc::{push_json_str, to_raw};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::config::Prefix;
+use crate::config::{Prefix, Rules, Tier};
 
 /// What one server offered at its last listing.
 #[derive(Debug, Default, Clone)]
@@ -56,6 +56,17 @@ pub struct Catalog {
     /// Names last offered by servers that are down now: calling one says the
     /// server is unavailable rather than that the name does not exist.
     offline: HashMap<String, Arc<str>>,
+    /// Per tier: which entries of each list it may see (positions into the lists above).
+    views: HashMap<String, View>,
+}
+
+/// What one tier sees: positions into the catalog's lists.
+#[derive(Debug, Default)]
+pub struct View {
+    pub tools: Vec<u32>,
+    pub prompts: Vec<u32>,
+    pub resources: Vec<u32>,
+    pub templates: Vec<u32>,
 }
 
 /// Which list a `*/list` request asks for.
@@ -180,42 +191,110 @@ impl Catalog {
             .map(|(_, s)| s.clone())
     }
 
-    /// One page of a merged list as a raw result object, with `nextCursor` when more remain.
+    /// Computes what each tier sees, and logs it, so that a tier exposing
+    /// nothing is obvious at start-up rather than discovered by a user.
+    pub fn index_tiers<'t>(&mut self, tiers: impl IntoIterator<Item = &'t Tier>) {
+        fn pick(items: &[Box<RawValue>], key: &str, rules: &Rules) -> Vec<u32> {
+            #[derive(serde::Deserialize)]
+            struct Named<'a> {
+                #[serde(borrow, default)]
+                name: Option<std::borrow::Cow<'a, str>>,
+                #[serde(borrow, default)]
+                uri: Option<std::borrow::Cow<'a, str>>,
+                #[serde(borrow, default, rename = "uriTemplate")]
+                template: Option<std::borrow::Cow<'a, str>>,
+            }
+            (0u32..)
+                .zip(items)
+                .filter(|(_, item)| {
+                    serde_json::from_str::<Named<'_>>(item.get()).is_ok_and(|n| {
+                        let v = match key {
+                            "name" => n.name,
+                            "uri" => n.uri,
+                            _ => n.template,
+                        };
+                        v.is_some_and(|v| rules.allows(&v))
+                    })
+                })
+                .map(|(i, _)| i)
+                .collect()
+        }
+        for tier in tiers {
+            let view = View {
+                tools: pick(&self.tools, "name", &tier.tools),
+                prompts: pick(&self.prompts, "name", &tier.prompts),
+                resources: pick(&self.resources, "uri", &tier.resources),
+                templates: pick(&self.templates, "template", &tier.resources),
+            };
+            let msg = format!(
+                "tier '{}' exposes {} of {} tools, {} of {} prompts, {} of {} resources, {} of {} resource templates",
+                tier.name,
+                view.tools.len(),
+                self.tools.len(),
+                view.prompts.len(),
+                self.prompts.len(),
+                view.resources.len(),
+                self.resources.len(),
+                view.templates.len(),
+                self.templates.len(),
+            );
+            if view.tools.is_empty() && !self.tools.is_empty() {
+                tracing::warn!(
+                    "{msg}; check its `tools` globs against the names in `mcpgate tools`"
+                );
+            } else {
+                tracing::info!("{msg}");
+            }
+            self.views.insert(tier.name.clone(), view);
+        }
+    }
+
+    /// What a tier sees; `None` when the catalog was not indexed for it (everything).
+    pub fn view(&self, tier: &str) -> Option<&View> {
+        self.views.get(tier)
+    }
+
+    /// One page of a merged list as a raw result object, with `nextCursor` when
+    /// more remain; with a view, only the entries it includes.
     pub fn page(
         &self,
         kind: ListKind,
         cursor: Option<&str>,
         page_size: usize,
+        view: Option<&View>,
     ) -> Result<Box<RawValue>, String> {
-        let items = match kind {
-            ListKind::Tools => &self.tools,
-            ListKind::Prompts => &self.prompts,
-            ListKind::Resources => &self.resources,
-            ListKind::Templates => &self.templates,
+        let (items, visible) = match kind {
+            ListKind::Tools => (&self.tools, view.map(|v| &v.tools)),
+            ListKind::Prompts => (&self.prompts, view.map(|v| &v.prompts)),
+            ListKind::Resources => (&self.resources, view.map(|v| &v.resources)),
+            ListKind::Templates => (&self.templates, view.map(|v| &v.templates)),
+        };
+        let len = visible.map_or(items.len(), Vec::len);
+        let at = |i: usize| -> &RawValue {
+            match visible {
+                Some(v) => &items[v[i] as usize],
+                None => &items[i],
+            }
         };
         let start = match cursor {
             None => 0,
             Some(c) => decode_cursor(c).ok_or_else(|| format!("invalid cursor {c:?}"))?,
         };
-        let start = start.min(items.len());
-        let end = (start + page_size).min(items.len());
-        let mut out = String::with_capacity(
-            64 + items[start..end]
-                .iter()
-                .map(|i| i.get().len() + 1)
-                .sum::<usize>(),
-        );
+        let start = start.min(len);
+        let end = (start + page_size).min(len);
+        let mut out =
+            String::with_capacity(64 + (start..end).map(|i| at(i).get().len() + 1).sum::<usize>());
         out.push_str("{\"");
         out.push_str(kind.key());
         out.push_str("\":[");
-        for (i, item) in items[start..end].iter().enumerate() {
-            if i > 0 {
+        for i in start..end {
+            if i > start {
                 out.push(',');
             }
-            out.push_str(item.get());
+            out.push_str(at(i).get());
         }
         out.push(']');
-        if end < items.len() {
+        if end < len {
             out.push_str(",\"nextCursor\":");
             push_json_str(&mut out, &encode_cursor(end));
         }
@@ -410,6 +489,23 @@ mod tests {
         assert!(c.resource("nope://x").is_none());
     }
 
+    /// Every tool name, following cursors through pages of two.
+    fn walk_tools(c: &Catalog, view: Option<&View>) -> Vec<String> {
+        let mut cursor: Option<String> = None;
+        let mut seen = Vec::new();
+        loop {
+            let raw = c.page(ListKind::Tools, cursor.as_deref(), 2, view).unwrap();
+            let page: Value = serde_json::from_str(raw.get()).unwrap();
+            for t in page["tools"].as_array().unwrap() {
+                seen.push(t["name"].as_str().unwrap().to_owned());
+            }
+            match page.get("nextCursor") {
+                Some(n) => cursor = Some(n.as_str().unwrap().to_owned()),
+                None => return seen,
+            }
+        }
+    }
+
     #[test]
     fn pages_follow_cursors_to_the_end() {
         let s: Arc<str> = Arc::from("s");
@@ -428,22 +524,46 @@ mod tests {
                 lists: &l,
             }],
         );
-        let mut cursor: Option<String> = None;
-        let mut seen = Vec::new();
-        loop {
-            let page: Value =
-                serde_json::from_str(c.page(ListKind::Tools, cursor.as_deref(), 2).unwrap().get())
-                    .unwrap();
-            for t in page["tools"].as_array().unwrap() {
-                seen.push(t["name"].as_str().unwrap().to_owned());
-            }
-            match page.get("nextCursor") {
-                Some(n) => cursor = Some(n.as_str().unwrap().to_owned()),
-                None => break,
-            }
-        }
-        assert_eq!(seen, ["s__t0", "s__t1", "s__t2", "s__t3", "s__t4"]);
-        assert!(c.page(ListKind::Tools, Some("bogus"), 2).is_err());
+        assert_eq!(
+            walk_tools(&c, None),
+            ["s__t0", "s__t1", "s__t2", "s__t3", "s__t4"]
+        );
+        assert!(c.page(ListKind::Tools, Some("bogus"), 2, None).is_err());
+    }
+
+    #[test]
+    fn a_tier_view_pages_only_what_it_may_see() {
+        let s: Arc<str> = Arc::from("s");
+        let l = ServerLists {
+            tools: (0..6)
+                .map(|i| obj(json!({"name": format!("t{i}")})))
+                .collect(),
+            prompts: vec![obj(json!({"name": "p"}))],
+            ..Default::default()
+        };
+        let mut c = Catalog::build(
+            1,
+            "__",
+            &[Contribution {
+                server: &s,
+                prefix: Prefix::Always,
+                lists: &l,
+            }],
+        );
+        let mut tier = Tier::unrestricted();
+        tier.name = "odd".into();
+        tier.tools = Rules {
+            allow: vec!["s__t*".into()],
+            deny: vec!["s__t0".into(), "s__t2".into(), "s__t4".into()],
+        };
+        tier.prompts = Rules::default();
+        c.index_tiers([&tier]);
+        let view = c.view("odd");
+        assert!(view.is_some());
+        assert_eq!(walk_tools(&c, view), ["s__t1", "s__t3", "s__t5"]);
+        let prompts: Value =
+            serde_json::from_str(c.page(ListKind::Prompts, None, 10, view).unwrap().get()).unwrap();
+        assert_eq!(prompts["prompts"], json!([]));
     }
 
     #[test]

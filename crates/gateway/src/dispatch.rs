@@ -18,25 +18,30 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::auth::Principal;
 use crate::catalog::ListKind;
 use crate::error::CallError;
 use crate::lock;
+use crate::policy::Meter;
 use crate::session::Session;
 use crate::upstreams::{self, Status};
+use mcpgate_store::Outcome;
 
 /// Messages for the client while its request runs (already serialised JSON-RPC).
 pub type Outbox = mpsc::UnboundedSender<Bytes>;
 
 pub struct Ctx {
     pub app: Arc<App>,
+    pub principal: Arc<Principal>,
     pub session: Option<Arc<Session>>,
     pub out: Outbox,
 }
 
-/// Handles one client request and returns the serialised response.
-pub async fn request(ctx: &Ctx, msg: &Message) -> Vec<u8> {
+/// Handles one client request and returns the serialised response. A billable
+/// request comes with its [`Meter`] (it passed authorization and the limits).
+pub async fn request(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Vec<u8> {
     let id = msg.id.as_deref();
-    match handle(ctx, msg).await {
+    match handle(ctx, msg, meter).await {
         Ok(Reply::Result(r)) => match id {
             Some(id) => jsonrpc::response_result(id, &r),
             None => jsonrpc::response_error(
@@ -58,7 +63,7 @@ fn empty_result() -> Reply {
     Reply::Result(jsonrpc::to_raw(&serde_json::json!({})))
 }
 
-async fn handle(ctx: &Ctx, msg: &Message) -> Result<Reply, CallError> {
+async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply, CallError> {
     let app = &ctx.app;
     let params = msg.params.as_deref();
     match msg.method() {
@@ -67,16 +72,20 @@ async fn handle(ctx: &Ctx, msg: &Message) -> Result<Reply, CallError> {
         "prompts/list" => list(ctx, ListKind::Prompts, params),
         "resources/list" => list(ctx, ListKind::Resources, params),
         "resources/templates/list" => list(ctx, ListKind::Templates, params),
-        "tools/call" => call_named(ctx, msg, Named::Tool).await,
-        "prompts/get" => call_named(ctx, msg, Named::Prompt).await,
+        "tools/call" => call_named(ctx, msg, Named::Tool, meter).await,
+        "prompts/get" => call_named(ctx, msg, Named::Prompt, meter).await,
         "resources/read" => {
             let uri = TopLevel::parse(params)?.string("uri")?;
-            let server = app
-                .catalog()
-                .resource(&uri)
-                .ok_or(CallError::ResourceNotFound(uri))?;
-            forward(
+            let Some(server) = app.catalog().resource(&uri) else {
+                let e = CallError::ResourceNotFound(uri);
+                if let Some(m) = &meter {
+                    m.deny(&app.store, None, Outcome::NotFound, &e.to_string());
+                }
+                return Err(e);
+            };
+            metered(
                 ctx,
+                meter,
                 &server,
                 "resources/read",
                 params.map(ToOwned::to_owned),
@@ -89,6 +98,7 @@ async fn handle(ctx: &Ctx, msg: &Message) -> Result<Reply, CallError> {
             let server = app
                 .catalog()
                 .resource(&uri)
+                .filter(|_| ctx.principal.tier.resources.allows(&uri))
                 .ok_or(CallError::ResourceNotFound(uri.clone()))?;
             let reply = forward(
                 ctx,
@@ -108,6 +118,7 @@ async fn handle(ctx: &Ctx, msg: &Message) -> Result<Reply, CallError> {
             let server = app
                 .catalog()
                 .resource(&uri)
+                .filter(|_| ctx.principal.tier.resources.allows(&uri))
                 .ok_or(CallError::ResourceNotFound(uri.clone()))?;
             let last = ctx
                 .session
@@ -146,7 +157,12 @@ enum Named {
 
 /// `tools/call` and `prompts/get`: resolve the exposed name, rename it to the
 /// upstream's own, forward.
-async fn call_named(ctx: &Ctx, msg: &Message, kind: Named) -> Result<Reply, CallError> {
+async fn call_named(
+    ctx: &Ctx,
+    msg: &Message,
+    kind: Named,
+    meter: Option<Meter>,
+) -> Result<Reply, CallError> {
     let p = TopLevel::parse(msg.params.as_deref())?;
     let name = p.string("name")?;
     let catalog = ctx.app.catalog();
@@ -155,10 +171,39 @@ async fn call_named(ctx: &Ctx, msg: &Message, kind: Named) -> Result<Reply, Call
         Named::Prompt => (catalog.prompt(&name), CallError::UnknownPrompt),
     };
     let Some(route) = found.cloned() else {
-        return Err(not_routable(&ctx.app, &catalog, name, unknown));
+        let e = not_routable(&ctx.app, &catalog, name, unknown);
+        if let Some(m) = &meter {
+            let (outcome, server) = match &e {
+                CallError::Unavailable { server, .. } => {
+                    (Outcome::Unavailable, Some(server.as_str()))
+                }
+                _ => (Outcome::NotFound, None),
+            };
+            m.deny(&ctx.app.store, server, outcome, &e.to_string());
+        }
+        return Err(e);
     };
     let params = p.with("name", &route.name)?;
-    forward(ctx, &route.server, msg.method(), Some(params), msg).await
+    metered(ctx, meter, &route.server, msg.method(), Some(params), msg).await
+}
+
+/// Forwards a billable call: its cost is reserved and its usage row committed
+/// first, and the row is finished with the outcome afterwards.
+async fn metered(
+    ctx: &Ctx,
+    meter: Option<Meter>,
+    server: &Arc<str>,
+    method: &str,
+    params: Option<Box<RawValue>>,
+    msg: &Message,
+) -> Result<Reply, CallError> {
+    let Some(m) = meter else {
+        return forward(ctx, server, method, params, msg).await;
+    };
+    let reservation = m.reserve(&ctx.app.store, server).await?;
+    let out = forward(ctx, server, method, params, msg).await;
+    m.finish(&ctx.app.store, &reservation, &out);
+    out
 }
 
 /// The error for a tool or prompt name with no route: "unavailable" when the
@@ -173,6 +218,7 @@ fn not_routable(
     let by_prefix = || {
         app.servers.iter().find(|s| {
             s.cfg.prefix == crate::config::Prefix::Always
+                && lock(&s.state).status != Status::Ready
                 && name
                     .strip_prefix(s.name.as_ref())
                     .is_some_and(|rest| rest.starts_with(app.cfg.separator.as_str()))
@@ -205,9 +251,11 @@ fn list(ctx: &Ctx, kind: ListKind, params: Option<&RawValue>) -> Result<Reply, C
         }
         None => P::default(),
     };
-    ctx.app
-        .catalog()
-        .page(kind, p.cursor.as_deref(), ctx.app.cfg.page_size)
+    let catalog = ctx.app.catalog();
+    let empty = crate::catalog::View::default();
+    let view = catalog.view(&ctx.principal.tier.name).unwrap_or(&empty);
+    catalog
+        .page(kind, p.cursor.as_deref(), ctx.app.cfg.page_size, Some(view))
         .map(Reply::Result)
         .map_err(CallError::InvalidParams)
 }
@@ -231,6 +279,7 @@ async fn complete(ctx: &Ctx, params: Option<&RawValue>, msg: &Message) -> Result
         ("ref/prompt", Some(name), _) => {
             let route = catalog
                 .prompt(&name)
+                .filter(|_| ctx.principal.tier.prompts.allows(&name))
                 .cloned()
                 .ok_or(CallError::UnknownPrompt(name))?;
             let new_ref = TopLevel::parse(Some(r))?.with("name", &route.name)?;
@@ -240,6 +289,7 @@ async fn complete(ctx: &Ctx, params: Option<&RawValue>, msg: &Message) -> Result
         ("ref/resource", _, Some(uri)) => {
             let server = catalog
                 .resource(&uri)
+                .filter(|_| ctx.principal.tier.resources.allows(&uri))
                 .ok_or(CallError::ResourceNotFound(uri))?;
             forward(
                 ctx,

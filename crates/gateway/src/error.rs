@@ -21,6 +21,17 @@ pub enum CallError {
     Unavailable { server: String, reason: String },
     #[error("{0}")]
     Upstream(UpstreamError),
+    #[error("compute-token quota exhausted: tenant '{tenant}' has {balance} tokens and this call costs {cost}{}", resets_at_ms.map(|t| format!("; the balance resets at {}", mcpgate_store::format_ts(t))).unwrap_or_default())]
+    QuotaExhausted {
+        tenant: String,
+        balance: i64,
+        cost: i64,
+        resets_at_ms: Option<i64>,
+    },
+    #[error("Too Many Requests: {0}")]
+    RateLimited(String),
+    #[error("the usage ledger cannot be written, so the call was not forwarded; try again")]
+    LedgerUnavailable,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -48,7 +59,21 @@ impl CallError {
                 };
                 (code, Some(serde_json::json!({ "server": e.server() })))
             }
-            CallError::Internal(_) => (codes::INTERNAL_ERROR, None),
+            CallError::QuotaExhausted {
+                balance,
+                cost,
+                resets_at_ms,
+                ..
+            } => (
+                codes::QUOTA_EXHAUSTED,
+                Some(serde_json::json!({
+                    "balance": balance,
+                    "cost": cost,
+                    "resetsAt": resets_at_ms.map(mcpgate_store::format_ts),
+                })),
+            ),
+            CallError::RateLimited(_) => (codes::RATE_LIMITED, None),
+            CallError::LedgerUnavailable | CallError::Internal(_) => (codes::INTERNAL_ERROR, None),
         }
     }
 }

@@ -49,6 +49,10 @@ pub struct Health {
 }
 
 pub fn snapshot(app: &App) -> Health {
+    app.consistent(|| snapshot_now(app))
+}
+
+fn snapshot_now(app: &App) -> Health {
     let catalog = app.catalog();
     let servers: Vec<ServerHealth> = app
         .servers
@@ -94,8 +98,19 @@ pub fn snapshot(app: &App) -> Health {
     }
 }
 
-pub async fn health(State(app): State<Arc<App>>) -> Response {
-    axum::Json(snapshot(&app)).into_response()
+/// `GET /health`. With `auth = "keys"` the gateway may face the internet, so
+/// without an admin key it says only whether it is ok (upstream names, errors
+/// and counts are for operators); with `auth = "none"` (loopback) it says everything.
+pub async fn health(State(app): State<Arc<App>>, h: axum::http::HeaderMap) -> Response {
+    let full = snapshot(&app);
+    if app.auth.mode() == crate::config::AuthMode::Keys && app.auth.admin(&h).await.is_err() {
+        return axum::Json(serde_json::json!({
+            "status": full.status,
+            "detail": "send an admin key (Authorization: Bearer) for the upstreams' states",
+        }))
+        .into_response();
+    }
+    axum::Json(full).into_response()
 }
 
 /// The initialize result for a client that negotiated `version`.

@@ -4,12 +4,15 @@
 //! server) → `upstreams` (server → connection) → the upstream client, and the
 //! answer back as JSON or SSE. `app` holds the shared state; `config` reads it in.
 
+pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod health;
+pub mod policy;
 pub mod session;
 pub mod transport;
 pub mod upstreams;
@@ -19,23 +22,61 @@ use std::sync::Arc;
 
 pub use app::App;
 pub use config::Config;
+use mcpgate_store::Store;
 
 /// Locks a std mutex, recovering from poisoning (no invariant here spans a panic).
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Binds the listener, refusing a non-loopback address while no client auth exists.
+/// Binds the listener, refusing a non-loopback address unless clients must authenticate.
 pub async fn bind(cfg: &Config, listen: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    if !listen.ip().is_loopback() {
+    if !listen.ip().is_loopback() && cfg.policy.auth != config::AuthMode::Keys {
         return Err(format!(
-            "refusing to listen on {listen}: binding to anything other than loopback requires client authentication, which this build does not have yet (auth = \"none\")"
+            "refusing to listen on {listen}: binding beyond loopback requires client authentication, and with auth = \"none\" anyone who can reach the port could use every tool; set auth = \"keys\" in {} (and create keys with `mcpgate keys create`), or listen on 127.0.0.1",
+            cfg.file.display()
         ));
     }
-    let _ = cfg;
     tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))
+}
+
+/// Opens the store the config names (`database`, or SQLite in `data_dir`).
+pub async fn open_store(cfg: &Config) -> Result<Store, String> {
+    let r = match &cfg.database {
+        Some(url) => Store::open(url).await,
+        None => Store::open_in_dir(&cfg.data_dir).await,
+    };
+    r.map_err(|e| format!("cannot open the store: {e}"))
+}
+
+/// Start-up checks of the store against the config: every tenant's plan must
+/// map to a tier (an unmapped plan stops the gateway rather than silently
+/// showing that tenant nothing), and with `auth = "none"` the anonymous
+/// `local` tenant exists (unlimited balance) so its calls are audited like any other.
+pub async fn prepare_store(cfg: &Config, store: &Store) -> Result<(), String> {
+    let tenants = store.list_tenants().await.map_err(|e| e.to_string())?;
+    let unmapped: Vec<String> = tenants
+        .iter()
+        .filter(|t| cfg.policy.tier_for_plan(&t.plan).is_none())
+        .map(|t| cfg.policy.unmapped_plan(&t.name, &t.plan))
+        .collect();
+    if !unmapped.is_empty() {
+        return Err(format!("{}: {}", cfg.file.display(), unmapped.join("; ")));
+    }
+    if cfg.policy.auth == config::AuthMode::None
+        && !tenants.iter().any(|t| t.name == config::LOCAL_TENANT)
+    {
+        match store
+            .add_tenant(config::LOCAL_TENANT, config::LOCAL_PLAN, None, None)
+            .await
+        {
+            Ok(_) | Err(mcpgate_store::StoreError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
 }
 
 /// Serves until `app.shutdown` is cancelled, then ends every session (which

@@ -60,6 +60,8 @@ impl ClientCaps {
 
 pub struct Session {
     pub id: String,
+    /// The tenant that opened the session; no other tenant may use it.
+    pub tenant: Arc<str>,
     pub protocol_version: String,
     pub caps: ClientCaps,
     last_seen_ms: AtomicU64,
@@ -80,9 +82,14 @@ struct StreamTable {
 }
 
 impl Session {
-    pub fn new(protocol_version: String, caps: ClientCaps) -> Result<Session, getrandom::Error> {
+    pub fn new(
+        tenant: Arc<str>,
+        protocol_version: String,
+        caps: ClientCaps,
+    ) -> Result<Session, getrandom::Error> {
         let s = Session {
             id: new_session_id()?,
+            tenant,
             protocol_version,
             caps,
             last_seen_ms: AtomicU64::new(0),
@@ -283,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn resume_after_last_event_id_gets_only_what_was_missed() {
-        let s = Session::new("2025-11-25".into(), ClientCaps::default()).unwrap();
+        let s = Session::new(Arc::from("t"), "2025-11-25".into(), ClientCaps::default()).unwrap();
         let st = s.open_stream();
         st.push(Bytes::from_static(b"a"));
         st.push(Bytes::from_static(b"b"));

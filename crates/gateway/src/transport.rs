@@ -22,9 +22,12 @@ use mcpgate_proto::{Kind, codes, sse, version};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::app::App;
+use crate::auth::Principal;
 use crate::dispatch::{self, Ctx};
+use crate::error::CallError;
 use crate::health;
 use crate::lock;
+use crate::policy::{Call, Denial, Meter, retry_after_secs};
 use crate::session::{ClientCaps, EventStream, Next, Session};
 
 pub fn router(app: Arc<App>) -> Router {
@@ -33,6 +36,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/mcp", mcp.clone())
         .route("/mcp/", mcp)
         .route("/health", get(health::health))
+        .merge(crate::admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app)
@@ -100,7 +104,7 @@ fn strip_port(host: &str) -> &str {
 
 /// DNS-rebinding protection: on a loopback bind the Host must be loopback (or
 /// allow-listed), and any Origin must be loopback or allow-listed.
-fn check_origin(app: &App, h: &HeaderMap) -> Result<(), Box<Response>> {
+pub(crate) fn check_origin(app: &App, h: &HeaderMap) -> Result<(), Box<Response>> {
     if let (true, Some(host)) = (app.cfg.listen.ip().is_loopback(), header_str(h, "host")) {
         let bare = strip_port(host);
         let allowed = is_loopback_host(bare)
@@ -182,8 +186,13 @@ fn accept(h: &HeaderMap) -> Accept {
     a
 }
 
-/// Finds the session a request names; 400 without one, 404 for an unknown one.
-fn find_session(app: &App, h: &HeaderMap) -> Result<Option<Arc<Session>>, Box<Response>> {
+/// Finds the session a request names; 400 without one, 404 for an unknown one
+/// or one that another tenant opened (which must look exactly like unknown).
+fn find_session(
+    app: &App,
+    h: &HeaderMap,
+    who: &Principal,
+) -> Result<Option<Arc<Session>>, Box<Response>> {
     if app.cfg.stateless {
         return Ok(None);
     }
@@ -194,7 +203,7 @@ fn find_session(app: &App, h: &HeaderMap) -> Result<Option<Arc<Session>>, Box<Re
             "Bad Request: the Mcp-Session-Id header is required after initialize",
         )));
     };
-    match app.session(id) {
+    match app.session(id).filter(|s| s.tenant == who.tenant) {
         Some(s) => {
             s.touch();
             Ok(Some(s))
@@ -222,10 +231,20 @@ fn check_version(h: &HeaderMap) -> Result<(), Box<Response>> {
     }
 }
 
+/// The first two checks of every `/mcp` request: Origin/Host, then who is calling.
+async fn admit_caller(app: &App, h: &HeaderMap) -> Result<Arc<Principal>, Box<Response>> {
+    check_origin(app, h)?;
+    app.auth
+        .authenticate(h)
+        .await
+        .map_err(|e| Box::new(e.response()))
+}
+
 async fn post_mcp(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Response {
-    if let Err(r) = check_origin(&app, &h) {
-        return *r;
-    }
+    let who = match admit_caller(&app, &h).await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     let ctype = header_str(&h, "content-type").unwrap_or("");
     let media = ctype.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/json") {
@@ -266,12 +285,12 @@ async fn post_mcp(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Resp
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e.code(), &e.message()),
     };
     if msg.method() == "initialize" {
-        return initialize(app, msg, acc);
+        return initialize(app, msg, acc, &who);
     }
     if let Err(r) = check_version(&h) {
         return *r;
     }
-    let session = match find_session(&app, &h) {
+    let session = match find_session(&app, &h, &who) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -288,12 +307,91 @@ async fn post_mcp(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Resp
             }
             StatusCode::ACCEPTED.into_response()
         }
-        Ok(Kind::Request) => run_request(app, session, msg, acc).await,
+        Ok(Kind::Request) => {
+            // With the ledger off (auth = "none" only) nothing is limited or recorded.
+            let billable = Call::of(&msg).filter(|_| app.cfg.policy.audit);
+            let meter = match billable {
+                None => None,
+                Some(Err(e)) => return rpc_error(&msg, &e),
+                Some(Ok(call)) => match admit(&app, &who, call, &msg, session.as_deref()) {
+                    Ok(m) => Some(m),
+                    Err(r) => return *r,
+                },
+            };
+            run_request(app, who, session, msg, acc, meter).await
+        }
         Err(e) => json_error(StatusCode::BAD_REQUEST, e.code(), &e.message()),
     }
 }
 
-fn initialize(app: Arc<App>, msg: Message, acc: Accept) -> Response {
+/// Steps 1–3 of the policy chain for a billable call; a refusal is recorded
+/// in the ledger and answered here (429 with `Retry-After` for the limits, the
+/// plain not-found error for a hidden name).
+fn admit(
+    app: &App,
+    who: &Arc<Principal>,
+    call: Call,
+    msg: &Message,
+    session: Option<&Session>,
+) -> Result<Meter, Box<Response>> {
+    let session_id = session.map(|s| s.id.clone());
+    let record_args = app.cfg.policy.audit_arguments;
+    match app.gate.admit(who, &call) {
+        Ok(permit) => Ok(Meter::new(
+            who.clone(),
+            call,
+            msg,
+            session_id,
+            permit,
+            record_args,
+        )),
+        Err(denial) => {
+            let meter = Meter::new(who.clone(), call, msg, session_id, None, record_args);
+            let outcome = denial.outcome();
+            let (status, err, retry) = match denial {
+                Denial::Hidden => (StatusCode::OK, meter.call.not_found(), None),
+                Denial::Rate { retry_after } => {
+                    let secs = retry_after_secs(retry_after);
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        CallError::RateLimited(format!(
+                            "rate limit of tier '{}' exceeded; retry in {secs} s",
+                            who.tier.name
+                        )),
+                        Some(secs),
+                    )
+                }
+                Denial::Concurrency { limit } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    CallError::RateLimited(format!(
+                        "tenant '{}' already has {limit} calls in flight, the most tier '{}' allows",
+                        who.tenant, who.tier.name
+                    )),
+                    Some(1),
+                ),
+            };
+            meter.deny(&app.store, None, outcome, &err.to_string());
+            let mut r = rpc_error(msg, &err);
+            *r.status_mut() = status;
+            if let Some(secs) = retry {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            Err(Box::new(r))
+        }
+    }
+}
+
+/// A JSON-RPC error answer to `msg`, as JSON with HTTP 200.
+fn rpc_error(msg: &Message, e: &CallError) -> Response {
+    let (code, data) = e.wire();
+    json_response(
+        StatusCode::OK,
+        jsonrpc::response_error(msg.id.as_deref(), code, &e.to_string(), data.as_ref()),
+    )
+}
+
+fn initialize(app: Arc<App>, msg: Message, acc: Accept, who: &Principal) -> Response {
     let Some(id) = msg.id.as_deref() else {
         return json_error(
             StatusCode::BAD_REQUEST,
@@ -334,6 +432,7 @@ fn initialize(app: Arc<App>, msg: Message, acc: Accept) -> Response {
     };
     if !app.cfg.stateless {
         let session = match Session::new(
+            who.tenant.clone(),
             negotiated.to_owned(),
             ClientCaps::from_initialize(msg.params.as_deref()),
         ) {
@@ -381,19 +480,22 @@ fn sse_once(body: Vec<u8>) -> Response {
 /// Runs a request in its own task; answers JSON if the reply comes first, else SSE.
 async fn run_request(
     app: Arc<App>,
+    principal: Arc<Principal>,
     session: Option<Arc<Session>>,
     msg: Message,
     acc: Accept,
+    meter: Option<Meter>,
 ) -> Response {
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
     let (final_tx, mut final_rx) = oneshot::channel::<Vec<u8>>();
     let ctx = Ctx {
         app: app.clone(),
+        principal,
         session: session.clone(),
         out: out_tx,
     };
     tokio::spawn(async move {
-        let reply = dispatch::request(&ctx, &msg).await;
+        let reply = dispatch::request(&ctx, &msg, meter).await;
         drop(ctx);
         let _ = final_tx.send(reply);
     });
@@ -528,9 +630,10 @@ fn sse_response(
 }
 
 async fn get_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
-    if let Err(r) = check_origin(&app, &h) {
-        return *r;
-    }
+    let who = match admit_caller(&app, &h).await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     if app.cfg.stateless {
         return method_not_allowed("GET: this gateway is stateless; there is no standalone stream");
     }
@@ -544,7 +647,7 @@ async fn get_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
     if let Err(r) = check_version(&h) {
         return *r;
     }
-    let session = match find_session(&app, &h) {
+    let session = match find_session(&app, &h, &who) {
         Ok(Some(s)) => s,
         Ok(None) => return method_not_allowed("GET"),
         Err(r) => return *r,
@@ -589,13 +692,14 @@ fn method_not_allowed(what: &str) -> Response {
 }
 
 async fn delete_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
-    if let Err(r) = check_origin(&app, &h) {
-        return *r;
-    }
+    let who = match admit_caller(&app, &h).await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     if app.cfg.stateless {
         return method_not_allowed("DELETE: this gateway is stateless");
     }
-    let session = match find_session(&app, &h) {
+    let session = match find_session(&app, &h, &who) {
         Ok(Some(s)) => s,
         Ok(None) => return method_not_allowed("DELETE"),
         Err(r) => return *r,

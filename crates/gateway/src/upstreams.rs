@@ -202,7 +202,7 @@ pub async fn supervise(app: Arc<App>, server: Arc<Server>) {
         match attempt {
             Ok((conn, lists)) => {
                 let up_at = Instant::now();
-                {
+                app.update_servers(true, || {
                     let mut st = lock(&server.state);
                     st.status = Status::Ready;
                     st.init = conn.init_info();
@@ -210,9 +210,8 @@ pub async fn supervise(app: Arc<App>, server: Arc<Server>) {
                     st.lists = lists;
                     st.last_error = None;
                     st.since = up_at;
-                }
+                });
                 tracing::info!(server = %server.name, "upstream ready");
-                app.rebuild_catalog(true);
                 tokio::spawn(shared_events(app.clone(), server.clone(), conn.clone(), rx));
                 tokio::select! {
                     _ = conn.closed() => {}
@@ -225,15 +224,14 @@ pub async fn supervise(app: Arc<App>, server: Arc<Server>) {
                     .closed_reason()
                     .unwrap_or_else(|| "connection closed".into());
                 tracing::warn!(server = %server.name, "upstream down: {reason}");
-                {
+                app.update_servers(true, || {
                     let mut st = lock(&server.state);
                     st.status = Status::Unreachable;
                     st.conn = None;
                     st.last_error = Some(reason);
                     st.restarts += 1;
                     st.since = Instant::now();
-                }
-                app.rebuild_catalog(true);
+                });
                 if up_at.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_millis(500);
                 }
@@ -270,10 +268,7 @@ async fn shared_events(
                 | "notifications/resources/list_changed" => {
                     // A failed re-list keeps what the server offered before.
                     match fetch_lists(&conn).await {
-                        Ok(lists) => {
-                            lock(&server.state).lists = lists;
-                            app.rebuild_catalog(true);
-                        }
+                        Ok(lists) => app.update_servers(true, || lock(&server.state).lists = lists),
                         Err(e) => {
                             tracing::warn!(server = %server.name, "re-listing after {method} failed: {e}")
                         }

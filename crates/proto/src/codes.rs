@@ -20,3 +20,11 @@ pub const HEADER_MISMATCH: i64 = -32020;
 pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 /// 2026-07-28: the protocol version is not supported.
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+/// Gateway: the key's rate limit or the tenant's concurrent-call cap was hit (HTTP 429).
+pub const RATE_LIMITED: i64 = -32029;
+/// Gateway: the tenant's compute-token balance cannot cover the call.
+pub const QUOTA_EXHAUSTED: i64 = -32030;
+/// Gateway: missing, malformed, unknown, revoked or expired credentials (HTTP 401).
+pub const UNAUTHORIZED: i64 = -32040;
+/// Gateway: valid credentials that may not do this (HTTP 403).
+pub const FORBIDDEN: i64 = -32041;

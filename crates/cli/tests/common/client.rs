@@ -246,6 +246,26 @@ impl Client {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Reply {
+        self.try_send(method, path, body, headers)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// POSTs one message; a transport failure (the gateway is gone) is an `Err`, not a panic.
+    pub async fn try_post(&self, msg: &Value) -> Result<Reply, String> {
+        let body = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
+        self.try_send(reqwest::Method::POST, "", Some(body), &[])
+            .await
+    }
+
+    /// Like [`Client::send`], with transport failures returned.
+    pub async fn try_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
         let mut all: Vec<(String, String)> = vec![
             ("accept".into(), ACCEPT_BOTH.into()),
             ("mcp-protocol-version".into(), PROTOCOL_VERSION.into()),
@@ -278,22 +298,25 @@ impl Client {
         let resp = req
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
+            .map_err(|e| format!("{method} {url} failed: {e}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.text().await.expect("read the body");
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| format!("{method} {url}: reading the body failed: {e}"))?;
         let ctype = headers
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let (messages, event_ids) = parse_body(ctype, &body);
-        Reply {
+        Ok(Reply {
             status,
             headers,
             body,
             messages,
             event_ids,
-        }
+        })
     }
 
     /// POSTs a raw body to the MCP URL with header overrides.

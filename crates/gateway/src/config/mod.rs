@@ -12,6 +12,9 @@ use std::time::Duration;
 use mcpgate_upstream::{TransportSpec, UpstreamSpec};
 use serde_json::{Map, Value};
 
+mod tiers;
+pub use tiers::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Rate, Rules, Tier, parse_rate};
+
 /// A configuration error: `file: key: message`.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {key}: {message}")]
@@ -82,6 +85,10 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// Whether runs mount the servers as shell commands for their agents (off by default).
     pub mount_as_clis: bool,
+    /// `auth`, `[plans]`, `[tiers]`, `audit_arguments`.
+    pub policy: Policy,
+    /// A database URL (`postgres://…`); unset means SQLite in `data_dir`.
+    pub database: Option<String>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -103,6 +110,9 @@ const TOP_KEYS: &[&str] = &[
     "breaker_failures",
     "breaker_cooldown",
     "mount_as_clis",
+    "audit_arguments",
+    "audit",
+    "database",
     "servers",
     "mcpServers",
     "plans",
@@ -218,15 +228,7 @@ impl Walker {
             Some(v) => self.base.join(self.string("data_dir", v)?),
             None => self.base.join(".mcpgate"),
         };
-        if let Some(v) = top.get("auth") {
-            let a = self.string("auth", v)?;
-            if a != "none" {
-                return Err(self.err(
-                    "auth",
-                    format!("{a:?} is not available in this build; use \"none\" (loopback only)"),
-                ));
-            }
-        }
+        let policy = self.policy(top)?;
         let separator = match top.get("separator") {
             Some(v) => {
                 let s = self.string("separator", v)?;
@@ -312,6 +314,13 @@ impl Walker {
                 .unwrap_or(Duration::from_secs(2)),
             servers,
             mount_as_clis: self.opt_bool(top, "mount_as_clis")?.unwrap_or(false),
+            policy,
+            database: match top.get("database") {
+                Some(v) => Some(expand_env(&self.string("database", v)?).map_err(|var| {
+                    self.err("database", format!("environment variable {var} is not set"))
+                })?),
+                None => None,
+            },
         })
     }
 

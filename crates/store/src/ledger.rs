@@ -1,0 +1,266 @@
+//! The ledger's public face: the records a call produces ([`CallRecord`],
+//! [`Outcome`], [`Reservation`]) and [`Ledger`], the cheap handle that sends
+//! them to the one batching writer task (see the `writer` module). It also
+//! owns the coalescing of `last_used` updates (at most one per key per 10 s).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connect::Target;
+use crate::error::{ReserveError, StoreError};
+use crate::writer::{self, Op};
+
+/// What is known about a call when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallRecord {
+    /// When the call started (ms since the epoch); also the "now" for
+    /// monthly refills.
+    pub ts_ms: i64,
+    /// The tenant charged.
+    pub tenant: String,
+    /// The key used, if any.
+    pub key_id: Option<String>,
+    /// The MCP session, if any.
+    pub session: Option<String>,
+    /// `tools/call`, `resources/read` or `prompts/get`.
+    pub method: String,
+    /// The tool, resource or prompt name.
+    pub name: String,
+    /// The upstream serving it, once known.
+    pub upstream: Option<String>,
+    /// Compute tokens the call costs (not negative).
+    pub cost: i64,
+    /// Size of the arguments in bytes.
+    pub arg_bytes: i64,
+    /// The arguments as recorded for the audit log (the caller decides how
+    /// much, if anything, to keep).
+    pub args: Option<String>,
+}
+
+/// How a call ended; stored as snake_case text (`"ok"`, `"tool_error"`, ...).
+/// A reserved call that has not finished is stored as `"pending"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The upstream answered normally.
+    Ok,
+    /// The tool ran and reported an error (`isError`).
+    ToolError,
+    /// The call failed with a protocol or gateway error.
+    Error,
+    /// The upstream was not available.
+    Unavailable,
+    /// The call took too long.
+    Timeout,
+    /// The client cancelled, or went away.
+    Cancelled,
+    /// The name is hidden from the caller's tier.
+    DeniedHidden,
+    /// A rate limit refused the call.
+    DeniedRate,
+    /// A concurrency limit refused the call.
+    DeniedConcurrency,
+    /// The tenant's balance was too low.
+    DeniedQuota,
+    /// No such tool, resource or prompt.
+    NotFound,
+}
+
+impl Outcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [Outcome; 11] = [
+        Outcome::Ok,
+        Outcome::ToolError,
+        Outcome::Error,
+        Outcome::Unavailable,
+        Outcome::Timeout,
+        Outcome::Cancelled,
+        Outcome::DeniedHidden,
+        Outcome::DeniedRate,
+        Outcome::DeniedConcurrency,
+        Outcome::DeniedQuota,
+        Outcome::NotFound,
+    ];
+
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ToolError => "tool_error",
+            Outcome::Error => "error",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Timeout => "timeout",
+            Outcome::Cancelled => "cancelled",
+            Outcome::DeniedHidden => "denied_hidden",
+            Outcome::DeniedRate => "denied_rate",
+            Outcome::DeniedConcurrency => "denied_concurrency",
+            Outcome::DeniedQuota => "denied_quota",
+            Outcome::NotFound => "not_found",
+        }
+    }
+
+    /// Whether this is one of the `denied_*` outcomes.
+    pub fn is_denied(self) -> bool {
+        matches!(
+            self,
+            Outcome::DeniedHidden
+                | Outcome::DeniedRate
+                | Outcome::DeniedConcurrency
+                | Outcome::DeniedQuota
+        )
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The stored outcome of a reserved call that has not finished yet.
+pub(crate) const PENDING: &str = "pending";
+
+/// A committed reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    /// The usage row's id, for [`Ledger::finish`].
+    pub id: i64,
+    /// The balance after the debit; `None` if unlimited.
+    pub balance_after: Option<i64>,
+}
+
+/// How long `touch_key` stays quiet about a key after writing it.
+const TOUCH_EVERY_MS: i64 = 10_000;
+/// Past this many remembered keys, forget the stale ones.
+const TOUCH_MAP_LIMIT: usize = 65_536;
+
+/// A handle to the store's one batching ledger writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: mpsc::UnboundedSender<Op>,
+    /// Last `last_used` value queued per key, for coalescing.
+    touched: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("closed", &self.tx.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Spawns the writer task (inside the current Tokio runtime).
+    pub(crate) fn spawn(target: Arc<Target>) -> Ledger {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer::run(rx, target));
+        Ledger {
+            tx,
+            touched: Arc::default(),
+        }
+    }
+
+    /// Queues an operation; `false` if the writer has stopped.
+    fn send(&self, op: Op) -> bool {
+        self.tx.send(op).is_ok()
+    }
+
+    /// Reserves `rec.cost` tokens for a call, in one committed transaction:
+    /// first refills the balance if the tenant has a monthly allowance and
+    /// `rec.ts_ms` has reached the refill time (moving it to the next month
+    /// start, UTC); then debits the cost only if the balance is unlimited or
+    /// large enough (one conditional `UPDATE`, so concurrent calls, even from
+    /// several processes, never overspend); then inserts the usage row with
+    /// outcome `pending`. Returns only after the commit. If the balance is
+    /// short, commits a `denied_quota` row (cost 0) instead and returns
+    /// [`ReserveError::Exhausted`]. Forward the call only after `Ok`.
+    pub async fn reserve(&self, rec: CallRecord) -> Result<Reservation, ReserveError> {
+        if rec.cost < 0 {
+            return Err(ReserveError::Store(
+                "a call's cost must not be negative".into(),
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        if !self.send(Op::Reserve { rec, reply }) {
+            return Err(ReserveError::Store("the ledger writer has stopped".into()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(ReserveError::Store("the ledger writer has stopped".into())))
+    }
+
+    /// Queues the end of a reserved call: sets its outcome, duration and a
+    /// short error text; with `refund`, gives the cost back to the tenant
+    /// (unless unlimited) and sets the row's cost to 0. Not awaited.
+    pub fn finish(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        duration_us: i64,
+        error: Option<String>,
+        refund: bool,
+    ) {
+        let op = Op::Finish {
+            id,
+            outcome,
+            duration_us,
+            error,
+            refund,
+        };
+        if !self.send(op) {
+            tracing::error!(usage_id = id, %outcome, "ledger writer stopped; call outcome not recorded");
+        }
+    }
+
+    /// Queues a usage row (cost 0) for a call refused before any reservation.
+    pub fn deny(&self, rec: CallRecord, outcome: Outcome, error: Option<String>) {
+        if let Err(mpsc::error::SendError(Op::Deny { rec, .. })) = self.tx.send(Op::Deny {
+            rec,
+            outcome,
+            error,
+        }) {
+            tracing::error!(tenant = %rec.tenant, name = %rec.name, %outcome,
+                "ledger writer stopped; refused call not recorded");
+        }
+    }
+
+    /// Queues `last_used = ts_ms` for a key, at most once per key per 10 s.
+    pub fn touch_key(&self, key_id: &str, ts_ms: i64) {
+        {
+            let mut touched = match self.touched.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(&last) = touched.get(key_id)
+                && ts_ms < last.saturating_add(TOUCH_EVERY_MS)
+            {
+                return;
+            }
+            if touched.len() >= TOUCH_MAP_LIMIT {
+                touched.retain(|_, &mut last| ts_ms < last.saturating_add(TOUCH_EVERY_MS));
+            }
+            touched.insert(key_id.to_owned(), ts_ms);
+        }
+        let op = Op::Touch {
+            key_id: key_id.to_owned(),
+            ts_ms,
+        };
+        if !self.send(op) {
+            tracing::error!(key_id, "ledger writer stopped; key use not recorded");
+        }
+    }
+
+    /// Waits until everything queued before this call is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let stopped = || StoreError::Db("the ledger writer has stopped".into());
+        let (reply, answer) = oneshot::channel();
+        if !self.send(Op::Flush { reply }) {
+            return Err(stopped());
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}

@@ -1,0 +1,159 @@
+//! mcpgate's store: the only place in mcpgate with SQL. It owns tenants,
+//! API keys, compute-token balances and the usage/audit ledger, on SQLite (a
+//! file in the gateway's data directory, the default) or PostgreSQL (shared
+//! by several replicas), through the same portable SQL on sqlx's `Any`
+//! driver. [`Store`] is the handle for administrative reads and writes;
+//! [`Ledger`] is the handle to the one batching writer that reserves, finishes
+//! and records calls on the hot path.
+//!
+//! Column types are only `BIGINT`/`INTEGER`, `TEXT` and their NULLs;
+//! timestamps are milliseconds since the Unix epoch. Key secrets are never
+//! stored (only their SHA-256), returned after creation, or logged.
+
+mod batch;
+mod checkpoint;
+mod clock;
+mod connect;
+mod error;
+mod glob;
+mod keys;
+mod ledger;
+mod migrate;
+mod report;
+mod tenants;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use serde::Serialize;
+use sqlx::{AnyPool, Row};
+
+pub use clock::{format_ts, now_ms};
+pub use error::{KeyRejection, ReserveError, StoreError};
+pub use glob::glob_match;
+pub use keys::{CreatedKey, KeyInfo};
+pub use ledger::{CallRecord, Ledger, Outcome, Reservation};
+pub use report::{AuditFilter, AuditRecord, UsageSummary};
+pub use tenants::Tenant;
+
+use crate::error::db;
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// One SQLite file (WAL mode); the default.
+    Sqlite,
+    /// A PostgreSQL database, possibly shared by several gateway replicas.
+    Postgres,
+}
+
+/// A handle to the store. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    target: Arc<connect::Target>,
+    /// The small pool for reads and administrative writes.
+    pool: AnyPool,
+    /// The batching writer's handle, spawned on the first [`Store::ledger`].
+    ledger: OnceLock<Ledger>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("at", &self.inner.target.description)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `url` — `sqlite:PATH` / `sqlite://PATH` (the file
+    /// and its directory are created if missing) or `postgres://...` /
+    /// `postgresql://...` — and runs the schema migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let target = connect::parse_url(url)?;
+        Self::open_target(target).await
+    }
+
+    /// Opens (creating if missing) the SQLite store `dir/mcpgate.db`,
+    /// creating `dir`.
+    pub async fn open_in_dir(dir: &Path) -> Result<Store, StoreError> {
+        let target = connect::sqlite_target(&dir.join("mcpgate.db"))?;
+        Self::open_target(target).await
+    }
+
+    async fn open_target(target: connect::Target) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let pool = connect::open_pool(&target).await?;
+        migrate::run(&pool, target.backend).await?;
+        tracing::debug!(store = %target.description, "store opened");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                target: Arc::new(target),
+                pool,
+                ledger: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// The database kind behind this store.
+    pub fn backend(&self) -> Backend {
+        self.inner.target.backend
+    }
+
+    /// Where the store lives, for logs and `--json` output: `sqlite PATH` or
+    /// `postgres HOST:PORT/DB`. Never contains a user name or password.
+    pub fn describe(&self) -> String {
+        self.inner.target.description.clone()
+    }
+
+    /// The revision counter: bumped in the same transaction as every
+    /// mutation of tenants or keys, so a process that caches them (the
+    /// gateway polls every ~250 ms) sees changes made by another (the CLI).
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT value FROM meta WHERE name = 'revision'")
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        row.try_get::<i64, _>(0).map_err(db)
+    }
+
+    /// A handle to the batching ledger writer. The writer (one task owning
+    /// one dedicated connection) is spawned on the first call, which must
+    /// happen inside a Tokio runtime; every call returns a handle to the
+    /// same writer. When the store and every ledger handle are dropped, the
+    /// writer commits what is queued and closes its connection.
+    pub fn ledger(&self) -> Ledger {
+        self.inner
+            .ledger
+            .get_or_init(|| Ledger::spawn(self.inner.target.clone()))
+            .clone()
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    /// Begins an administrative write transaction on the pool.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        self.inner
+            .pool
+            .begin_with(connect::begin_sql(self.backend()))
+            .await
+            .map_err(db)
+    }
+}
+
+/// Bumps the revision counter inside a mutation's transaction.
+pub(crate) async fn bump_revision(conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+    sqlx::query("UPDATE meta SET value = value + 1 WHERE name = 'revision'")
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}

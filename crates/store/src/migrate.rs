@@ -1,0 +1,158 @@
+//! The schema and its versioned migrations. A `meta` table holds
+//! `schema_version` (and the `revision` counter); each migration has SQL per
+//! backend where the dialects differ. Migrations run in one transaction that
+//! first takes the database's write lock (SQLite `BEGIN IMMEDIATE`, a
+//! PostgreSQL advisory lock), so two processes opening the store at once
+//! apply each migration exactly once, and reopening is a no-op.
+
+use sqlx::{AnyPool, Row};
+
+use crate::Backend;
+use crate::connect::begin_sql;
+use crate::error::{StoreError, db};
+
+/// One schema step: statements run in order inside the migration transaction.
+struct Migration {
+    version: i64,
+    sqlite: &'static [&'static str],
+    postgres: &'static [&'static str],
+}
+
+/// Statements both dialects accept as written.
+const V1_COMMON_TAIL: &[&str] = &[
+    "CREATE INDEX usage_tenant_ts ON usage (tenant, ts)",
+    "CREATE INDEX usage_ts ON usage (ts)",
+    "CREATE INDEX api_keys_tenant ON api_keys (tenant)",
+    "INSERT INTO meta (name, value) VALUES ('revision', 0) ON CONFLICT (name) DO NOTHING",
+];
+
+const TENANTS: &str = "CREATE TABLE tenants (
+    name TEXT PRIMARY KEY,
+    plan TEXT NOT NULL,
+    balance BIGINT,
+    monthly_allowance BIGINT,
+    resets_at BIGINT,
+    created_at BIGINT NOT NULL)";
+
+const API_KEYS: &str = "CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    tenant TEXT REFERENCES tenants (name),
+    label TEXT,
+    secret_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_used BIGINT,
+    expires_at BIGINT,
+    revoked_at BIGINT,
+    is_admin INTEGER NOT NULL DEFAULT 0)";
+
+/// Usage rows get their ids from the writer, so no RETURNING is needed. On
+/// SQLite the id is the rowid itself (no second index).
+const USAGE_SQLITE: &str = "CREATE TABLE usage (
+    id INTEGER PRIMARY KEY,
+    ts BIGINT NOT NULL,
+    tenant TEXT NOT NULL,
+    key_id TEXT,
+    session TEXT,
+    method TEXT NOT NULL,
+    name TEXT NOT NULL,
+    upstream TEXT,
+    outcome TEXT NOT NULL,
+    duration_us BIGINT,
+    cost BIGINT NOT NULL,
+    arg_bytes BIGINT NOT NULL,
+    args TEXT,
+    error TEXT)";
+
+const USAGE_POSTGRES: &str = "CREATE TABLE usage (
+    id BIGINT PRIMARY KEY,
+    ts BIGINT NOT NULL,
+    tenant TEXT NOT NULL,
+    key_id TEXT,
+    session TEXT,
+    method TEXT NOT NULL,
+    name TEXT NOT NULL,
+    upstream TEXT,
+    outcome TEXT NOT NULL,
+    duration_us BIGINT,
+    cost BIGINT NOT NULL,
+    arg_bytes BIGINT NOT NULL,
+    args TEXT,
+    error TEXT)";
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: &[TENANTS, API_KEYS, USAGE_SQLITE],
+    postgres: &[TENANTS, API_KEYS, USAGE_POSTGRES],
+}];
+
+/// The tail shared by both dialects, per version.
+fn common_tail(version: i64) -> &'static [&'static str] {
+    match version {
+        1 => V1_COMMON_TAIL,
+        _ => &[],
+    }
+}
+
+/// The schema version this build writes.
+pub(crate) const LATEST: i64 = 1;
+
+/// An arbitrary constant naming mcpgate's migration lock on PostgreSQL.
+const PG_LOCK_KEY: i64 = 0x6d63_7067_6174_6531;
+
+/// Brings the schema up to [`LATEST`]. Idempotent; safe to race.
+pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    let mut tx = pool.begin_with(begin_sql(backend)).await.map_err(db)?;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PG_LOCK_KEY)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    sqlx::query("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let current: i64 = sqlx::query("SELECT value FROM meta WHERE name = 'schema_version'")
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .map(|row| row.try_get::<i64, _>(0))
+        .transpose()
+        .map_err(db)?
+        .unwrap_or(0);
+    if current > LATEST {
+        return Err(StoreError::Invalid(format!(
+            "the database has schema version {current}, newer than this build's {LATEST}; \
+             upgrade mcpgate"
+        )));
+    }
+    if current == LATEST {
+        // Nothing to migrate (the meta table already existed).
+        tx.commit().await.map_err(db)?;
+        return Ok(());
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let own = match backend {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        for sql in own.iter().chain(common_tail(m.version)) {
+            sqlx::query(sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::Db(format!("migration {}: {e}", m.version)))?;
+        }
+        tracing::info!(version = m.version, "store schema migrated");
+    }
+    sqlx::query(
+        "INSERT INTO meta (name, value) VALUES ('schema_version', $1) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )
+    .bind(LATEST)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! The batching ledger writer: one Tokio task owning one dedicated database
+//! connection. It waits for an operation, drains whatever else is already
+//! queued (up to [`MAX_BATCH`]), applies them all in order in ONE
+//! transaction (see the `batch` module for the SQL), commits, and only then
+//! answers the waiting reservations. There is no timer, so a lone call pays
+//! for one transaction and nothing more. A failed transaction is rolled back
+//! whole; transient failures (busy database, deadlock, lost connection) are
+//! retried on a fresh connection, and after a final failure every
+//! reservation in the batch gets an error while the fire-and-forget records
+//! are tried once more on their own (and logged if they are lost).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{AnyConnection, Connection, Executor};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Backend;
+use crate::batch::{self, Answer};
+use crate::checkpoint;
+use crate::clock::now_ms;
+use crate::connect::{Target, open_connection};
+use crate::error::{ReserveError, StoreError};
+use crate::ledger::{CallRecord, Outcome, Reservation};
+
+/// The most operations applied in one transaction.
+pub(crate) const MAX_BATCH: usize = 256;
+/// Tries per transaction when the failure looks transient.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// One queued ledger operation.
+pub(crate) enum Op {
+    Reserve {
+        rec: CallRecord,
+        reply: oneshot::Sender<Result<Reservation, ReserveError>>,
+    },
+    Finish {
+        id: i64,
+        outcome: Outcome,
+        duration_us: i64,
+        error: Option<String>,
+        refund: bool,
+    },
+    Deny {
+        rec: CallRecord,
+        outcome: Outcome,
+        error: Option<String>,
+    },
+    Touch {
+        key_id: String,
+        ts_ms: i64,
+    },
+    Flush {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+struct Writer {
+    target: Arc<Target>,
+    conn: Option<AnyConnection>,
+    /// The next usage row id: a random start, then counting up, so rows of
+    /// one writer are unique and adjacent in the index, and two writers
+    /// (replicas) practically never meet.
+    next_id: i64,
+    /// Operations the writer gives itself (refunds of abandoned reservations).
+    carry: Vec<Op>,
+}
+
+/// The writer task's body; ends when every sender is gone and the queue is drained.
+pub(crate) async fn run(mut rx: mpsc::UnboundedReceiver<Op>, target: Arc<Target>) {
+    // Dropped (stopping its task) when this task ends.
+    let checkpointer =
+        (target.backend == Backend::Sqlite).then(|| checkpoint::spawn(target.clone()));
+    let mut w = Writer {
+        target,
+        conn: None,
+        next_id: first_id(),
+        carry: Vec::new(),
+    };
+    loop {
+        let mut batch = std::mem::take(&mut w.carry);
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(op) => batch.push(op),
+                None => break,
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        w.run_batch(batch).await;
+        if let Some(c) = &checkpointer
+            && c.restart_requested()
+            && let Some(conn) = w.conn.as_mut()
+        {
+            checkpoint::restart(conn).await;
+        }
+    }
+    if let Some(conn) = w.conn.take()
+        && let Err(e) = conn.close().await
+    {
+        tracing::debug!(error = %e, "closing the ledger connection");
+    }
+}
+
+/// A random positive start for usage ids, below 2^62 so counting up never overflows.
+fn first_id() -> i64 {
+    let mut buf = [0u8; 8];
+    let random = match getrandom::fill(&mut buf) {
+        Ok(()) => u64::from_le_bytes(buf),
+        Err(_) => u64::try_from(now_ms())
+            .unwrap_or(1)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    };
+    i64::try_from(random >> 2).unwrap_or(1).max(1)
+}
+
+impl Writer {
+    fn take_id(&mut self) -> i64 {
+        let id = self.next_id;
+        self.next_id = if id >= i64::MAX - 1 { 1 } else { id + 1 };
+        id
+    }
+
+    async fn run_batch(&mut self, batch: Vec<Op>) {
+        if batch.iter().all(|op| matches!(op, Op::Flush { .. })) {
+            self.answer(batch, Vec::new());
+            return;
+        }
+        let ids: Vec<i64> = batch
+            .iter()
+            .map(|op| match op {
+                Op::Reserve { .. } | Op::Deny { .. } => self.take_id(),
+                _ => 0,
+            })
+            .collect();
+        let e = match self.apply_with_retries(&batch, &ids).await {
+            Ok(mut answers) => {
+                self.resolve_refused(&batch, &ids, &mut answers).await;
+                return self.answer(batch, answers);
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(error = %e, ops = batch.len(), "ledger batch failed and was rolled back");
+        let (mut rest, mut rest_ids) = (Vec::new(), Vec::new());
+        for (op, id) in batch.into_iter().zip(ids) {
+            match op {
+                Op::Reserve { reply, .. } => {
+                    let _ = reply.send(Err(ReserveError::Store(e.clone())));
+                }
+                op => {
+                    rest.push(op);
+                    rest_ids.push(id);
+                }
+            }
+        }
+        let records = rest
+            .iter()
+            .filter(|op| !matches!(op, Op::Flush { .. }))
+            .count();
+        let e = if records == 0 {
+            e
+        } else {
+            match self.apply_with_retries(&rest, &rest_ids).await {
+                Ok(answers) => return self.answer(rest, answers),
+                Err(e2) => {
+                    let e2 = e2.to_string();
+                    tracing::error!(error = %e2, records, "ledger records lost: could not be written");
+                    e2
+                }
+            }
+        };
+        for op in rest {
+            if let Op::Flush { reply } = op {
+                let _ = reply.send(Err(StoreError::Db(e.clone())));
+            }
+        }
+    }
+
+    /// Sends the answers of a committed batch.
+    fn answer(&mut self, batch: Vec<Op>, answers: Vec<Answer>) {
+        let mut answers = answers.into_iter();
+        for op in batch {
+            let answer = answers.next().flatten();
+            match op {
+                Op::Reserve { reply, .. } => {
+                    let answer = answer.unwrap_or_else(|| {
+                        Err(ReserveError::Store(
+                            "internal: reservation without an answer".into(),
+                        ))
+                    });
+                    if let Err(Ok(r)) = reply.send(answer) {
+                        // The caller gave up waiting: it will neither forward
+                        // the call nor finish it, so give the tokens back.
+                        self.carry.push(Op::Finish {
+                            id: r.id,
+                            outcome: Outcome::Cancelled,
+                            duration_us: 0,
+                            error: Some("the caller went away before the reservation".into()),
+                            refund: true,
+                        });
+                    }
+                }
+                Op::Flush { reply } => {
+                    let _ = reply.send(Ok(()));
+                }
+                Op::Finish { .. } | Op::Deny { .. } | Op::Touch { .. } => {}
+            }
+        }
+    }
+
+    /// The connection, opened (with the writer's settings) if needed.
+    async fn connection(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
+        if self.conn.is_none() {
+            let mut conn = open_connection(&self.target).await?;
+            if self.target.backend == Backend::Sqlite {
+                // The checkpointer task does this off the hot path.
+                conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+            }
+            self.conn = Some(conn);
+        }
+        self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
+    /// Applies a batch in one transaction, retrying transient failures.
+    async fn apply_with_retries(
+        &mut self,
+        batch: &[Op],
+        ids: &[i64],
+    ) -> Result<Vec<Answer>, sqlx::Error> {
+        let backend = self.target.backend;
+        let mut attempt = 1;
+        loop {
+            let result = match self.connection().await {
+                Ok(conn) => batch::apply(conn, backend, batch, ids).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(answers) => return Ok(answers),
+                Err(e) => self.after_failure(e, &mut attempt).await?,
+            }
+        }
+    }
+
+    /// Settles the reservations of a committed batch whose debit did not
+    /// happen, in a follow-up transaction (answers stay `None` only if it fails).
+    async fn resolve_refused(&mut self, batch: &[Op], ids: &[i64], answers: &mut [Answer]) {
+        let mut refused = Vec::new();
+        let mut slots = Vec::new();
+        for (i, (op, &id)) in batch.iter().zip(ids).enumerate() {
+            if let (Op::Reserve { rec, .. }, None) = (op, &answers[i]) {
+                refused.push((rec, id));
+                slots.push(i);
+            }
+        }
+        if refused.is_empty() {
+            return;
+        }
+        let backend = self.target.backend;
+        let mut attempt = 1;
+        let result = loop {
+            let result = match self.connection().await {
+                Ok(conn) => batch::resolve_refused(conn, backend, &refused).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(r) => break Ok(r),
+                Err(e) => {
+                    if let Err(e) = self.after_failure(e, &mut attempt).await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(resolved) => {
+                for (slot, answer) in slots.into_iter().zip(resolved) {
+                    answers[slot] = Some(answer);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, reservations = slots.len(),
+                    "recording refused reservations failed");
+                for slot in slots {
+                    answers[slot] = Some(Err(ReserveError::Store(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// After a failed transaction: drop the connection (which rolls back
+    /// whatever it had done), and either wait for another try or give up.
+    async fn after_failure(
+        &mut self,
+        e: sqlx::Error,
+        attempt: &mut u32,
+    ) -> Result<(), sqlx::Error> {
+        self.conn = None;
+        if *attempt >= MAX_ATTEMPTS || !transient(&e) {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, attempt = *attempt, "ledger transaction failed; retrying");
+        tokio::time::sleep(Duration::from_millis(20 * u64::from(*attempt))).await;
+        *attempt += 1;
+        Ok(())
+    }
+}
+
+/// Whether a failure is worth another try on a fresh connection.
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => match d.code() {
+            // PostgreSQL: serialization failure, deadlock.
+            Some(code) if code == "40001" || code == "40P01" => true,
+            // SQLite: BUSY or LOCKED, including their extended codes.
+            Some(code) => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+            None => false,
+        },
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_start_positive_and_small_enough() {
+        for _ in 0..100 {
+            let id = first_id();
+            assert!(id > 0 && id < (1 << 62));
+        }
+    }
+}

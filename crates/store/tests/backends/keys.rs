@@ -1,0 +1,225 @@
+//! API keys: create, verify, the rejections, revoke, expiry, admin keys,
+//! listing without secrets, and `last_used` through the ledger.
+
+use mcpgate_store::{KeyRejection, StoreError, now_ms};
+
+use crate::common::{Db, on_each_backend};
+use crate::tenants::bumped;
+
+fn is_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_lifecycle() {
+    on_each_backend("keys_lifecycle", |db: Db| async move {
+        let store = db.open().await;
+        store
+            .add_tenant("acme", "pro", Some(10), None)
+            .await
+            .unwrap();
+        store.add_tenant("beta", "free", None, None).await.unwrap();
+        let mut rev = store.revision().await.unwrap();
+        let now = now_ms();
+
+        // Create: the token format, and the info.
+        let created = store
+            .create_key(Some("acme"), Some("laptop"), None)
+            .await
+            .unwrap();
+        bumped(&store, &mut rev).await;
+        let token = created.token.clone();
+        let (id, secret) = token
+            .strip_prefix("mcpg_")
+            .and_then(|rest| rest.split_once('_'))
+            .expect("mcpg_<id>_<secret>");
+        assert_eq!(id.len(), 12);
+        assert_eq!(secret.len(), 40);
+        assert!(is_hex(id) && is_hex(secret), "{token}");
+        assert_eq!(created.info.id, id);
+        assert_eq!(created.info.tenant.as_deref(), Some("acme"));
+        assert_eq!(created.info.label.as_deref(), Some("laptop"));
+        assert!(!created.info.is_admin());
+        assert_eq!(created.info.revoked_at_ms, None);
+
+        // Verify: ok.
+        let info = store.verify_key(&token, now).await.unwrap();
+        assert_eq!(info, created.info);
+
+        // A wrong secret and an unknown id are the same rejection.
+        let last = secret.chars().last().unwrap();
+        let flipped = if last == '0' { '1' } else { '0' };
+        let wrong = format!("mcpg_{id}_{}{flipped}", &secret[..39]);
+        assert_eq!(
+            store.verify_key(&wrong, now).await,
+            Err(KeyRejection::Unknown)
+        );
+        let unknown_id = format!(
+            "mcpg_{}_{secret}",
+            if id == "000000000000" {
+                "111111111111"
+            } else {
+                "000000000000"
+            }
+        );
+        assert_eq!(
+            store.verify_key(&unknown_id, now).await,
+            Err(KeyRejection::Unknown)
+        );
+
+        // Malformed tokens.
+        for bad in [
+            String::new(),
+            "mcpg_".to_owned(),
+            token.to_uppercase(),
+            token[..token.len() - 1].to_owned(),
+            format!("{token}0"),
+            token.replacen("mcpg_", "mcpx_", 1),
+            format!("Bearer {token}"),
+            format!("mcpg_{id}-{secret}"),
+            format!("mcpg_{id}_{}g", &secret[..39]),
+        ] {
+            assert_eq!(
+                store.verify_key(&bad, now).await,
+                Err(KeyRejection::Malformed),
+                "{bad:?}"
+            );
+        }
+
+        // No rejection's text contains the token or the secret.
+        for r in [
+            KeyRejection::Malformed,
+            KeyRejection::Unknown,
+            KeyRejection::Revoked,
+            KeyRejection::Expired,
+        ] {
+            assert!(!r.to_string().contains(secret));
+        }
+
+        // Expiry.
+        let expired = store
+            .create_key(Some("beta"), None, Some(now - 1000))
+            .await
+            .unwrap();
+        bumped(&store, &mut rev).await;
+        assert_eq!(
+            store.verify_key(&expired.token, now).await,
+            Err(KeyRejection::Expired)
+        );
+        let later = store
+            .create_key(Some("beta"), None, Some(now + 60_000))
+            .await
+            .unwrap();
+        bumped(&store, &mut rev).await;
+        assert!(store.verify_key(&later.token, now).await.is_ok());
+        assert_eq!(
+            store.verify_key(&later.token, now + 60_000).await,
+            Err(KeyRejection::Expired)
+        );
+
+        // Admin keys have no tenant.
+        let admin = store.create_key(None, Some("ops"), None).await.unwrap();
+        bumped(&store, &mut rev).await;
+        assert!(admin.info.is_admin());
+        let info = store.verify_key(&admin.token, now).await.unwrap();
+        assert_eq!(info.tenant, None);
+        assert!(info.is_admin());
+
+        // Unknown tenant.
+        let r = store.create_key(Some("nope"), None, None).await;
+        assert!(
+            matches!(r, Err(StoreError::NotFound(ref w)) if w.contains("nope")),
+            "{r:?}"
+        );
+        assert_eq!(store.revision().await.unwrap(), rev);
+
+        // Revoke.
+        let revoked = store.revoke_key(id).await.unwrap();
+        bumped(&store, &mut rev).await;
+        let first = revoked.revoked_at_ms.expect("revoked_at");
+        assert_eq!(
+            store.verify_key(&token, now).await,
+            Err(KeyRejection::Revoked)
+        );
+        // A wrong secret for a revoked key is still just unknown.
+        assert_eq!(
+            store.verify_key(&wrong, now).await,
+            Err(KeyRejection::Unknown)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let again = store.revoke_key(id).await.unwrap();
+        bumped(&store, &mut rev).await;
+        assert_eq!(
+            again.revoked_at_ms,
+            Some(first),
+            "the first revocation time is kept"
+        );
+        assert!(matches!(
+            store.revoke_key("ffffffffffff").await,
+            Err(StoreError::NotFound(_))
+        ));
+        // Revocation seen by another handle (the CLI and the gateway are two processes).
+        let other = db.open().await;
+        assert_eq!(
+            other.verify_key(&token, now).await,
+            Err(KeyRejection::Revoked)
+        );
+
+        // Listing: ordered by creation, filtered by tenant, never the secret.
+        let all = store.list_keys(None).await.unwrap();
+        let ids: Vec<&str> = all.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(ids, [id, &expired.info.id, &later.info.id, &admin.info.id]);
+        let acme = store.list_keys(Some("acme")).await.unwrap();
+        assert_eq!(acme.len(), 1);
+        assert_eq!(acme[0].revoked_at_ms, Some(first));
+        assert_eq!(store.list_keys(Some("beta")).await.unwrap().len(), 2);
+        assert!(matches!(
+            store.list_keys(Some("nope")).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let debug = format!("{all:?} {acme:?} {created:?} {admin:?}");
+        let json = serde_json::to_string(&all).unwrap();
+        for key in [&created, &expired, &later, &admin] {
+            let secret = key.token.rsplit('_').next().unwrap();
+            assert!(!debug.contains(secret), "a secret leaked into Debug output");
+            assert!(
+                !json.contains(secret),
+                "a secret leaked into the JSON listing"
+            );
+        }
+        // The token is there when (and only when) it is serialized on creation.
+        assert!(serde_json::to_string(&created).unwrap().contains(&token));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_used_is_coalesced() {
+    on_each_backend("last_used", |db: Db| async move {
+        let store = db.open().await;
+        store.add_tenant("acme", "pro", None, None).await.unwrap();
+        let key = store.create_key(Some("acme"), None, None).await.unwrap();
+        let rev = store.revision().await.unwrap();
+        let ledger = store.ledger();
+        let t = now_ms();
+        let last_used = async || store.list_keys(Some("acme")).await.unwrap()[0].last_used_ms;
+
+        assert_eq!(last_used().await, None);
+        ledger.touch_key(&key.info.id, t);
+        ledger.flush().await.unwrap();
+        assert_eq!(last_used().await, Some(t));
+        // Within 10 s of the last write: not written again.
+        ledger.touch_key(&key.info.id, t + 5_000);
+        ledger.flush().await.unwrap();
+        assert_eq!(last_used().await, Some(t));
+        ledger.touch_key(&key.info.id, t + 10_000);
+        ledger.flush().await.unwrap();
+        assert_eq!(last_used().await, Some(t + 10_000));
+        // verify_key does not touch, and touching is not a revision.
+        store.verify_key(&key.token, t).await.unwrap();
+        assert_eq!(last_used().await, Some(t + 10_000));
+        assert_eq!(store.revision().await.unwrap(), rev);
+    })
+    .await;
+}
