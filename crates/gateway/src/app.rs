@@ -54,6 +54,10 @@ pub struct App {
     pub sessions_opened: AtomicU64,
     pub shutdown: CancellationToken,
     pub started: Instant,
+    /// 2026-07-28 calls waiting for the client's input (MRTR), by `requestState`.
+    pub parking: crate::mrtr::Parking,
+    /// Open 2026-07-28 `subscriptions/listen` streams.
+    pub listeners: crate::modern::Listeners,
 }
 
 impl App {
@@ -98,6 +102,8 @@ impl App {
             sessions_opened: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
+            parking: Default::default(),
+            listeners: Default::default(),
         })
     }
 
@@ -113,7 +119,10 @@ impl App {
                 .clamp(Duration::from_millis(50), Duration::from_secs(30));
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(tick) => app.expire_idle(),
+                    _ = tokio::time::sleep(tick) => {
+                        app.expire_idle();
+                        app.parking.sweep();
+                    }
                     _ = app.shutdown.cancelled() => return,
                 }
             }
@@ -223,19 +232,13 @@ impl App {
                 a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.get() != y.get())
             };
             if changed(&old.tools, &cur.tools) {
-                self.broadcast(
-                    jsonrpc::notification("notifications/tools/list_changed", None).into(),
-                );
+                self.announce("notifications/tools/list_changed");
             }
             if changed(&old.prompts, &cur.prompts) {
-                self.broadcast(
-                    jsonrpc::notification("notifications/prompts/list_changed", None).into(),
-                );
+                self.announce("notifications/prompts/list_changed");
             }
             if changed(&old.resources, &cur.resources) || changed(&old.templates, &cur.templates) {
-                self.broadcast(
-                    jsonrpc::notification("notifications/resources/list_changed", None).into(),
-                );
+                self.announce("notifications/resources/list_changed");
             }
         }
     }
@@ -245,6 +248,12 @@ impl App {
     pub fn consistent<T>(&self, f: impl FnOnce() -> T) -> T {
         let _quiet = lock(&self.generation);
         f()
+    }
+
+    /// Tells every session, and every 2026-07-28 listener that asked, that a list changed.
+    fn announce(&self, method: &str) {
+        self.broadcast(jsonrpc::notification(method, None).into());
+        self.listeners.list_changed(method);
     }
 
     /// Sends a message to every session's standalone stream.
@@ -386,6 +395,7 @@ impl App {
             .get(&p.uri)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
+        self.listeners.resource_updated(&p.uri);
         let msg: Bytes = jsonrpc::notification("notifications/resources/updated", params).into();
         for id in ids {
             if let Some(s) = self.session(&id) {

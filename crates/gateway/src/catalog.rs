@@ -58,6 +58,9 @@ pub struct Catalog {
     offline: HashMap<String, Arc<str>>,
     /// Per tier: which entries of each list it may see (positions into the lists above).
     views: HashMap<String, View>,
+    /// Tools whose arguments are mirrored in `Mcp-Param-*` headers (2026-07-28
+    /// `x-mcp-header`): exposed name → (argument, header suffix).
+    tool_headers: HashMap<String, Vec<(String, String)>>,
 }
 
 /// What one tier sees: positions into the catalog's lists.
@@ -146,7 +149,21 @@ impl Catalog {
         for msg in &c.collisions {
             tracing::warn!("name collision: {msg}");
         }
+        for t in c.tools.iter().filter(|t| t.get().contains("x-mcp-header")) {
+            let name = serde_json::from_str::<Value>(t.get())
+                .ok()
+                .and_then(|v| v.get("name")?.as_str().map(str::to_owned));
+            let params = mcpgate_proto::modern::header_params(t);
+            if let (Some(name), false) = (name, params.is_empty()) {
+                c.tool_headers.insert(name, params);
+            }
+        }
         c
+    }
+
+    /// A tool's header-mapped arguments: (argument, `Mcp-Param-` suffix).
+    pub fn header_params(&self, tool: &str) -> &[(String, String)] {
+        self.tool_headers.get(tool).map_or(&[], Vec::as_slice)
     }
 
     /// Records what a server that is down offered when it was last up.

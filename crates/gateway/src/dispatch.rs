@@ -27,14 +27,33 @@ use crate::session::Session;
 use crate::upstreams::{self, Status};
 use mcpgate_store::Outcome;
 
-/// Messages for the client while its request runs (already serialised JSON-RPC).
-pub type Outbox = mpsc::UnboundedSender<Bytes>;
+/// What reaches the client while its request runs.
+pub enum Out {
+    /// A serialised JSON-RPC message (a notification, or for a session-based
+    /// client a server-to-client request).
+    Msg(Bytes),
+    /// For a 2026-07-28 client: an upstream request the client must answer by
+    /// retrying its call (MRTR); the upstream waits for it meanwhile.
+    Input(crate::mrtr::Pending),
+}
+
+pub type Outbox = mpsc::UnboundedSender<Out>;
 
 pub struct Ctx {
     pub app: Arc<App>,
     pub principal: Arc<Principal>,
     pub session: Option<Arc<Session>>,
+    /// Set for a 2026-07-28 client: its declared capabilities, log level and answers.
+    pub modern: Option<Arc<crate::mrtr::ModernCall>>,
+    /// Cancelled when a 2026-07-28 client closes the request's stream.
+    pub cancel: CancellationToken,
     pub out: Outbox,
+}
+
+impl Ctx {
+    fn send(&self, msg: Bytes) {
+        let _ = self.out.send(Out::Msg(msg));
+    }
 }
 
 /// Handles one client request and returns the serialised response. A billable
@@ -368,7 +387,7 @@ async fn forward(
     };
     let (params, progress) = remap_progress(app, params)?;
     let (relay_tx, mut relay_rx) = mpsc::unbounded_channel();
-    let cancel = CancellationToken::new();
+    let cancel = ctx.cancel.child_token();
     let client_id = msg.id.as_ref().map(|i| i.get().to_owned());
     if let (Some(s), Some(id)) = (&ctx.session, &client_id) {
         lock(&s.inflight).insert(id.clone(), cancel.clone());
@@ -458,6 +477,7 @@ async fn relay(ctx: &Ctx, conn: &Connection, inc: Incoming, progress: Option<&Pr
                     Some(pm) => replace_key(&p, "progressToken", &pm.theirs).unwrap_or(p),
                     None => return, // progress for a token this call did not ask for
                 },
+                ("notifications/cancelled", Some(_)) if ctx.modern.is_some() => return,
                 ("notifications/cancelled", Some(p)) => {
                     let gid = TopLevel::parse(Some(&p))
                         .ok()
@@ -470,17 +490,24 @@ async fn relay(ctx: &Ctx, conn: &Connection, inc: Incoming, progress: Option<&Pr
                         None => return,
                     }
                 }
+                ("notifications/message", Some(p)) => match &ctx.modern {
+                    Some(m) if !m.wants_log(&p) => return,
+                    _ => p,
+                },
                 (_, p) => match p {
                     Some(p) => p,
                     None => {
-                        let _ = ctx.out.send(jsonrpc::notification(&method, None).into());
+                        ctx.send(jsonrpc::notification(&method, None).into());
                         return;
                     }
                 },
             };
-            let _ = ctx
-                .out
-                .send(jsonrpc::notification(&method, Some(&params)).into());
+            ctx.send(jsonrpc::notification(&method, Some(&params)).into());
+        }
+        Incoming::Request { id, method, params } if ctx.modern.is_some() => {
+            if let Some(m) = &ctx.modern {
+                crate::mrtr::upstream_asks(ctx, m, conn, id, method, params).await;
+            }
         }
         Incoming::Request { id, method, params } => {
             let allowed = ctx.session.as_ref().is_none_or(|s| s.caps.allows(&method));
@@ -499,9 +526,7 @@ async fn relay(ctx: &Ctx, conn: &Connection, inc: Incoming, progress: Option<&Pr
                 ctx.session.as_ref().map(|s| s.id.as_str()),
             );
             let gid_raw = jsonrpc::raw_string(&gid);
-            let _ = ctx
-                .out
-                .send(jsonrpc::request(gid_raw.get(), &method, params.as_deref()).into());
+            ctx.send(jsonrpc::request(gid_raw.get(), &method, params.as_deref()).into());
         }
     }
 }
@@ -548,12 +573,12 @@ fn replace_key(obj: &RawValue, key: &str, value: &RawValue) -> Option<Box<RawVal
 }
 
 /// A JSON object's top-level members, with values left raw.
-struct TopLevel<'a> {
+pub(crate) struct TopLevel<'a> {
     map: BTreeMap<String, &'a RawValue>,
 }
 
 impl<'a> TopLevel<'a> {
-    fn parse(params: Option<&'a RawValue>) -> Result<TopLevel<'a>, CallError> {
+    pub(crate) fn parse(params: Option<&'a RawValue>) -> Result<TopLevel<'a>, CallError> {
         let Some(p) = params else {
             return Ok(TopLevel {
                 map: BTreeMap::new(),
@@ -564,11 +589,11 @@ impl<'a> TopLevel<'a> {
             .map_err(|_| CallError::InvalidParams("params must be an object".into()))
     }
 
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.map.get(key).copied()
     }
 
-    fn string(&self, key: &str) -> Result<String, CallError> {
+    pub(crate) fn string(&self, key: &str) -> Result<String, CallError> {
         let raw = self
             .get(key)
             .ok_or_else(|| CallError::InvalidParams(format!("missing \"{key}\"")))?;
@@ -580,7 +605,7 @@ impl<'a> TopLevel<'a> {
         self.with_raw(key, &jsonrpc::raw_string(value))
     }
 
-    fn with_raw(&self, key: &str, value: &RawValue) -> Result<Box<RawValue>, CallError> {
+    pub(crate) fn with_raw(&self, key: &str, value: &RawValue) -> Result<Box<RawValue>, CallError> {
         let mut m: BTreeMap<&str, &RawValue> =
             self.map.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         m.insert(key, value);

@@ -12,6 +12,8 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod health;
+pub mod modern;
+pub mod mrtr;
 pub mod policy;
 pub mod session;
 pub mod transport;

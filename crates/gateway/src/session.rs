@@ -37,13 +37,27 @@ impl ClientCaps {
         let v: serde_json::Value = params
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or_default();
-        let caps = v.get("capabilities");
+        ClientCaps::from_capabilities(v.get("capabilities"))
+    }
+
+    /// From a `capabilities` object (an initialize's, or a 2026-07-28 request's `_meta`).
+    pub fn from_capabilities(caps: Option<&serde_json::Value>) -> ClientCaps {
         let has = |k: &str| caps.and_then(|c| c.get(k)).is_some_and(|x| !x.is_null());
         ClientCaps {
             sampling: has("sampling"),
             elicitation: has("elicitation"),
             roots: has("roots"),
             raw: caps.map(mcpgate_proto::jsonrpc::to_raw),
+        }
+    }
+
+    /// The capability a server-to-client request of this method needs.
+    pub fn needed_by(method: &str) -> Option<&'static str> {
+        match method {
+            "sampling/createMessage" => Some("sampling"),
+            "elicitation/create" => Some("elicitation"),
+            "roots/list" => Some("roots"),
+            _ => None,
         }
     }
 

@@ -20,10 +20,11 @@ use bytes::Bytes;
 use mcpgate_proto::jsonrpc::{self, Message};
 use mcpgate_proto::{Kind, codes, sse, version};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::auth::Principal;
-use crate::dispatch::{self, Ctx};
+use crate::dispatch::{self, Ctx, Out};
 use crate::error::CallError;
 use crate::health;
 use crate::lock;
@@ -68,7 +69,7 @@ pub fn json_error(status: StatusCode, code: i64, message: &str) -> Response {
     json_response(status, jsonrpc::response_error(None, code, message, None))
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (
         status,
         [(
@@ -80,7 +81,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -150,9 +151,9 @@ fn origin_allowed(app: &App, origin: &str) -> bool {
 }
 
 #[derive(Clone, Copy)]
-struct Accept {
-    json: bool,
-    sse: bool,
+pub(crate) struct Accept {
+    pub(crate) json: bool,
+    pub(crate) sse: bool,
 }
 
 fn accept(h: &HeaderMap) -> Accept {
@@ -284,6 +285,9 @@ async fn post_mcp(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Resp
         Ok(m) => m,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e.code(), &e.message()),
     };
+    if crate::modern::is_modern(&h, &msg) {
+        return crate::modern::post(app, who, &h, msg, acc).await;
+    }
     if msg.method() == "initialize" {
         return initialize(app, msg, acc, &who);
     }
@@ -327,7 +331,7 @@ async fn post_mcp(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Resp
 /// Steps 1–3 of the policy chain for a billable call; a refusal is recorded
 /// in the ledger and answered here (429 with `Retry-After` for the limits, the
 /// plain not-found error for a hidden name).
-fn admit(
+pub(crate) fn admit(
     app: &App,
     who: &Arc<Principal>,
     call: Call,
@@ -383,7 +387,7 @@ fn admit(
 }
 
 /// A JSON-RPC error answer to `msg`, as JSON with HTTP 200.
-fn rpc_error(msg: &Message, e: &CallError) -> Response {
+pub(crate) fn rpc_error(msg: &Message, e: &CallError) -> Response {
     let (code, data) = e.wire();
     json_response(
         StatusCode::OK,
@@ -461,7 +465,7 @@ fn initialize(app: Arc<App>, msg: Message, acc: Accept, who: &Principal) -> Resp
     resp
 }
 
-fn sse_headers(resp: &mut Response) {
+pub(crate) fn sse_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -486,14 +490,17 @@ async fn run_request(
     acc: Accept,
     meter: Option<Meter>,
 ) -> Response {
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Out>();
     let (final_tx, mut final_rx) = oneshot::channel::<Vec<u8>>();
     let ctx = Ctx {
         app: app.clone(),
         principal,
         session: session.clone(),
+        modern: None,
+        cancel: CancellationToken::new(),
         out: out_tx,
     };
+    let mut out_rx = Messages(out_rx);
     tokio::spawn(async move {
         let reply = dispatch::request(&ctx, &msg, meter).await;
         drop(ctx);
@@ -561,6 +568,21 @@ async fn run_request(
         }
     });
     sse_response(&app, session, stream, Some(1), app.cfg.sse_close_after)
+}
+
+/// The message stream of a session-based call: [`Out::Input`] is only
+/// produced for 2026-07-28 clients, so it is skipped here.
+struct Messages(mpsc::UnboundedReceiver<Out>);
+
+impl Messages {
+    async fn recv(&mut self) -> Option<Bytes> {
+        loop {
+            match self.0.recv().await? {
+                Out::Msg(m) => return Some(m),
+                Out::Input(_) => continue,
+            }
+        }
+    }
 }
 
 /// An SSE response reading `stream` from `from` (or from where its last reader
@@ -634,8 +656,10 @@ async fn get_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    if app.cfg.stateless {
-        return method_not_allowed("GET: this gateway is stateless; there is no standalone stream");
+    if app.cfg.stateless || is_modern_header(&h) {
+        return method_not_allowed(
+            "GET: a stateless (2026-07-28) client has no standalone stream; use subscriptions/listen",
+        );
     }
     if !accept(&h).sse || header_str(&h, "accept").is_none() {
         return json_error(
@@ -680,7 +704,11 @@ async fn get_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
     }
 }
 
-fn method_not_allowed(what: &str) -> Response {
+fn is_modern_header(h: &HeaderMap) -> bool {
+    header_str(h, version::HEADER_PROTOCOL_VERSION) == Some(version::MODERN)
+}
+
+pub(crate) fn method_not_allowed(what: &str) -> Response {
     let mut r = json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         codes::INVALID_REQUEST,
@@ -696,8 +724,8 @@ async fn delete_mcp(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    if app.cfg.stateless {
-        return method_not_allowed("DELETE: this gateway is stateless");
+    if app.cfg.stateless || is_modern_header(&h) {
+        return method_not_allowed("DELETE: a stateless (2026-07-28) client has no session to end");
     }
     let session = match find_session(&app, &h, &who) {
         Ok(Some(s)) => s,

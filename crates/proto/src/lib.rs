@@ -5,6 +5,7 @@
 
 pub mod codes;
 pub mod jsonrpc;
+pub mod modern;
 pub mod sse;
 pub mod version;
 
