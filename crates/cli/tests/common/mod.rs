@@ -267,6 +267,7 @@ impl Gateway {
     }
 }
 
+pub mod admin;
 pub mod client;
 
 /// POSTs one JSON-RPC message with curl (a client outside this process and
