@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every real peer the test suite talks to, into the project tree:
 #   tests/interop/node_modules  Node 22 (npm's node@22), the MCP conformance suite,
-#                               the TypeScript SDK, @modelcontextprotocol/server-everything
+#                               the TypeScript SDK (1.x) and v2 client, @modelcontextprotocol/server-everything
 #   tests/interop/.venv         the Python SDK (PyPI mcp) and mcp-server-time
 # Idempotent: a second run only checks. Nothing is installed outside the tree.
 set -euo pipefail

@@ -5,6 +5,11 @@
 //! each list tools from all three, call one on each, see progress during a
 //! long-running tool, answer a sampling request an upstream sends mid-call, read
 //! a resource and get a prompt (tests/interop/py_client.py and ts_client.mjs).
+//! The same SDKs as 2026-07-28 clients (Python `mode="2026-07-28"` and
+//! `"auto"`, the TypeScript v2 client with version negotiation `auto` and a
+//! pin) list and call tools through the gateway in front of server-everything,
+//! which speaks only 2025-11-25, including a call whose elicitation is bridged
+//! into an input round trip (tests/interop/py_modern.py and ts_modern.mjs).
 
 mod common;
 
@@ -50,9 +55,8 @@ args = ["--local-timezone", "UTC"]
 }
 
 fn run_client(cmd: &mut Command, gw: &Gateway, what: &str) {
-    let out = cmd
-        .current_dir(interop_dir())
-        .args([
+    run_script(
+        cmd.args([
             gw.url.as_str(),
             "--prefix-everything",
             "everything",
@@ -60,7 +64,16 @@ fn run_client(cmd: &mut Command, gw: &Gateway, what: &str) {
             "everything_http",
             "--prefix-time",
             "time",
-        ])
+        ]),
+        gw,
+        what,
+    );
+}
+
+/// Runs an interop script (its arguments already given); it must print PASS.
+fn run_script(cmd: &mut Command, gw: &Gateway, what: &str) {
+    let out = cmd
+        .current_dir(interop_dir())
         .output()
         .unwrap_or_else(|e| panic!("run the {what} client: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -92,4 +105,42 @@ fn typescript_sdk_client_through_the_gateway() {
         &gw,
         "TypeScript SDK",
     );
+}
+
+/// The gateway in front of server-everything over stdio alone (a 2025-11-25 server).
+fn gateway_with_a_legacy_upstream() -> Gateway {
+    let gw = Gateway::start(
+        "interop-modern",
+        &format!(
+            "[servers.everything]\ncommand = {}\nargs = [{}, \"stdio\"]\n",
+            q(node_bin().display().to_string()),
+            q(server_everything_js().display().to_string()),
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(60));
+    gw
+}
+
+#[test]
+fn python_sdk_in_2026_mode_through_the_gateway_to_a_legacy_server() {
+    let gw = gateway_with_a_legacy_upstream();
+    for mode in ["2026-07-28", "auto"] {
+        run_script(
+            Command::new(venv_bin("python")).args(["py_modern.py", &gw.url, "--mode", mode]),
+            &gw,
+            &format!("Python SDK, mode={mode}"),
+        );
+    }
+}
+
+#[test]
+fn typescript_v2_client_with_version_negotiation_through_the_gateway() {
+    let gw = gateway_with_a_legacy_upstream();
+    for mode in ["auto", "pin"] {
+        run_script(
+            Command::new(node_bin()).args(["ts_modern.mjs", &gw.url, "--mode", mode]),
+            &gw,
+            &format!("TypeScript v2 client, versionNegotiation {mode}"),
+        );
+    }
 }
