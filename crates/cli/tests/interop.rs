@@ -10,6 +10,11 @@
 //! pin) list and call tools through the gateway in front of server-everything,
 //! which speaks only 2025-11-25, including a call whose elicitation is bridged
 //! into an input round trip (tests/interop/py_modern.py and ts_modern.mjs).
+//! And the other way round: a 2026-07-28 upstream built on the Python SDK
+//! (py_modern_server.py) behind the gateway, used by the Python SDK in legacy
+//! mode (its input requests become elicitation requests on the session) and
+//! in 2026-07-28 mode (they pass through under a gateway-issued state), and
+//! by `mcpgate call` directly, which keeps no session for it (py_bridge.py).
 
 mod common;
 
@@ -143,4 +148,67 @@ fn typescript_v2_client_with_version_negotiation_through_the_gateway() {
             &format!("TypeScript v2 client, versionNegotiation {mode}"),
         );
     }
+}
+
+/// The Python SDK's 2026-07-28 server (tests/interop/py_modern_server.py); returns it and its URL.
+fn python_modern_server() -> (Proc, String) {
+    let log = std::env::temp_dir().join(format!("py-modern-{}.log", std::process::id()));
+    let mut child = Command::new(venv_bin("python"))
+        .arg(interop_dir().join("py_modern_server.py"))
+        .args(["--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start py_modern_server.py");
+    let url = read_listening_line(&mut child, "py_modern_server.py", &log);
+    (Proc { child }, url)
+}
+
+#[test]
+fn a_2026_upstream_serves_clients_of_both_eras_and_the_cli() {
+    let (_server, url) = python_modern_server();
+    let gw = Gateway::start(
+        "interop-modern-upstream",
+        &format!("[servers.modern]\nurl = {}\n", q(url.clone())),
+    );
+    let h = gw.wait_ready(Duration::from_secs(30));
+    let s = &h["servers"][0];
+    assert_eq!(
+        s["protocol_version"], "2026-07-28",
+        "discovered, not initialized: {h:#}"
+    );
+    assert_eq!(s["server_name"], "py-modern", "{h:#}");
+    run_script(
+        Command::new(venv_bin("python")).args(["py_bridge.py", &gw.url]),
+        &gw,
+        "Python SDK (legacy and 2026-07-28) via a 2026-07-28 upstream",
+    );
+    // `mcpgate call` straight at the 2026-07-28 server: it works, and stores no session.
+    let state = TempDir::new("cli-state-modern");
+    let out = Command::new(mcpgate_bin())
+        .args([
+            "call",
+            "--url",
+            &url,
+            "py",
+            "echo",
+            "--message",
+            "stateless",
+        ])
+        .env("MCPGATE_STATE_DIR", &state.0)
+        .output()
+        .expect("run mcpgate call");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "stateless");
+    let stored: Vec<_> = std::fs::read_dir(&state.0)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        stored.is_empty(),
+        "nothing to store for a stateless server: {stored:?}"
+    );
 }

@@ -27,10 +27,20 @@ use mcpgate_store::Store;
 
 /// A server-to-client request relayed to a client, waiting for its answer.
 pub struct PendingServerRequest {
-    pub conn: Connection,
-    pub upstream_id: Box<RawValue>,
+    pub target: Answer,
     pub session: Option<String>,
     pub created: Instant,
+}
+
+/// Where a client's answer to a server-to-client request goes.
+pub enum Answer {
+    /// Back to the upstream request it relays.
+    Upstream {
+        conn: Connection,
+        upstream_id: Box<RawValue>,
+    },
+    /// To a call bridging a 2026-07-28 upstream's `InputRequiredResult`.
+    Bridge(tokio::sync::oneshot::Sender<mcpgate_upstream::Reply>),
 }
 
 pub struct App {
@@ -310,19 +320,13 @@ impl App {
 
     /// Registers a server-to-client request and returns the id the client sees.
     /// Ids carry a per-process salt so they cannot be guessed or collide.
-    pub fn register_server_request(
-        &self,
-        conn: &Connection,
-        upstream_id: Box<RawValue>,
-        session: Option<&str>,
-    ) -> String {
+    pub fn register_server_request(&self, target: Answer, session: Option<&str>) -> String {
         let n = self.next_gid.fetch_add(1, Ordering::Relaxed);
         let gid = format!("mcpgate-{}-{n}", self.gid_salt);
         lock(&self.pending).insert(
             gid.clone(),
             PendingServerRequest {
-                conn: conn.clone(),
-                upstream_id,
+                target,
                 session: session.map(str::to_owned),
                 created: Instant::now(),
             },
@@ -350,7 +354,13 @@ impl App {
     pub fn server_request_gid(&self, conn: &Connection, upstream_id: &str) -> Option<String> {
         lock(&self.pending)
             .iter()
-            .find(|(_, p)| p.upstream_id.get() == upstream_id && p.conn.name() == conn.name())
+            .find(|(_, p)| match &p.target {
+                Answer::Upstream {
+                    conn: c,
+                    upstream_id: u,
+                } => u.get() == upstream_id && c.name() == conn.name(),
+                Answer::Bridge(_) => false,
+            })
             .map(|(g, _)| g.clone())
     }
 

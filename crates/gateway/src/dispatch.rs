@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use crate::app::{Answer, App};
 use crate::auth::Principal;
 use crate::catalog::ListKind;
 use crate::error::CallError;
@@ -386,29 +386,56 @@ async fn forward(
         }
     };
     let (params, progress) = remap_progress(app, params)?;
-    let (relay_tx, mut relay_rx) = mpsc::unbounded_channel();
+    let params = match (&ctx.modern, conn.is_modern()) {
+        // A 2026-07-28 client's answers and state go on to a 2026-07-28 upstream.
+        (Some(m), true) => Some(m.upstream_params(params.as_deref())?),
+        _ => params,
+    };
     let cancel = ctx.cancel.child_token();
     let client_id = msg.id.as_ref().map(|i| i.get().to_owned());
     if let (Some(s), Some(id)) = (&ctx.session, &client_id) {
         lock(&s.inflight).insert(id.clone(), cancel.clone());
     }
-    let opts = RequestOpts {
-        relay: Some(relay_tx),
-        progress_token: progress.as_ref().map(|p| p.ours.clone()),
-        cancel: Some(cancel),
-        timeout: None,
-    };
-    let call = conn.request(method, params.as_deref(), opts);
-    tokio::pin!(call);
-    let outcome = loop {
-        tokio::select! {
-            biased;
-            Some(inc) = relay_rx.recv() => relay(ctx, &conn, inc, progress.as_ref()).await,
-            r = &mut call => break r,
+    let mut outcome = exchange(
+        ctx,
+        &conn,
+        method,
+        params.as_deref(),
+        progress.as_ref(),
+        &cancel,
+    )
+    .await;
+    // A 2026-07-28 upstream asks a session-based client for input: ask it with
+    // server-to-client requests on its stream, then retry with the answers.
+    if ctx.modern.is_none() {
+        let mut rounds = 0;
+        while let Ok(Reply::Result(r)) = &outcome {
+            let Some(ir) = crate::mrtr::InputRequired::of(r) else {
+                break;
+            };
+            rounds += 1;
+            if rounds > crate::mrtr::MAX_ROUNDS {
+                outcome = Err(UpstreamError::Protocol {
+                    server: server.to_string(),
+                    detail: format!(
+                        "asked for client input more than {} times",
+                        crate::mrtr::MAX_ROUNDS
+                    ),
+                });
+                break;
+            }
+            let answers = match ask_client(ctx, &srv, &ir).await {
+                Ok(a) => a,
+                Err(e) => {
+                    if let (Some(s), Some(id)) = (&ctx.session, &client_id) {
+                        lock(&s.inflight).remove(id);
+                    }
+                    return Err(e);
+                }
+            };
+            let retry = ir.retry_params(params.as_deref(), answers)?;
+            outcome = exchange(ctx, &conn, method, Some(&retry), progress.as_ref(), &cancel).await;
         }
-    };
-    while let Ok(inc) = relay_rx.try_recv() {
-        relay(ctx, &conn, inc, progress.as_ref()).await;
     }
     if let (Some(s), Some(id)) = (&ctx.session, &client_id) {
         lock(&s.inflight).remove(id);
@@ -428,6 +455,97 @@ async fn forward(
         }
     }
     outcome.map_err(CallError::Upstream)
+}
+
+/// One request to the upstream, relaying what it sends about it until it answers.
+async fn exchange(
+    ctx: &Ctx,
+    conn: &Connection,
+    method: &str,
+    params: Option<&RawValue>,
+    progress: Option<&ProgressMap>,
+    cancel: &CancellationToken,
+) -> Result<Reply, UpstreamError> {
+    let (relay_tx, mut relay_rx) = mpsc::unbounded_channel();
+    let opts = RequestOpts {
+        relay: Some(relay_tx),
+        progress_token: progress.map(|p| p.ours.clone()),
+        cancel: Some(cancel.clone()),
+        timeout: None,
+    };
+    let call = conn.request(method, params, opts);
+    tokio::pin!(call);
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            Some(inc) = relay_rx.recv() => relay(ctx, conn, inc, progress).await,
+            r = &mut call => break r,
+        }
+    };
+    while let Ok(inc) = relay_rx.try_recv() {
+        relay(ctx, conn, inc, progress).await;
+    }
+    outcome
+}
+
+/// Sends each input request of a 2026-07-28 upstream to a session-based
+/// client as a server-to-client request, and collects the answers by key.
+async fn ask_client(
+    ctx: &Ctx,
+    srv: &crate::upstreams::Server,
+    ir: &crate::mrtr::InputRequired,
+) -> Result<serde_json::Map<String, serde_json::Value>, CallError> {
+    let session = ctx.session.as_ref();
+    let mut waits = Vec::new();
+    for (key, req) in &ir.requests {
+        let allowed = session.is_some_and(|s| s.caps.allows(&req.method));
+        if !allowed {
+            let cap = crate::session::ClientCaps::needed_by(&req.method).unwrap_or("a capability");
+            return Err(CallError::MissingCapability {
+                capability: cap.to_owned(),
+                method: req.method.clone(),
+            });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let gid = ctx
+            .app
+            .register_server_request(Answer::Bridge(tx), session.map(|s| s.id.as_str()));
+        let params = req.params.as_ref().map(jsonrpc::to_raw);
+        ctx.send(
+            jsonrpc::request(
+                jsonrpc::raw_string(&gid).get(),
+                &req.method,
+                params.as_deref(),
+            )
+            .into(),
+        );
+        waits.push((key.clone(), rx));
+    }
+    let timeout = srv.cfg.spec.timeout;
+    let mut answers = serde_json::Map::new();
+    for (key, rx) in waits {
+        let reply = tokio::select! {
+            r = rx => r.map_err(|_| CallError::Internal("the client's answer was lost".into()))?,
+            _ = tokio::time::sleep(timeout) => {
+                return Err(CallError::Upstream(UpstreamError::Timeout { server: srv.name.to_string(), ms: timeout.as_millis() }));
+            }
+            _ = ctx.cancel.cancelled() => {
+                return Err(CallError::Upstream(UpstreamError::Cancelled { server: srv.name.to_string() }));
+            }
+        };
+        match reply {
+            Reply::Result(r) => {
+                answers.insert(key, serde_json::from_str(r.get()).unwrap_or_default());
+            }
+            Reply::Error(e) => {
+                return Err(CallError::InvalidParams(format!(
+                    "the client refused the server's {key} request: {}",
+                    e.get()
+                )));
+            }
+        }
+    }
+    Ok(answers)
 }
 
 struct ProgressMap {
@@ -521,8 +639,10 @@ async fn relay(ctx: &Ctx, conn: &Connection, inc: Incoming, progress: Option<&Pr
                 return;
             }
             let gid = ctx.app.register_server_request(
-                conn,
-                id,
+                Answer::Upstream {
+                    conn: conn.clone(),
+                    upstream_id: id,
+                },
                 ctx.session.as_ref().map(|s| s.id.as_str()),
             );
             let gid_raw = jsonrpc::raw_string(&gid);
@@ -548,8 +668,15 @@ pub async fn client_response(app: &App, session: Option<&Session>, msg: Message)
         (Some(r), None) => Reply::Result(r),
         (None, None) => return false,
     };
-    if let Err(e) = p.conn.respond(&p.upstream_id, reply).await {
-        tracing::warn!(server = %p.conn.name(), "could not deliver the client's answer: {e}");
+    match p.target {
+        Answer::Upstream { conn, upstream_id } => {
+            if let Err(e) = conn.respond(&upstream_id, reply).await {
+                tracing::warn!(server = %conn.name(), "could not deliver the client's answer: {e}");
+            }
+        }
+        Answer::Bridge(tx) => {
+            let _ = tx.send(reply);
+        }
     }
     true
 }

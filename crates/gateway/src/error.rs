@@ -28,6 +28,10 @@ pub enum CallError {
         cost: i64,
         resets_at_ms: Option<i64>,
     },
+    #[error(
+        "the server needs the client's {capability} capability ({method}), which the client did not declare"
+    )]
+    MissingCapability { capability: String, method: String },
     #[error("Too Many Requests: {0}")]
     RateLimited(String),
     #[error("the usage ledger cannot be written, so the call was not forwarded; try again")]
@@ -71,6 +75,10 @@ impl CallError {
                     "cost": cost,
                     "resetsAt": resets_at_ms.map(mcpgate_store::format_ts),
                 })),
+            ),
+            CallError::MissingCapability { capability, .. } => (
+                codes::MISSING_CLIENT_CAPABILITY,
+                Some(serde_json::json!({ "requiredCapabilities": { capability: {} } })),
             ),
             CallError::RateLimited(_) => (codes::RATE_LIMITED, None),
             CallError::LedgerUnavailable | CallError::Internal(_) => (codes::INTERNAL_ERROR, None),

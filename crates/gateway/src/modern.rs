@@ -34,7 +34,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::dispatch::{self, Ctx, Out, TopLevel};
 use crate::lock;
-use crate::mrtr::{ModernCall, Owner, SETTLE, Tail};
+use crate::mrtr::{Held, ModernCall, Owner, SETTLE, Tail};
 use crate::policy::Call;
 use crate::session::ClientCaps;
 use crate::transport::{Accept, admit, header_str, json_response, rpc_error, sse_headers};
@@ -263,19 +263,28 @@ pub(crate) async fn post(
             .and_then(|m| TopLevel::parse(msg.params.as_deref()).ok()?.string(m).ok()),
     };
     let id = msg.id.clone().unwrap_or_else(jsonrpc::raw_null);
+    // A retry names what the gateway parked: a bridged call waiting for input,
+    // or a 2026-07-28 upstream's own input request (then a new request to it,
+    // carrying the answers and its state, and not billed again).
+    let mut resumed = None;
     if let Some(state) = state {
-        let Some(mut tail) = app.parking.take(&state, &owner) else {
-            return rpc_error(
-                &msg,
-                &crate::error::CallError::InvalidParams(
-                    "requestState is not valid: it is unknown, expired, already used, altered, or was issued for another call".into(),
-                ),
-            );
-        };
-        tail.deliver(&answers).await;
-        return respond(app, owner, id, tail, acc).await;
+        match app.parking.take(&state, &owner) {
+            Some(Held::Call(mut tail)) => {
+                tail.deliver(&answers).await;
+                return respond(app, owner, id, tail, acc).await;
+            }
+            Some(Held::Upstream(upstream_state)) => resumed = Some(upstream_state),
+            None => {
+                return rpc_error(
+                    &msg,
+                    &crate::error::CallError::InvalidParams(
+                        "requestState is not valid: it is unknown, expired, already used, altered, or was issued for another call".into(),
+                    ),
+                );
+            }
+        }
     }
-    let billable = Call::of(&msg).filter(|_| app.cfg.policy.audit);
+    let billable = Call::of(&msg).filter(|_| app.cfg.policy.audit && resumed.is_none());
     let meter = match billable {
         None => None,
         Some(Err(e)) => return rpc_error(&msg, &e),
@@ -288,6 +297,7 @@ pub(crate) async fn post(
         ClientCaps::from_capabilities(meta.client_capabilities.as_ref()),
         meta.log_level.as_deref(),
         answers,
+        resumed.flatten(),
     );
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Out>();
     let (final_tx, final_rx) = oneshot::channel::<Vec<u8>>();
@@ -450,7 +460,7 @@ async fn pump(
                             None,
                         )
                     });
-                    let (status, body) = finish(&id, &owner.method, &reply);
+                    let (status, body) = finish(&app, &owner, &id, &reply);
                     let _ = tx.send(Frame::Final(status, body)).await;
                     return;
                 }
@@ -461,7 +471,7 @@ async fn pump(
     let frame = match state {
         Some(state) => {
             let result = tail.input_required(&state);
-            match app.parking.park(state, owner, tail) {
+            match app.parking.park(state, owner, Held::Call(tail)) {
                 Ok(()) => Frame::Final(StatusCode::OK, jsonrpc::response_result(&id, &result)),
                 Err(_dropped) => busy(&id),
             }
@@ -486,7 +496,8 @@ fn busy(id: &RawValue) -> Frame {
 /// The client's view of a call's reply: its own request id, `resultType` on
 /// results (with caching hints where the method has them), and the
 /// 2026-07-28 code for an unknown resource (-32602 with `data.uri`).
-fn finish(id: &RawValue, method: &str, reply: &[u8]) -> (StatusCode, Vec<u8>) {
+fn finish(app: &App, owner: &Owner, id: &RawValue, reply: &[u8]) -> (StatusCode, Vec<u8>) {
+    let method = owner.method.as_str();
     let internal = || {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -501,6 +512,25 @@ fn finish(id: &RawValue, method: &str, reply: &[u8]) -> (StatusCode, Vec<u8>) {
             return internal();
         };
         obj.entry("resultType").or_insert_with(|| json!("complete"));
+        if obj.get("resultType").and_then(Value::as_str) == Some("input_required") {
+            // A 2026-07-28 upstream's input request: the client gets a state
+            // bound to it (tenant, method, name); the upstream's own rides along.
+            let theirs = match obj.remove("requestState") {
+                Some(Value::String(s)) => Some(s),
+                _ => None,
+            };
+            let Ok(ours) = crate::session::new_session_id() else {
+                return internal();
+            };
+            if app
+                .parking
+                .park(ours.clone(), owner.clone(), Held::Upstream(theirs))
+                .is_err()
+            {
+                return internal();
+            }
+            obj.insert("requestState".into(), json!(ours));
+        }
         if wire::is_cacheable(method) {
             cache_hints(&mut obj);
         }

@@ -41,6 +41,83 @@ pub const MAX_PARKED: usize = 10_000;
 pub const SETTLE: Duration = Duration::from_millis(25);
 /// The `_meta` key a legacy server may use to name its input request's key.
 pub const META_INPUT_KEY: &str = "dev.mcpgate/inputKey";
+/// The most input rounds one call may take with a 2026-07-28 upstream.
+pub const MAX_ROUNDS: usize = 16;
+
+/// A 2026-07-28 upstream's `InputRequiredResult`.
+pub struct InputRequired {
+    pub requests: Vec<(String, InputRequest)>,
+    pub state: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct InputRequest {
+    pub method: String,
+    #[serde(default)]
+    pub params: Option<Value>,
+}
+
+impl InputRequired {
+    /// The result as an input request, when its `resultType` says so.
+    pub fn of(result: &RawValue) -> Option<InputRequired> {
+        if !result.get().contains("input_required") {
+            return None;
+        }
+        #[derive(serde::Deserialize)]
+        struct R {
+            #[serde(rename = "resultType")]
+            result_type: Option<String>,
+            #[serde(rename = "inputRequests", default)]
+            input_requests: Option<serde_json::Map<String, Value>>,
+            #[serde(rename = "requestState", default)]
+            request_state: Option<String>,
+        }
+        let r: R = serde_json::from_str(result.get()).ok()?;
+        if r.result_type.as_deref() != Some("input_required") {
+            return None;
+        }
+        let requests = r
+            .input_requests
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, serde_json::from_value(v).ok()?)))
+            .collect();
+        Some(InputRequired {
+            requests,
+            state: r.request_state,
+        })
+    }
+
+    /// The original params plus `inputResponses` and the echoed `requestState`.
+    pub fn retry_params(
+        &self,
+        params: Option<&RawValue>,
+        answers: Map<String, Value>,
+    ) -> Result<Box<RawValue>, crate::error::CallError> {
+        with_mrtr(params, Some(answers), self.state.clone())
+    }
+}
+
+/// `params` with `inputResponses` and `requestState` set (each when given).
+fn with_mrtr(
+    params: Option<&RawValue>,
+    answers: Option<Map<String, Value>>,
+    state: Option<String>,
+) -> Result<Box<RawValue>, crate::error::CallError> {
+    let mut obj: Map<String, Value> = match params {
+        Some(p) => serde_json::from_str(p.get()).map_err(|_| {
+            crate::error::CallError::InvalidParams("params must be an object".into())
+        })?,
+        None => Map::new(),
+    };
+    if let Some(a) = answers {
+        obj.insert("inputResponses".into(), Value::Object(a));
+    }
+    if let Some(s) = state {
+        obj.insert("requestState".into(), Value::String(s));
+    }
+    Ok(jsonrpc::to_raw(&obj))
+}
 
 /// What a 2026-07-28 request brings along for the length of its call.
 pub struct ModernCall {
@@ -50,16 +127,38 @@ pub struct ModernCall {
     /// `inputResponses` sent before the upstream asked for them.
     answers: Mutex<Map<String, Value>>,
     issued: Mutex<HashMap<&'static str, u32>>,
+    /// A 2026-07-28 upstream's own `requestState`, on a retry of its input request.
+    upstream_state: Option<String>,
 }
 
 impl ModernCall {
-    pub fn new(caps: ClientCaps, log_level: Option<&str>, answers: Map<String, Value>) -> Self {
+    pub fn new(
+        caps: ClientCaps,
+        log_level: Option<&str>,
+        answers: Map<String, Value>,
+        upstream_state: Option<String>,
+    ) -> Self {
         ModernCall {
             caps,
             log_level: log_level.and_then(level_rank),
             answers: Mutex::new(answers),
             issued: Mutex::new(HashMap::new()),
+            upstream_state,
         }
+    }
+
+    /// Params for a 2026-07-28 upstream: the client's answers and the
+    /// upstream's own state go on unchanged.
+    pub fn upstream_params(
+        &self,
+        params: Option<&RawValue>,
+    ) -> Result<Box<RawValue>, crate::error::CallError> {
+        let answers = std::mem::take(&mut *lock(&self.answers));
+        with_mrtr(
+            params,
+            (!answers.is_empty()).then_some(answers),
+            self.upstream_state.clone(),
+        )
     }
 
     /// Whether a `notifications/message` meets the level the client asked for.
@@ -256,10 +355,18 @@ pub struct Owner {
     pub name: Option<String>,
 }
 
+/// What a `requestState` stands for.
+pub enum Held {
+    /// A call whose session-based upstream waits for input (bridged MRTR).
+    Call(Tail),
+    /// A 2026-07-28 upstream's own input request: its state, if it gave one.
+    Upstream(Option<String>),
+}
+
 struct Parked {
     owner: Owner,
     expires: Instant,
-    tail: Tail,
+    held: Held,
 }
 
 /// Parked calls, by `requestState`.
@@ -270,17 +377,17 @@ pub struct Parking {
 
 impl Parking {
     /// Parks a call under `state`; gives the tail back when full.
-    pub fn park(&self, state: String, owner: Owner, tail: Tail) -> Result<(), Box<Tail>> {
+    pub fn park(&self, state: String, owner: Owner, held: Held) -> Result<(), Box<Held>> {
         let mut map = lock(&self.map);
         if map.len() >= MAX_PARKED {
-            return Err(Box::new(tail));
+            return Err(Box::new(held));
         }
         map.insert(
             state,
             Parked {
                 owner,
                 expires: Instant::now() + PARK_TTL,
-                tail,
+                held,
             },
         );
         Ok(())
@@ -288,11 +395,11 @@ impl Parking {
 
     /// Takes the call a retry names, if it is live and was issued to the same
     /// tenant for the same method and name. A state is good for one retry.
-    pub fn take(&self, state: &str, owner: &Owner) -> Option<Tail> {
+    pub fn take(&self, state: &str, owner: &Owner) -> Option<Held> {
         let mut map = lock(&self.map);
         match map.get(state) {
             Some(p) if p.owner == *owner && p.expires > Instant::now() => {
-                map.remove(state).map(|p| p.tail)
+                map.remove(state).map(|p| p.held)
             }
             _ => None,
         }
@@ -333,7 +440,7 @@ mod tests {
 
     #[test]
     fn keys_are_hinted_or_numbered_per_kind() {
-        let m = ModernCall::new(ClientCaps::from_capabilities(None), None, Map::new());
+        let m = ModernCall::new(ClientCaps::from_capabilities(None), None, Map::new(), None);
         let hint = RawValue::from_string(
             r#"{"message":"x","_meta":{"dev.mcpgate/inputKey":"user_name"}}"#.into(),
         )
@@ -347,12 +454,13 @@ mod tests {
     #[test]
     fn logs_need_a_level_and_meet_it() {
         let info = RawValue::from_string(r#"{"level":"info","data":1}"#.into()).expect("json");
-        let none = ModernCall::new(ClientCaps::from_capabilities(None), None, Map::new());
+        let none = ModernCall::new(ClientCaps::from_capabilities(None), None, Map::new(), None);
         assert!(!none.wants_log(&info));
         let warn = ModernCall::new(
             ClientCaps::from_capabilities(None),
             Some("warning"),
             Map::new(),
+            None,
         );
         assert!(!warn.wants_log(&info));
         let debug = ModernCall::new(
@@ -368,7 +476,7 @@ mod tests {
         let mut a = Map::new();
         a.insert("user_name".into(), serde_json::json!(12345));
         a.insert("ok".into(), serde_json::json!({"action": "accept"}));
-        let m = ModernCall::new(ClientCaps::from_capabilities(None), None, a);
+        let m = ModernCall::new(ClientCaps::from_capabilities(None), None, a, None);
         assert!(m.take_answer("user_name").is_none());
         assert!(m.take_answer("ok").is_some());
         assert!(m.take_answer("ok").is_none(), "an answer is used once");

@@ -433,7 +433,11 @@ async fn private_events(
                     let _ = conn.respond(&id, Reply::Error(err)).await;
                     continue;
                 }
-                let gid = app.register_server_request(&conn, id, Some(&session.id));
+                let target = crate::app::Answer::Upstream {
+                    conn: conn.clone(),
+                    upstream_id: id,
+                };
+                let gid = app.register_server_request(target, Some(&session.id));
                 let raw_gid = jsonrpc::raw_string(&gid);
                 session.push_standalone(
                     jsonrpc::request(raw_gid.get(), &method, params.as_deref()).into(),

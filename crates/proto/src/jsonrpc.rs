@@ -259,6 +259,10 @@ pub fn to_raw<T: serde::Serialize + ?Sized>(v: &T) -> Box<RawValue> {
 }
 
 /// The raw JSON `null`.
+pub fn raw_u64(n: u64) -> Box<RawValue> {
+    RawValue::from_string(n.to_string()).unwrap_or_else(|_| raw_null())
+}
+
 pub fn raw_null() -> Box<RawValue> {
     RawValue::from_string("null".to_owned()).expect("null is valid JSON")
 }

@@ -130,6 +130,49 @@ pub fn decode_header_value(v: &str) -> Option<String> {
     }
 }
 
+/// Encodes a value for `Mcp-Name` / `Mcp-Param-*`: literal when it is
+/// printable ASCII without surrounding whitespace, else `=?base64?…?=`.
+pub fn encode_header_value(v: &str) -> String {
+    let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !v.starts_with([' ', '\t'])
+        && !v.ends_with([' ', '\t'])
+        && !(v.starts_with("=?base64?") && v.ends_with("?="));
+    if plain {
+        return v.to_owned();
+    }
+    format!("=?base64?{}?=", base64_encode(v.as_bytes()))
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The `_meta` a request to a 2026-07-28 server carries, given our
+/// capabilities object (raw JSON) and client name.
+pub fn request_meta(capabilities: &RawValue, client: &str, version: &str) -> serde_json::Value {
+    let caps: serde_json::Value =
+        serde_json::from_str(capabilities.get()).unwrap_or_else(|_| serde_json::json!({}));
+    serde_json::json!({
+        META_PROTOCOL_VERSION: crate::version::MODERN,
+        META_CLIENT_CAPABILITIES: caps,
+        META_CLIENT_INFO: {"name": client, "version": version},
+    })
+}
+
 /// Strict RFC 4648 Base64 (standard alphabet, padding required).
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
@@ -235,6 +278,20 @@ mod tests {
         assert_eq!(decode_header_value("=?base64?w6k=?=").as_deref(), Some("é"));
         assert_eq!(decode_header_value("=?base64?=?=").as_deref(), None);
         assert_eq!(decode_header_value("=?base64??=").as_deref(), Some(""));
+        for v in [
+            "plain_name",
+            "Hello, 世界",
+            " padded ",
+            "a",
+            "ab",
+            "abc",
+            "=?base64?x?=",
+        ] {
+            let e = encode_header_value(v);
+            assert_eq!(decode_header_value(&e).as_deref(), Some(v), "{v:?} -> {e}");
+        }
+        assert_eq!(encode_header_value("Hello"), "Hello");
+        assert_eq!(encode_header_value("é"), "=?base64?w6k=?=");
     }
 
     #[test]

@@ -275,13 +275,104 @@ impl Connection {
             Ok(Err(e)) => return Err((e, Some(conn))),
             Err(_) => return Err((timeout(), Some(conn))),
         }
-        if let Some(Transport::Http(h)) = conn.inner.transport.get() {
+        if let Some(Transport::Http(h)) = conn.inner.transport.get()
+            && !h.is_modern()
+        {
             h.start_listening(&conn.inner);
         }
         Ok(conn)
     }
 
+    /// Learns which era the server speaks: over Streamable HTTP, `server/discover`
+    /// first (2026-07-28, no session); anything short of a result offering
+    /// 2026-07-28 (a 4xx, a JSON-RPC error, another version list) falls back to
+    /// the `initialize` handshake. Network and credential failures end the attempt.
     async fn handshake(&self) -> Result<(), UpstreamError> {
+        if let Some(Transport::Http(h)) = self.inner.transport.get() {
+            h.set_modern(true);
+            match self.discover().await {
+                Ok(true) => return Ok(()),
+                Ok(false) => h.set_modern(false),
+                Err(e) => {
+                    h.set_modern(false);
+                    return Err(e);
+                }
+            }
+        }
+        self.initialize().await
+    }
+
+    /// `server/discover`; `Ok(true)` when the server speaks 2026-07-28 (then
+    /// the connection is set up for it), `Ok(false)` when it does not.
+    async fn discover(&self) -> Result<bool, UpstreamError> {
+        #[derive(Deserialize)]
+        struct Discover<'a> {
+            #[serde(rename = "supportedVersions", default)]
+            versions: Vec<String>,
+            #[serde(borrow)]
+            capabilities: Option<&'a RawValue>,
+            #[serde(default)]
+            instructions: Option<String>,
+            #[serde(rename = "serverInfo", default)]
+            server_info: Option<ServerInfo>,
+            #[serde(rename = "_meta", default)]
+            meta: Option<DiscoverMeta>,
+        }
+        #[derive(Deserialize)]
+        struct DiscoverMeta {
+            #[serde(rename = "io.modelcontextprotocol/serverInfo", default)]
+            server_info: Option<ServerInfo>,
+        }
+        let started = Instant::now();
+        let reply = match self
+            .request("server/discover", None, RequestOpts::default())
+            .await
+        {
+            Ok(r) => r,
+            Err(UpstreamError::Http { status, .. }) if (400..500).contains(&status) => {
+                tracing::debug!(server = %self.inner.name, "server/discover answered HTTP {status}: a session-based server");
+                return Ok(false);
+            }
+            Err(UpstreamError::Protocol { detail, .. }) => {
+                tracing::debug!(server = %self.inner.name, "server/discover: {detail}; trying initialize");
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        let Reply::Result(raw) = reply else {
+            return Ok(false);
+        };
+        let Ok(d) = serde_json::from_str::<Discover<'_>>(raw.get()) else {
+            return Ok(false);
+        };
+        if !d.versions.iter().any(|v| v == version::MODERN) {
+            return Ok(false);
+        }
+        let info = d
+            .meta
+            .and_then(|m| m.server_info)
+            .or(d.server_info)
+            .unwrap_or_default();
+        *lock(&self.inner.init) = Some(InitInfo {
+            protocol_version: version::MODERN.to_owned(),
+            server_name: info.name,
+            server_version: info.version,
+            capabilities: d
+                .capabilities
+                .map(ToOwned::to_owned)
+                .unwrap_or_else(|| jsonrpc::to_raw(&serde_json::json!({}))),
+            instructions: d.instructions,
+            latency: started.elapsed(),
+        });
+        Ok(true)
+    }
+
+    /// Whether this connection speaks the stateless 2026-07-28 revision.
+    pub fn is_modern(&self) -> bool {
+        matches!(self.inner.transport.get(), Some(Transport::Http(h)) if h.is_modern())
+    }
+
+    async fn initialize(&self) -> Result<(), UpstreamError> {
         let params = format!(
             r#"{{"protocolVersion":"{}","capabilities":{},"clientInfo":{{"name":"mcpgate","version":"{}"}}}}"#,
             version::LATEST_LEGACY,
@@ -462,6 +553,14 @@ impl Connection {
             progress_token: opts.progress_token.clone(),
             armed: true,
         };
+        let with_meta;
+        let params = if self.is_modern() {
+            with_meta = modern_params(params, &inner.capabilities)
+                .map_err(|detail| self.protocol(detail))?;
+            Some(&*with_meta)
+        } else {
+            params
+        };
         let bytes = jsonrpc::request(&id.to_string(), method, params);
         inner.send_request(id, bytes);
 
@@ -536,6 +635,15 @@ impl Drop for PendingGuard {
         let was_pending = lock(&self.inner.pending).remove(&self.id).is_some();
         if let Some(t) = &self.progress_token {
             lock(&self.inner.progress_routes).remove(t);
+        }
+        // A 2026-07-28 request is cancelled by closing its stream.
+        if self.armed
+            && was_pending
+            && let Some(Transport::Http(h)) = self.inner.transport.get()
+            && h.is_modern()
+        {
+            h.abort(self.id);
+            return;
         }
         if self.armed && was_pending && self.inner.alive.load(Ordering::Acquire) {
             let params = format!(
@@ -801,4 +909,27 @@ impl Inner {
 /// Locks a std mutex, recovering from poisoning (no invariant here spans a panic).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A request's params with the 2026-07-28 `_meta` keys added (what the
+/// caller put in `_meta`, such as a progress token, is kept).
+fn modern_params(
+    params: Option<&RawValue>,
+    capabilities: &RawValue,
+) -> Result<Box<RawValue>, String> {
+    let mut obj: serde_json::Map<String, serde_json::Value> = match params {
+        Some(p) => serde_json::from_str(p.get()).map_err(|e| format!("params: {e}"))?,
+        None => serde_json::Map::new(),
+    };
+    let ours =
+        mcpgate_proto::modern::request_meta(capabilities, "mcpgate", env!("CARGO_PKG_VERSION"));
+    let meta = obj
+        .entry("_meta")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if let (Some(meta), serde_json::Value::Object(ours)) = (meta.as_object_mut(), ours) {
+        for (k, v) in ours {
+            meta.entry(k).or_insert(v);
+        }
+    }
+    Ok(jsonrpc::to_raw(&obj))
 }

@@ -12,7 +12,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use mcpgate_proto::{Message, sse, version};
+use mcpgate_proto::{Message, jsonrpc, modern, sse, version};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 
@@ -31,6 +31,11 @@ pub(crate) struct Http {
     headers: HeaderMap,
     session_id: RwLock<Option<HeaderValue>>,
     protocol_version: RwLock<Option<HeaderValue>>,
+    /// Speaking 2026-07-28: no session, routing headers on every POST, and a
+    /// request is cancelled by dropping its response stream.
+    modern: std::sync::atomic::AtomicBool,
+    /// Modern requests in flight, so a cancel can drop their streams.
+    inflight: std::sync::Mutex<std::collections::HashMap<u64, tokio::task::AbortHandle>>,
 }
 
 impl Http {
@@ -48,7 +53,61 @@ impl Http {
             headers: header_map(name, headers)?,
             session_id: RwLock::new(None),
             protocol_version: RwLock::new(None),
+            modern: std::sync::atomic::AtomicBool::new(false),
+            inflight: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Switches to (or back from) the 2026-07-28 wire.
+    pub(crate) fn set_modern(&self, on: bool) {
+        self.modern.store(on, std::sync::atomic::Ordering::Release);
+        if on {
+            self.set_protocol_version(version::MODERN);
+        } else {
+            *write(&self.protocol_version) = None;
+        }
+    }
+
+    pub(crate) fn is_modern(&self) -> bool {
+        self.modern.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Cancels a modern request by dropping its response (closing its stream).
+    pub(crate) fn abort(&self, id: u64) -> bool {
+        match crate::conn::lock(&self.inflight).remove(&id) {
+            Some(h) => {
+                h.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `Mcp-Method` and, where the method has one, `Mcp-Name` for a modern POST.
+    fn routing_headers(&self, body: &[u8]) -> Vec<(&'static str, HeaderValue)> {
+        let Ok(msg) = Message::parse(body) else {
+            return Vec::new();
+        };
+        let Some(method) = msg.method.as_deref() else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(2);
+        if let Ok(v) = HeaderValue::from_str(method) {
+            out.push((modern::HEADER_METHOD, v));
+        }
+        #[derive(serde::Deserialize)]
+        struct Named {
+            name: Option<String>,
+            uri: Option<String>,
+        }
+        let named = modern::name_param(method)
+            .and_then(|_| serde_json::from_str::<Named>(msg.params.as_deref()?.get()).ok());
+        if let Some(n) = named.and_then(|n| n.name.or(n.uri))
+            && let Ok(v) = HeaderValue::from_str(&modern::encode_header_value(&n))
+        {
+            out.push((modern::HEADER_NAME, v));
+        }
+        out
     }
 
     pub(crate) fn set_protocol_version(&self, v: &str) {
@@ -92,10 +151,16 @@ impl Http {
     /// POSTs one message and classifies the HTTP outcome.
     async fn post(&self, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
         let had_session = read(&self.session_id).is_some();
-        let resp = self
+        let mut req = self
             .request(reqwest::Method::POST)
             .header(ACCEPT, "application/json, text/event-stream")
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, "application/json");
+        if self.is_modern() {
+            for (k, v) in self.routing_headers(&body) {
+                req = req.header(k, v);
+            }
+        }
+        let resp = req
             .body(body)
             .send()
             .await
@@ -118,6 +183,15 @@ impl Http {
         if status.is_success() {
             return Ok(resp);
         }
+        // A 2026-07-28 server answers some JSON-RPC errors with a 4xx status
+        // (header mismatch, missing capability, unknown method): read the body.
+        if self.is_modern()
+            && status.is_client_error()
+            && !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+            && content_type(&resp).starts_with("application/json")
+        {
+            return Ok(resp);
+        }
         if status == StatusCode::NOT_FOUND && had_session {
             return Err(UpstreamError::SessionExpired {
                 server: self.name.clone(),
@@ -133,7 +207,10 @@ impl Http {
     /// Sends request `id` in the background; its reply reaches the waiter
     /// through `dispatch`, or an error through `fail`.
     pub(crate) fn spawn_request(&self, inner: Arc<Inner>, id: u64, bytes: Vec<u8>) {
-        tokio::spawn(async move {
+        let modern = self.is_modern();
+        let weak = Arc::downgrade(&inner);
+        let task = tokio::spawn(async move {
+            let _done = modern.then(|| Finished { inner: weak, id });
             let Some(crate::conn::Transport::Http(h)) = inner_transport(&inner) else {
                 return;
             };
@@ -166,6 +243,9 @@ impl Http {
                 }
             }
         });
+        if modern {
+            crate::conn::lock(&self.inflight).insert(id, task.abort_handle());
+        }
     }
 
     /// Reads a POST's answer: one JSON message, or an SSE stream (resumed if cut).
@@ -190,6 +270,22 @@ impl Http {
                 server: self.name.clone(),
                 detail: e.message(),
             })?;
+            if !resp.status().is_success() {
+                // The JSON-RPC error a modern server sent with its 4xx is the
+                // reply to this request, whatever id (or none) it carries.
+                let Some(err) = msg.error else {
+                    return Err(UpstreamError::Http {
+                        server: self.name.clone(),
+                        status: resp.status().as_u16(),
+                        detail: String::from_utf8_lossy(&body).chars().take(300).collect(),
+                    });
+                };
+                let ours = jsonrpc::response_error_raw(Some(&*jsonrpc::raw_u64(id)), &err);
+                if let Ok(m) = Message::parse(&ours) {
+                    inner.dispatch(m, Some(id));
+                }
+                return Ok(());
+            }
             inner.dispatch(msg, Some(id));
             return Ok(());
         }
@@ -508,4 +604,20 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Forgets a finished modern request's abort handle.
+struct Finished {
+    inner: std::sync::Weak<Inner>,
+    id: u64,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade()
+            && let Some(crate::conn::Transport::Http(h)) = inner.transport_ref()
+        {
+            crate::conn::lock(&h.inflight).remove(&self.id);
+        }
+    }
 }

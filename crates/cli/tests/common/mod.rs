@@ -161,7 +161,7 @@ impl Gateway {
 }
 
 /// Reads the child's stdout until `listening on URL`, with a timeout.
-fn read_listening_line(child: &mut Child, what: &str, stderr_path: &Path) -> String {
+pub fn read_listening_line(child: &mut Child, what: &str, stderr_path: &Path) -> String {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
