@@ -133,11 +133,10 @@ pub fn decode_header_value(v: &str) -> Option<String> {
 /// Encodes a value for `Mcp-Name` / `Mcp-Param-*`: literal when it is
 /// printable ASCII without surrounding whitespace, else `=?base64?…?=`.
 pub fn encode_header_value(v: &str) -> String {
-    let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && !v.starts_with([' ', '\t'])
-        && !v.ends_with([' ', '\t'])
-        && !(v.starts_with("=?base64?") && v.ends_with("?="));
-    if plain {
+    let printable = v.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let padded = v.starts_with([' ', '\t']) || v.ends_with([' ', '\t']);
+    let looks_encoded = v.starts_with("=?base64?") && v.ends_with("?=");
+    if printable && !padded && !looks_encoded {
         return v.to_owned();
     }
     format!("=?base64?{}?=", base64_encode(v.as_bytes()))
