@@ -161,6 +161,18 @@ impl Catalog {
         c
     }
 
+    /// The exposed name of `server`'s tool `name`, when it declares header-mapped arguments.
+    pub fn exposed_tool(&self, server: &str, name: &str) -> Option<String> {
+        self.tool_headers
+            .keys()
+            .find(|exposed| {
+                self.tool_routes
+                    .get(*exposed)
+                    .is_some_and(|r| r.name == name && r.server.as_ref() == server)
+            })
+            .cloned()
+    }
+
     /// A tool's header-mapped arguments: (argument, `Mcp-Param-` suffix).
     pub fn header_params(&self, tool: &str) -> &[(String, String)] {
         self.tool_headers.get(tool).map_or(&[], Vec::as_slice)

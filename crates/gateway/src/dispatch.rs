@@ -472,6 +472,7 @@ async fn exchange(
         progress_token: progress.map(|p| p.ours.clone()),
         cancel: Some(cancel.clone()),
         timeout: None,
+        headers: param_headers(ctx, conn, method, params),
     };
     let call = conn.request(method, params, opts);
     tokio::pin!(call);
@@ -486,6 +487,49 @@ async fn exchange(
         relay(ctx, conn, inc, progress).await;
     }
     outcome
+}
+
+/// `Mcp-Param-*` headers for a `tools/call` to a 2026-07-28 upstream: each
+/// argument the tool maps to a header (`x-mcp-header`), encoded as the
+/// revision says, whichever era the client speaks.
+fn param_headers(
+    ctx: &Ctx,
+    conn: &Connection,
+    method: &str,
+    params: Option<&RawValue>,
+) -> Vec<(String, String)> {
+    if method != "tools/call" || !conn.is_modern() {
+        return Vec::new();
+    }
+    #[derive(Deserialize)]
+    struct P {
+        name: String,
+        #[serde(default)]
+        arguments: serde_json::Map<String, serde_json::Value>,
+    }
+    let Some(p) = params.and_then(|p| serde_json::from_str::<P>(p.get()).ok()) else {
+        return Vec::new();
+    };
+    // The catalog knows the tool by its exposed name; params carry the upstream's.
+    let catalog = ctx.app.catalog();
+    let Some(exposed) = catalog.exposed_tool(conn.name(), &p.name) else {
+        return Vec::new();
+    };
+    catalog
+        .header_params(&exposed)
+        .iter()
+        .filter_map(|(arg, suffix)| {
+            let value = match p.arguments.get(arg)? {
+                serde_json::Value::String(s) => s.clone(),
+                v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => v.to_string(),
+                _ => return None,
+            };
+            Some((
+                format!("{}{suffix}", mcpgate_proto::modern::HEADER_PARAM_PREFIX),
+                mcpgate_proto::modern::encode_header_value(&value),
+            ))
+        })
+        .collect()
 }
 
 /// Sends each input request of a 2026-07-28 upstream to a session-based

@@ -467,6 +467,7 @@ mod tests {
             ClientCaps::from_capabilities(None),
             Some("debug"),
             Map::new(),
+            None,
         );
         assert!(debug.wants_log(&info));
     }

@@ -71,6 +71,8 @@ pub struct RequestOpts {
     pub cancel: Option<CancellationToken>,
     /// Overrides the server's configured timeout.
     pub timeout: Option<Duration>,
+    /// Extra HTTP headers for this request (2026-07-28 `Mcp-Param-*`); other transports ignore them.
+    pub headers: Vec<(String, String)>,
 }
 
 pub(crate) enum Transport {
@@ -562,6 +564,10 @@ impl Connection {
             params
         };
         let bytes = jsonrpc::request(&id.to_string(), method, params);
+        if let (false, Some(Transport::Http(h))) = (opts.headers.is_empty(), inner.transport.get())
+        {
+            h.set_extra_headers(id, &opts.headers);
+        }
         inner.send_request(id, bytes);
 
         let sent = Instant::now();

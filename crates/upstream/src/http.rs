@@ -36,6 +36,8 @@ pub(crate) struct Http {
     modern: std::sync::atomic::AtomicBool,
     /// Modern requests in flight, so a cancel can drop their streams.
     inflight: std::sync::Mutex<std::collections::HashMap<u64, tokio::task::AbortHandle>>,
+    /// Per-request extra headers, taken when the request is sent.
+    extra: std::sync::Mutex<std::collections::HashMap<u64, HeaderMap>>,
 }
 
 impl Http {
@@ -55,7 +57,22 @@ impl Http {
             protocol_version: RwLock::new(None),
             modern: std::sync::atomic::AtomicBool::new(false),
             inflight: std::sync::Mutex::new(std::collections::HashMap::new()),
+            extra: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Headers to add to request `id` (names or values that are not valid HTTP are dropped).
+    pub(crate) fn set_extra_headers(&self, id: u64, headers: &[(String, String)]) {
+        let map: HeaderMap = headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    HeaderName::from_bytes(k.as_bytes()).ok()?,
+                    HeaderValue::from_str(v).ok()?,
+                ))
+            })
+            .collect();
+        crate::conn::lock(&self.extra).insert(id, map);
     }
 
     /// Switches to (or back from) the 2026-07-28 wire.
@@ -150,6 +167,14 @@ impl Http {
 
     /// POSTs one message and classifies the HTTP outcome.
     async fn post(&self, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
+        self.post_with(body, HeaderMap::new()).await
+    }
+
+    async fn post_with(
+        &self,
+        body: Vec<u8>,
+        extra: HeaderMap,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let had_session = read(&self.session_id).is_some();
         let mut req = self
             .request(reqwest::Method::POST)
@@ -159,6 +184,9 @@ impl Http {
             for (k, v) in self.routing_headers(&body) {
                 req = req.header(k, v);
             }
+        }
+        if !extra.is_empty() {
+            req = req.headers(extra);
         }
         let resp = req
             .body(body)
@@ -215,9 +243,10 @@ impl Http {
                 return;
             };
             let mut retried = false;
+            let extra = crate::conn::lock(&h.extra).remove(&id).unwrap_or_default();
             loop {
                 let generation = inner.reinit_generation();
-                match h.post(bytes.clone()).await {
+                match h.post_with(bytes.clone(), extra.clone()).await {
                     Ok(resp) => {
                         if let Err(e) = h.read_reply(&inner, id, resp).await {
                             inner.fail(id, e);
