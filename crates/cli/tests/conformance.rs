@@ -114,10 +114,33 @@ fn modern_gateway(tag: &str, fixture: &str) -> Gateway {
 fn conformance_2026_suite_passes_by_bridging_a_2025_fixture() {
     let gw = modern_gateway("conformance-2026-bridged", &fixture_server("fixture", ""));
     let (passed, _, _, dir) = run_suite(&gw, "2026-07-28");
-    assert!(passed >= 140, "expected the full 2026-07-28 suite (~150 checks), got {passed}");
+    assert!(
+        passed >= 140,
+        "expected the full 2026-07-28 suite (~150 checks), got {passed}"
+    );
     assert_modern_scenarios_ran(&dir);
     let h = gw.health();
     assert_eq!(h["servers"][0]["protocol_version"], "2025-11-25", "{h:#}");
+}
+
+#[test]
+fn conformance_2026_suite_passes_with_a_2026_fixture_behind_the_gateway() {
+    let (_fixture, url) = fixture_http(&[]);
+    let gw = modern_gateway(
+        "conformance-2026-native",
+        &format!("[servers.fixture]\nurl = {}\n", q(url)),
+    );
+    let h = gw.health();
+    assert_eq!(
+        h["servers"][0]["protocol_version"], "2026-07-28",
+        "the fixture over HTTP is discovered as a 2026-07-28 server: {h:#}"
+    );
+    let (passed, _, _, dir) = run_suite(&gw, "2026-07-28");
+    assert!(
+        passed >= 140,
+        "expected the full 2026-07-28 suite (~150 checks), got {passed}"
+    );
+    assert_modern_scenarios_ran(&dir);
 }
 
 #[test]

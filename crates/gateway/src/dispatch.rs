@@ -386,10 +386,14 @@ async fn forward(
         }
     };
     let (params, progress) = remap_progress(app, params)?;
-    let params = match (&ctx.modern, conn.is_modern()) {
-        // A 2026-07-28 client's answers and state go on to a 2026-07-28 upstream.
-        (Some(m), true) => Some(m.upstream_params(params.as_deref())?),
-        _ => params,
+    let params = if conn.is_modern() {
+        Some(crate::mrtr::for_modern_upstream(
+            ctx.modern.as_deref(),
+            ctx.session.as_ref().map(|s| &s.caps),
+            params.as_deref(),
+        )?)
+    } else {
+        params
     };
     let cancel = ctx.cancel.child_token();
     let client_id = msg.id.as_ref().map(|i| i.get().to_owned());

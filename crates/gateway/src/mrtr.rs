@@ -98,6 +98,41 @@ impl InputRequired {
     }
 }
 
+/// Params for a request to a 2026-07-28 upstream on behalf of a client of
+/// either era: the upstream sees the client's own capabilities (so it asks
+/// only for what the client can give) and, for a 2026-07-28 client, its log
+/// level, its answers and the upstream's own state.
+pub fn for_modern_upstream(
+    modern: Option<&ModernCall>,
+    session_caps: Option<&ClientCaps>,
+    params: Option<&RawValue>,
+) -> Result<Box<RawValue>, crate::error::CallError> {
+    let (answers, state) = modern
+        .map(ModernCall::take_for_upstream)
+        .unwrap_or_default();
+    let with = with_mrtr(params, answers, state)?;
+    let mut obj: Map<String, Value> = serde_json::from_str(with.get()).unwrap_or_default();
+    let caps = modern
+        .map(|m| &m.caps)
+        .or(session_caps)
+        .and_then(|c| c.raw.as_deref())
+        .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let meta = obj
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert(mcpgate_proto::modern::META_CLIENT_CAPABILITIES.into(), caps);
+        if let Some(level) = modern.and_then(|m| m.log_level_name.clone()) {
+            meta.insert(
+                mcpgate_proto::modern::META_LOG_LEVEL.into(),
+                Value::String(level),
+            );
+        }
+    }
+    Ok(jsonrpc::to_raw(&obj))
+}
+
 /// `params` with `inputResponses` and `requestState` set (each when given).
 fn with_mrtr(
     params: Option<&RawValue>,
@@ -124,6 +159,7 @@ pub struct ModernCall {
     pub caps: ClientCaps,
     /// The rank of `_meta["io.modelcontextprotocol/logLevel"]`; no logs without it.
     log_level: Option<u8>,
+    log_level_name: Option<String>,
     /// `inputResponses` sent before the upstream asked for them.
     answers: Mutex<Map<String, Value>>,
     issued: Mutex<HashMap<&'static str, u32>>,
@@ -141,21 +177,19 @@ impl ModernCall {
         ModernCall {
             caps,
             log_level: log_level.and_then(level_rank),
+            log_level_name: log_level
+                .filter(|l| level_rank(l).is_some())
+                .map(str::to_owned),
             answers: Mutex::new(answers),
             issued: Mutex::new(HashMap::new()),
             upstream_state,
         }
     }
 
-    /// Params for a 2026-07-28 upstream: the client's answers and the
-    /// upstream's own state go on unchanged.
-    pub fn upstream_params(
-        &self,
-        params: Option<&RawValue>,
-    ) -> Result<Box<RawValue>, crate::error::CallError> {
+    /// The client's answers and the upstream's own state, for a 2026-07-28 upstream.
+    fn take_for_upstream(&self) -> (Option<Map<String, Value>>, Option<String>) {
         let answers = std::mem::take(&mut *lock(&self.answers));
-        with_mrtr(
-            params,
+        (
             (!answers.is_empty()).then_some(answers),
             self.upstream_state.clone(),
         )

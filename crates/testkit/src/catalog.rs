@@ -130,6 +130,12 @@ pub fn prompts() -> Vec<Prompt> {
             None,
         )
         .with_title("Prompt With Image"),
+        Prompt::new(
+            crate::mrtr_tools::PROMPT,
+            Some("A prompt that asks the user for context (elicitation) before it is built"),
+            None,
+        )
+        .with_title("Prompt Requiring Input"),
     ]
 }
 
@@ -252,6 +258,18 @@ pub fn json_schema_2020_12() -> Value {
         "then": { "required": ["phone"] },
         "else": { "required": ["email"] },
         "additionalProperties": false
+    })
+}
+
+/// The input schema of `test_header_param`: one string argument that the
+/// client mirrors into an HTTP header (`x-mcp-header`), kept verbatim.
+pub fn header_param_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "region": { "type": "string", "x-mcp-header": "Region" }
+        },
+        "required": ["region"]
     })
 }
 
@@ -399,5 +417,137 @@ fn build_tools() -> Vec<Tool> {
                 "required": ["text"]
             })),
         ),
+        Tool::new(
+            "test_input_required_result_elicitation",
+            "Asks the user for their name (elicitation, input key `user_name`) and greets them",
+            no_args(),
+        ),
+        Tool::new(
+            "test_input_required_result_sampling",
+            "Asks the client's LLM for the capital of France (sampling, input key \
+             `capital_question`)",
+            no_args(),
+        ),
+        Tool::new(
+            "test_input_required_result_list_roots",
+            "Lists the client's roots (roots/list, input key `client_roots`)",
+            no_args(),
+        ),
+        Tool::new(
+            "test_input_required_result_request_state",
+            "Asks the user to confirm (elicitation, input key `confirm`); answers `state-ok` \
+             when confirmed",
+            no_args(),
+        ),
+        Tool::new(
+            "test_input_required_result_multiple_inputs",
+            "Sends an elicitation (`user_name`), a sampling request (`greeting`) and roots/list \
+             (`client_roots`) at once and combines the answers",
+            no_args(),
+        ),
+        Tool::new(
+            "test_input_required_result_multi_round",
+            "Asks for a name (`user_name`), then for a favourite colour (`favorite_color`), \
+             one after the other",
+            no_args(),
+        ),
+        Tool::new(
+            "test_input_required_result_tampered_state",
+            "Asks the user to confirm (elicitation, input key `confirm`); answers \
+             `tamper-check passed` when confirmed",
+            no_args(),
+        ),
+        Tool::new(
+            "test_input_required_result_capabilities",
+            "Sends an elicitation (`user_name`) and a sampling request (`capability_sample`) at \
+             once and reports which succeeded; a refused one does not fail the call",
+            no_args(),
+        ),
+        Tool::new(
+            "test_missing_capability",
+            "Sends a sampling request; a JSON-RPC error answer (e.g. -32021 for a client without \
+             sampling) becomes this call's error unchanged",
+            no_args(),
+        ),
+        Tool::new(
+            "test_streaming_elicitation",
+            "Asks the user for their name (elicitation, input key `user_name`) and greets them",
+            no_args(),
+        ),
+        Tool::new(
+            "test_logging_tool",
+            "Sends one info-level notifications/message regardless of the session's log level",
+            no_args(),
+        ),
+        Tool::new(
+            "test_header_param",
+            "Echoes its `region` argument, which clients mirror into an HTTP header \
+             (`x-mcp-header`)",
+            object(header_param_schema()),
+        ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mrtr_tools;
+
+    fn tool(name: &str) -> &'static Tool {
+        tools()
+            .iter()
+            .find(|tool| tool.name == name)
+            .unwrap_or_else(|| panic!("tool {name} missing"))
+    }
+
+    #[test]
+    fn tool_names_are_unique() {
+        let mut names: Vec<&str> = tools().iter().map(|tool| tool.name.as_ref()).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before);
+    }
+
+    #[test]
+    fn every_mrtr_tool_is_listed_without_required_arguments() {
+        for name in mrtr_tools::TOOLS {
+            let schema = &tool(name).input_schema;
+            assert_eq!(schema.get("type"), Some(&json!("object")), "{name}");
+            if *name != "test_header_param" {
+                assert!(
+                    schema
+                        .get("required")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty),
+                    "{name} must not require arguments"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn header_param_schema_keeps_x_mcp_header() {
+        let schema = Value::Object((*tool("test_header_param").input_schema).clone());
+        assert_eq!(schema, header_param_schema());
+        assert_eq!(
+            schema.pointer("/properties/region/x-mcp-header"),
+            Some(&json!("Region"))
+        );
+        let listed = serde_json::to_value(tool("test_header_param")).unwrap_or_default();
+        assert_eq!(
+            listed.pointer("/inputSchema/properties/region/x-mcp-header"),
+            Some(&json!("Region"))
+        );
+    }
+
+    #[test]
+    fn mrtr_prompt_is_listed_without_arguments() {
+        let prompts = prompts();
+        let prompt = prompts
+            .iter()
+            .find(|prompt| prompt.name == mrtr_tools::PROMPT)
+            .unwrap_or_else(|| panic!("prompt missing"));
+        assert!(prompt.arguments.as_ref().is_none_or(Vec::is_empty));
+    }
 }

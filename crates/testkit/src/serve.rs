@@ -2,9 +2,23 @@
 //! serving a fresh [`Fixture`] per session over rmcp's Streamable HTTP
 //! server mounted at `/mcp` on an axum router. Binding is split from
 //! running so callers learn the bound port before serving starts.
+//!
+//! The HTTP endpoint also serves stateless 2026-07-28 requests. rmcp parses
+//! `inputResponses: null` as absent and reports any other non-object as an
+//! unknown method (-32601, HTTP 404), so a small layer in front of it refuses
+//! a 2026-07-28 `tools/call`, `prompts/get` or `resources/read` whose
+//! `inputResponses` is not an object, or whose `requestState` is not a
+//! string, with -32602 (HTTP 200, like rmcp's other in-band -32602 errors).
 
 use std::{io, net::SocketAddr, sync::Arc};
 
+use axum::{
+    body::Body,
+    extract::Request,
+    http::{Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
 use rmcp::{
     ServiceExt,
     transport::streamable_http_server::{
@@ -12,10 +26,15 @@ use rmcp::{
     },
 };
 
+use serde_json::{Value, json};
+
 use crate::server::Fixture;
 
 /// Path the Streamable HTTP endpoint is mounted at.
 pub const MCP_PATH: &str = "/mcp";
+
+/// Largest request body read (rmcp's own default limit).
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Serve one fixture over stdin/stdout until the client disconnects.
 pub async fn serve_stdio(name: &str) -> io::Result<()> {
@@ -100,7 +119,9 @@ pub async fn bind_http(options: &HttpOptions) -> io::Result<BoundHttp> {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let router = axum::Router::new().nest_service(MCP_PATH, service);
+    let router = axum::Router::new()
+        .nest_service(MCP_PATH, service)
+        .layer(axum::middleware::from_fn(refuse_malformed_mrtr_params));
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let local_addr = listener.local_addr()?;
     Ok(BoundHttp {
@@ -108,4 +129,85 @@ pub async fn bind_http(options: &HttpOptions) -> io::Result<BoundHttp> {
         router,
         local_addr,
     })
+}
+
+/// The -32602 answer for a 2026-07-28 request whose MRTR params have the wrong
+/// type, or `None` to let rmcp handle the message.
+fn malformed_mrtr_params(body: &[u8]) -> Option<Value> {
+    let message: Value = serde_json::from_slice(body).ok()?;
+    let id = message.get("id")?;
+    let method = message.get("method")?.as_str()?;
+    if !matches!(method, "tools/call" | "prompts/get" | "resources/read") {
+        return None;
+    }
+    let params = message.get("params")?;
+    let version = params
+        .get("_meta")?
+        .get("io.modelcontextprotocol/protocolVersion")?
+        .as_str()?;
+    if version < "2026-07-28" {
+        return None;
+    }
+    let problem = match (params.get("inputResponses"), params.get("requestState")) {
+        (Some(responses), _) if !responses.is_object() => "inputResponses must be an object",
+        (_, Some(state)) if !state.is_string() => "requestState must be a string",
+        _ => return None,
+    };
+    Some(json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": { "code": -32602, "message": problem }
+    }))
+}
+
+/// Axum layer applying [`malformed_mrtr_params`] to every POST.
+async fn refuse_malformed_mrtr_params(request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    if let Some(error) = malformed_mrtr_params(&bytes) {
+        return axum::Json(error).into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(params: Value) -> Option<Value> {
+        let message =
+            json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params });
+        malformed_mrtr_params(message.to_string().as_bytes())
+    }
+
+    #[test]
+    fn only_malformed_2026_mrtr_params_are_refused() {
+        let modern = json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28" });
+        let refused = check(json!({ "name": "x", "inputResponses": null, "_meta": modern }))
+            .expect("null inputResponses refused");
+        assert_eq!(refused["id"], 7);
+        assert_eq!(refused["error"]["code"], -32602);
+        assert!(check(json!({ "name": "x", "inputResponses": [1], "_meta": modern })).is_some());
+        assert!(check(json!({ "name": "x", "requestState": 5, "_meta": modern })).is_some());
+        // Well-formed, legacy or not MRTR-capable: left to rmcp.
+        assert!(
+            check(
+                json!({ "name": "x", "inputResponses": {}, "requestState": "s", "_meta": modern })
+            )
+            .is_none()
+        );
+        assert!(check(json!({ "name": "x", "inputResponses": null })).is_none());
+        let legacy = json!({ "io.modelcontextprotocol/protocolVersion": "2025-11-25" });
+        assert!(check(json!({ "name": "x", "inputResponses": null, "_meta": legacy })).is_none());
+        let list = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list",
+            "params": { "inputResponses": null, "_meta": modern } });
+        assert!(malformed_mrtr_params(list.to_string().as_bytes()).is_none());
+        assert!(malformed_mrtr_params(b"not json").is_none());
+    }
 }

@@ -1,9 +1,10 @@
 //! The fixture's MCP behaviour: [`Fixture`], an rmcp [`ServerHandler`] that
 //! answers tools/resources/prompts/completion/logging/subscription requests
 //! the way the conformance suite's server scenarios expect, plus the
-//! gateway-test tools `echo`, `sleep` and `exit`. One instance serves one
-//! session (stdio connection or Streamable HTTP session); per-session state
-//! is the log level and the set of subscribed resource URIs.
+//! gateway-test tools `echo`, `sleep` and `exit`; the tools and prompt that
+//! ask the client for input live in [`crate::mrtr_tools`]. One instance
+//! serves one session (stdio connection or Streamable HTTP session);
+//! per-session state is the log level and the set of subscribed resource URIs.
 
 // Logging, sampling and resources/subscribe are deprecated in rmcp (SEP-2577)
 // but are exactly what the 2025-11-25 conformance scenarios exercise.
@@ -21,21 +22,22 @@ use std::{
 use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
-        CompleteResult, CompletionInfo, ContentBlock, CustomRequest, GetPromptRequestParams,
-        GetPromptResponse, GetPromptResult, Implementation, JsonObject, ListPromptsResult,
-        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
-        LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam,
-        ProgressToken, PromptMessage, PromptsCapability, ReadResourceRequestParams,
-        ReadResourceResponse, ReadResourceResult, Reference, ResourceContents, ResourcesCapability,
-        Role, ServerCapabilities, ServerConfig, ServerRequest, SetLevelRequestParams,
-        SubscribeRequestParams, ToolsCapability, UnsubscribeRequestParams,
+        CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult,
+        CompleteRequestParams, CompleteResult, CompletionInfo, ContentBlock, CustomRequest,
+        GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, JsonObject,
+        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+        LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+        ProgressNotificationParam, ProgressToken, PromptMessage, PromptsCapability,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference,
+        ResourceContents, ResourcesCapability, Role, ServerCapabilities, ServerConfig,
+        ServerRequest, SetLevelRequestParams, SubscribeRequestParams, ToolsCapability,
+        UnsubscribeRequestParams,
     },
-    service::RequestContext,
+    service::{RequestContext, ServiceError},
 };
 use serde_json::{Value, json};
 
-use crate::catalog;
+use crate::{catalog, mrtr_tools};
 
 /// Default `serverInfo.name`.
 pub const DEFAULT_NAME: &str = "mcpgate-fixture";
@@ -242,25 +244,34 @@ async fn peer_request(
     method: &str,
     params: Value,
 ) -> Result<Value, String> {
-    let request = ServerRequest::CustomRequest(CustomRequest::new(method, Some(params)));
-    let result = context
-        .peer
-        .send_request(request)
+    let result = send_peer_request(context, method, params)
         .await
         .map_err(|e| e.to_string())?;
     serde_json::to_value(result).map_err(|e| e.to_string())
 }
 
-fn text_result(text: impl Into<String>) -> CallToolResult {
+/// [`peer_request`] without flattening the error: a JSON-RPC error answer
+/// from the client arrives as [`ServiceError::McpError`] with its code,
+/// message and data intact.
+pub(crate) async fn send_peer_request(
+    context: &RequestContext<RoleServer>,
+    method: &str,
+    params: Value,
+) -> Result<ClientResult, ServiceError> {
+    let request = ServerRequest::CustomRequest(CustomRequest::new(method, Some(params)));
+    context.peer.send_request(request).await
+}
+
+pub(crate) fn text_result(text: impl Into<String>) -> CallToolResult {
     CallToolResult::success(vec![ContentBlock::text(text)])
 }
 
-fn error_result(text: impl Into<String>) -> CallToolResult {
+pub(crate) fn error_result(text: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(text)])
 }
 
 /// Severity rank, 1 (debug) to 8 (emergency); 0 is [`LEVEL_UNSET`].
-fn level_rank(level: LoggingLevel) -> u8 {
+pub(crate) fn level_rank(level: LoggingLevel) -> u8 {
     match level {
         LoggingLevel::Debug => 1,
         LoggingLevel::Info => 2,
@@ -325,6 +336,13 @@ impl ServerHandler for Fixture {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        // 2026-07-28 requests get native multi-round-trip answers (rmcp
+        // refuses the legacy tools' server-to-client requests there).
+        if mrtr_tools::speaks_mrtr(&context)
+            && let Some(outcome) = mrtr_tools::call_tool_natively(&request, &context).await
+        {
+            return outcome;
+        }
         let args = request.arguments.unwrap_or_default();
         let result = match request.name.as_ref() {
             // Benchmark hot path: no logging, no allocation beyond the reply.
@@ -411,6 +429,25 @@ impl ServerHandler for Fixture {
                 )
                 .await
             }
+            "test_input_required_result_elicitation" | "test_streaming_elicitation" => {
+                mrtr_tools::greet_by_name(&context).await?
+            }
+            "test_input_required_result_sampling" => mrtr_tools::capital_question(&context).await?,
+            "test_input_required_result_list_roots" => mrtr_tools::client_roots(&context).await?,
+            "test_input_required_result_request_state" => {
+                mrtr_tools::confirm(&context, "state-ok", "state-not-ok").await?
+            }
+            "test_input_required_result_tampered_state" => {
+                mrtr_tools::confirm(&context, "tamper-check passed", "tamper-check failed").await?
+            }
+            "test_input_required_result_multiple_inputs" => {
+                mrtr_tools::multiple_inputs(&context).await?
+            }
+            "test_input_required_result_multi_round" => mrtr_tools::multi_round(&context).await?,
+            "test_input_required_result_capabilities" => mrtr_tools::capabilities(&context).await,
+            "test_missing_capability" => mrtr_tools::missing_capability(&context).await?,
+            "test_logging_tool" => mrtr_tools::logging_tool(&context).await,
+            "test_header_param" => mrtr_tools::header_param(&args),
             catalog::JSON_SCHEMA_2020_12_TOOL => text_result(format!(
                 "JSON Schema 2020-12 tool called with: {}",
                 Value::Object(args)
@@ -516,7 +553,7 @@ impl ServerHandler for Fixture {
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
         let args = request.arguments.as_ref();
         let messages = match request.name.as_str() {
@@ -555,6 +592,10 @@ impl ServerHandler for Fixture {
                 ),
                 PromptMessage::new_text(Role::User, "Please analyze the image above."),
             ],
+            mrtr_tools::PROMPT if mrtr_tools::speaks_mrtr(&context) => {
+                return mrtr_tools::context_prompt_natively(&request);
+            }
+            mrtr_tools::PROMPT => mrtr_tools::context_prompt(&context).await?,
             other => {
                 return Err(McpError::invalid_params(
                     format!("Unknown prompt: {other}"),
