@@ -29,31 +29,16 @@ import anyio
 import mcp.types as types
 from mcp import Client
 
+from checks import CheckFailed, check, passed, text_of
+
 SAMPLING_TEXT = "mcpgate-interop: fixed sampling answer"
 STATIC_DOC_PREFIX = "demo://resource/static/document/"
 UPSTREAMS = ("everything", "everything_http", "time")
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond: object, msg: str) -> None:
-    if not cond:
-        raise CheckFailed(msg)
-
-
-def passed(msg: str) -> None:
-    print(f"ok   {msg}", flush=True)
-
 
 def qualify(prefix: str, name: str) -> str:
     return f"{prefix}__{name}" if prefix else name
-
-
-def text_of(result: types.CallToolResult | types.GetPromptResult) -> str:
-    blocks = result.content if isinstance(result, types.CallToolResult) else [m.content for m in result.messages]
-    return "\n".join(b.text for b in blocks if isinstance(b, types.TextContent))
 
 
 async def sampling_callback(ctx, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:

@@ -24,24 +24,10 @@ import anyio
 import mcp.types as types
 from mcp import Client
 
+from checks import CheckFailed, check, passed, text_of
+
 MODERN = "2026-07-28"
 
-
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond: object, msg: str) -> None:
-    if not cond:
-        raise CheckFailed(msg)
-
-
-def passed(msg: str) -> None:
-    print(f"ok   {msg}", flush=True)
-
-
-def text_of(result: types.CallToolResult) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, types.TextContent))
 
 
 async def run(url: str, mode: str) -> None:

@@ -24,19 +24,7 @@ use std::time::Duration;
 use common::*;
 
 fn gateway_with_three_upstreams() -> (Gateway, Proc) {
-    let port = free_port();
-    let everything_http = Command::new(node_bin())
-        .arg(server_everything_js())
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start server-everything streamableHttp");
-    let everything_http = Proc {
-        child: everything_http,
-    };
-    wait_port(port, Duration::from_secs(30));
+    let (everything_http, port) = server_everything("streamableHttp");
     let gw = Gateway::start(
         "interop",
         &format!(
@@ -204,9 +192,7 @@ fn a_2026_upstream_serves_clients_of_both_eras_and_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "stateless");
-    let stored: Vec<_> = std::fs::read_dir(&state.0)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let stored = files_in(&state.0);
     assert!(
         stored.is_empty(),
         "nothing to store for a stateless server: {stored:?}"

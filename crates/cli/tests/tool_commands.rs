@@ -277,9 +277,7 @@ fn values_arrive_byte_for_byte_and_a_modern_gateway_needs_no_session() {
     }
     let h = m.gw.health();
     assert_eq!(h["sessions_opened"], 0, "stateless: no initialize: {h}");
-    let stored: Vec<_> = std::fs::read_dir(&m.state.0)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let stored = files_in(&m.state.0);
     assert!(stored.is_empty(), "no session to store: {stored:?}");
 }
 
@@ -287,17 +285,7 @@ fn values_arrive_byte_for_byte_and_a_modern_gateway_needs_no_session() {
 /// `mcpgate call` share one session kept in a private state file.
 #[test]
 fn calls_to_a_session_based_server_reuse_one_session() {
-    let port = free_port();
-    let server = Command::new(node_bin())
-        .arg(server_everything_js())
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = Proc { child: server };
-    wait_port(port, Duration::from_secs(30));
+    let (_server, port) = server_everything("streamableHttp");
     let url = format!("http://127.0.0.1:{port}/mcp");
     let state = TempDir::new("cli-state-legacy");
     let call = |message: &str| {

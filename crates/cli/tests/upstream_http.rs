@@ -778,17 +778,7 @@ async fn breaker_opens_after_consecutive_http_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_http_sse_upstream_serves_echo() {
-    let port = free_port();
-    let child = Command::new(node_bin())
-        .arg(server_everything_js())
-        .arg("sse")
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn server-everything");
-    let _server = Proc { child };
-    wait_port(port, Duration::from_secs(30));
+    let (_server, port) = server_everything("sse");
     let gw = Gateway::start(
         "up-legacy",
         &url_server(

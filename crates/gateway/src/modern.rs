@@ -70,6 +70,17 @@ fn refuse(
     ))
 }
 
+/// 400 with -32020: a routing header disagrees with the body.
+fn mismatch(msg: &Message, detail: String) -> Box<Response> {
+    refuse(
+        StatusCode::BAD_REQUEST,
+        msg,
+        codes::HEADER_MISMATCH,
+        &format!("Header mismatch: {detail}"),
+        None,
+    )
+}
+
 /// The header checks, in the order the module doc gives.
 fn validate(h: &HeaderMap, msg: &Message, app: &App) -> Result<RequestMeta, Box<Response>> {
     let bad = StatusCode::BAD_REQUEST;
@@ -92,14 +103,9 @@ fn validate(h: &HeaderMap, msg: &Message, app: &App) -> Result<RequestMeta, Box<
     match header_str(h, version::HEADER_PROTOCOL_VERSION) {
         Some(hv) if hv.trim() == requested => {}
         other => {
-            return Err(refuse(
-                bad,
+            return Err(mismatch(
                 msg,
-                codes::HEADER_MISMATCH,
-                &format!(
-                    "Header mismatch: MCP-Protocol-Version is {other:?} but _meta names {requested:?}"
-                ),
-                None,
+                format!("MCP-Protocol-Version is {other:?} but _meta names {requested:?}"),
             ));
         }
     }
@@ -118,14 +124,9 @@ fn validate(h: &HeaderMap, msg: &Message, app: &App) -> Result<RequestMeta, Box<
     match header_str(h, wire::HEADER_METHOD) {
         Some(m) if m.trim() == method => {}
         other => {
-            return Err(refuse(
-                bad,
+            return Err(mismatch(
                 msg,
-                codes::HEADER_MISMATCH,
-                &format!(
-                    "Header mismatch: Mcp-Method is {other:?} but the body's method is {method:?}"
-                ),
-                None,
+                format!("Mcp-Method is {other:?} but the body's method is {method:?}"),
             ));
         }
     }
@@ -148,14 +149,9 @@ fn validate(h: &HeaderMap, msg: &Message, app: &App) -> Result<RequestMeta, Box<
         .map_err(|e| refuse(bad, msg, codes::INVALID_PARAMS, &e.to_string(), None))?;
     let header_name = header_str(h, wire::HEADER_NAME).and_then(wire::decode_header_value);
     if header_name.as_deref() != Some(body_name.as_str()) {
-        return Err(refuse(
-            bad,
+        return Err(mismatch(
             msg,
-            codes::HEADER_MISMATCH,
-            &format!(
-                "Header mismatch: Mcp-Name is {header_name:?} but params.{member} is {body_name:?}"
-            ),
-            None,
+            format!("Mcp-Name is {header_name:?} but params.{member} is {body_name:?}"),
         ));
     }
     if method == "tools/call" {
@@ -195,14 +191,11 @@ fn check_param_headers(
             _ => false,
         };
         if !ok {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
+            return Err(mismatch(
                 msg,
-                codes::HEADER_MISMATCH,
-                &format!(
-                    "Header mismatch: Mcp-Param-{suffix} must carry argument {arg:?} (Base64 as =?base64?…?= when needed)"
+                format!(
+                    "Mcp-Param-{suffix} must carry argument {arg:?} (Base64 as =?base64?…?= when needed)"
                 ),
-                None,
             ));
         }
     }

@@ -21,7 +21,7 @@
 //! missing or not an object is asked for again. Tools that need memory across
 //! rounds (`request_state`, `tampered_state`, `multiple_inputs`,
 //! `multi_round`) carry it in an HMAC-protected `requestState` (see
-//! [`crate::request_state`]); a tampered state is -32602.
+//! `request_state.rs`); a tampered state is -32602.
 
 // Sampling, roots and logging are deprecated in rmcp (SEP-2577) but are what
 // legacy servers use to reach the client.

@@ -277,9 +277,7 @@ impl Connection {
             Ok(Err(e)) => return Err((e, Some(conn))),
             Err(_) => return Err((timeout(), Some(conn))),
         }
-        if let Some(Transport::Http(h)) = conn.inner.transport.get()
-            && !h.is_modern()
-        {
+        if let Some(Transport::Http(h)) = conn.inner.transport.get() {
             h.start_listening(&conn.inner);
         }
         Ok(conn)
@@ -938,4 +936,22 @@ fn modern_params(
         }
     }
     Ok(jsonrpc::to_raw(&obj))
+}
+
+/// The `subscriptions/listen` request that replaces the GET stream on a
+/// 2026-07-28 server: every list change, tagged by the server.
+pub(crate) fn listen_body(inner: &Inner) -> Result<Vec<u8>, String> {
+    let params = serde_json::json!({
+        "notifications": {
+            "toolsListChanged": true,
+            "promptsListChanged": true,
+            "resourcesListChanged": true,
+        }
+    });
+    let params = modern_params(Some(&jsonrpc::to_raw(&params)), &inner.capabilities)?;
+    Ok(jsonrpc::request(
+        "\"mcpgate-listen\"",
+        "subscriptions/listen",
+        Some(&params),
+    ))
 }

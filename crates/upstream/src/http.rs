@@ -425,13 +425,29 @@ impl Http {
                 let Some(crate::conn::Transport::Http(h)) = inner_transport(&inner) else {
                     return;
                 };
-                let resp = h
-                    .request(reqwest::Method::GET)
-                    .header(ACCEPT, "text/event-stream")
-                    .send()
-                    .await;
+                // A 2026-07-28 server has no GET stream: list changes come
+                // on a `subscriptions/listen` stream instead.
+                let resp = if h.is_modern() {
+                    let Ok(body) = crate::conn::listen_body(&inner) else {
+                        return;
+                    };
+                    h.request(reqwest::Method::POST)
+                        .header(ACCEPT, "application/json, text/event-stream")
+                        .header(CONTENT_TYPE, "application/json")
+                        .header(modern::HEADER_METHOD, "subscriptions/listen")
+                        .body(body)
+                        .send()
+                        .await
+                } else {
+                    h.request(reqwest::Method::GET)
+                        .header(ACCEPT, "text/event-stream")
+                        .send()
+                        .await
+                };
                 let mut resp = match resp {
                     Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => return,
+                    // A 2026-07-28 server without subscriptions.
+                    Ok(r) if h.is_modern() && r.status().is_client_error() => return,
                     Ok(r)
                         if r.status().is_success()
                             && content_type(&r).starts_with("text/event-stream") =>

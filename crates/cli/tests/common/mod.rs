@@ -200,6 +200,30 @@ pub fn fixture_http(extra: &[&str]) -> (Proc, String) {
     (Proc { child }, url)
 }
 
+/// Starts @modelcontextprotocol/server-everything in `mode` (`streamableHttp`
+/// or `sse`) on a free port and waits until it listens; returns it and its port.
+pub fn server_everything(mode: &str) -> (Proc, u16) {
+    let port = free_port();
+    let child = Command::new(node_bin())
+        .arg(server_everything_js())
+        .arg(mode)
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server-everything");
+    let server = Proc { child };
+    wait_port(port, Duration::from_secs(30));
+    (server, port)
+}
+
+/// The files in a directory (none when it does not exist).
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
 /// A free TCP port on 127.0.0.1 (for servers that cannot take port 0).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
