@@ -34,7 +34,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::dispatch::{self, Ctx, Out, TopLevel};
 use crate::lock;
-use crate::mrtr::{Held, ModernCall, Owner, SETTLE, Tail};
+use crate::mrtr::{Held, InputRequired, ModernCall, Owner, SETTLE, Tail};
 use crate::policy::Call;
 use crate::session::ClientCaps;
 use crate::transport::{Accept, admit, header_str, json_response, rpc_error, sse_headers};
@@ -328,28 +328,33 @@ fn take_mrtr_params(
     let Some(p) = msg.params.as_deref() else {
         return Ok((None, Map::new()));
     };
-    let mut all: Map<String, Value> = serde_json::from_str(p.get())
-        .map_err(|_| InvalidParams("params must be an object".into()))?;
+    // Values stay raw: the arguments are copied through, never re-read.
+    let mut all =
+        jsonrpc::raw_object(p).ok_or_else(|| InvalidParams("params must be an object".into()))?;
     let state = match all.remove("requestState") {
         None => None,
-        Some(Value::String(s)) => Some(s),
-        Some(_) => return Err(InvalidParams("requestState must be a string".into())),
+        Some(s) => Some(
+            serde_json::from_str::<String>(s.get())
+                .map_err(|_| InvalidParams("requestState must be a string".into()))?,
+        ),
     };
     let answers = match all.remove("inputResponses") {
         None => Map::new(),
-        Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err(InvalidParams(
+        Some(a) => serde_json::from_str::<Map<String, Value>>(a.get()).map_err(|_| {
+            InvalidParams(
                 "inputResponses must be an object mapping each inputRequests key to its result"
                     .into(),
-            ));
-        }
+            )
+        })?,
     };
-    if let Some(Value::Object(meta)) = all.get_mut("_meta") {
-        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
-        if meta.is_empty() {
-            all.remove("_meta");
-        }
+    let meta = all.remove("_meta").and_then(jsonrpc::raw_object);
+    let kept = meta.map(|mut m| {
+        m.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        m
+    });
+    let kept_raw = kept.filter(|m| !m.is_empty()).map(|m| jsonrpc::to_raw(&m));
+    if let Some(m) = &kept_raw {
+        all.insert("_meta".into(), m);
     }
     msg.params = Some(jsonrpc::to_raw(&all));
     Ok((state, answers))
@@ -501,6 +506,24 @@ fn finish(app: &App, owner: &Owner, id: &RawValue, reply: &[u8]) -> (StatusCode,
         return internal();
     };
     if let Some(r) = m.result {
+        // The common case, a complete result, is decorated without re-reading
+        // its values (a 5,000-tool list is a megabyte).
+        if InputRequired::of(&r).is_none() {
+            let cacheable = wire::is_cacheable(method);
+            let hints: &[(&str, &str)] = if cacheable {
+                &[
+                    ("resultType", "\"complete\""),
+                    ("ttlMs", "0"),
+                    ("cacheScope", "\"private\""),
+                ]
+            } else {
+                &[("resultType", "\"complete\"")]
+            };
+            let Some(out) = jsonrpc::add_members(&r, hints) else {
+                return internal();
+            };
+            return (StatusCode::OK, jsonrpc::response_result(id, &out));
+        }
         let Ok(mut obj) = serde_json::from_str::<Map<String, Value>>(r.get()) else {
             return internal();
         };

@@ -94,7 +94,7 @@ impl InputRequired {
         params: Option<&RawValue>,
         answers: Map<String, Value>,
     ) -> Result<Box<RawValue>, crate::error::CallError> {
-        with_mrtr(params, Some(answers), self.state.clone())
+        with_members(params, Some(answers), self.state.clone(), None)
     }
 }
 
@@ -110,46 +110,56 @@ pub fn for_modern_upstream(
     let (answers, state) = modern
         .map(ModernCall::take_for_upstream)
         .unwrap_or_default();
-    let with = with_mrtr(params, answers, state)?;
-    let mut obj: Map<String, Value> = serde_json::from_str(with.get()).unwrap_or_default();
     let caps = modern
         .map(|m| &m.caps)
         .or(session_caps)
-        .and_then(|c| c.raw.as_deref())
-        .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
-        .unwrap_or_else(|| Value::Object(Map::new()));
-    let meta = obj
-        .entry("_meta")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Some(meta) = meta.as_object_mut() {
-        meta.insert(mcpgate_proto::modern::META_CLIENT_CAPABILITIES.into(), caps);
-        if let Some(level) = modern.and_then(|m| m.log_level_name.clone()) {
-            meta.insert(
-                mcpgate_proto::modern::META_LOG_LEVEL.into(),
-                Value::String(level),
-            );
-        }
+        .and_then(|c| c.raw.clone())
+        .unwrap_or_else(|| jsonrpc::to_raw(&serde_json::json!({})));
+    let level = modern
+        .and_then(|m| m.log_level_name.as_deref())
+        .map(jsonrpc::raw_string);
+    let old_meta = params
+        .and_then(jsonrpc::raw_object)
+        .and_then(|o| o.get("_meta").map(|m| (*m).to_owned()));
+    let mut meta = old_meta
+        .as_deref()
+        .and_then(jsonrpc::raw_object)
+        .unwrap_or_default();
+    meta.insert(
+        mcpgate_proto::modern::META_CLIENT_CAPABILITIES.into(),
+        &caps,
+    );
+    if let Some(l) = &level {
+        meta.insert(mcpgate_proto::modern::META_LOG_LEVEL.into(), l);
     }
-    Ok(jsonrpc::to_raw(&obj))
+    let meta = jsonrpc::to_raw(&meta);
+    with_members(params, answers, state, Some(&meta))
 }
 
-/// `params` with `inputResponses` and `requestState` set (each when given).
-fn with_mrtr(
+/// `params` with `inputResponses`, `requestState` and `_meta` set (each when
+/// given); the other members are copied through as raw text.
+fn with_members(
     params: Option<&RawValue>,
     answers: Option<Map<String, Value>>,
     state: Option<String>,
+    meta: Option<&RawValue>,
 ) -> Result<Box<RawValue>, crate::error::CallError> {
-    let mut obj: Map<String, Value> = match params {
-        Some(p) => serde_json::from_str(p.get()).map_err(|_| {
+    let answers = answers.map(|a| jsonrpc::to_raw(&a));
+    let state = state.map(|s| jsonrpc::raw_string(&s));
+    let mut obj = match params {
+        Some(p) => jsonrpc::raw_object(p).ok_or_else(|| {
             crate::error::CallError::InvalidParams("params must be an object".into())
         })?,
-        None => Map::new(),
+        None => jsonrpc::RawObject::new(),
     };
-    if let Some(a) = answers {
-        obj.insert("inputResponses".into(), Value::Object(a));
-    }
-    if let Some(s) = state {
-        obj.insert("requestState".into(), Value::String(s));
+    for (k, v) in [
+        ("inputResponses", answers.as_deref()),
+        ("requestState", state.as_deref()),
+        ("_meta", meta),
+    ] {
+        if let Some(v) = v {
+            obj.insert(k.into(), v);
+        }
     }
     Ok(jsonrpc::to_raw(&obj))
 }

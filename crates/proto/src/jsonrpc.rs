@@ -254,15 +254,52 @@ pub fn response_error(
 }
 
 /// Serialises a value into a boxed raw value. Serialising a `Value` cannot fail.
+/// A JSON object's top-level members with their values left as raw text
+/// (re-serialising it copies the values verbatim; keys come out sorted).
+pub type RawObject<'a> = std::collections::BTreeMap<String, &'a RawValue>;
+
+/// Parses `obj` as a [`RawObject`]; `None` when it is not a JSON object.
+pub fn raw_object(obj: &RawValue) -> Option<RawObject<'_>> {
+    serde_json::from_str(obj.get()).ok()
+}
+
+/// Adds members to a JSON object without re-reading its values: each
+/// `(key, raw JSON value)` goes in front unless the object already has `key`.
+/// `None` when `obj` is not an object.
+pub fn add_members(obj: &RawValue, add: &[(&str, &str)]) -> Option<Box<RawValue>> {
+    let keys: std::collections::HashMap<std::borrow::Cow<'_, str>, serde::de::IgnoredAny> =
+        serde_json::from_str(obj.get()).ok()?;
+    let text = obj.get().trim_start();
+    let rest = text.strip_prefix('{')?;
+    let mut out = String::with_capacity(text.len() + 64);
+    out.push('{');
+    let mut first = true;
+    for (k, v) in add.iter().filter(|(k, _)| !keys.contains_key(*k)) {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        push_json_str(&mut out, k);
+        out.push(':');
+        out.push_str(v);
+    }
+    if !first && !keys.is_empty() {
+        out.push(',');
+    }
+    out.push_str(rest);
+    RawValue::from_string(out).ok()
+}
+
 pub fn to_raw<T: serde::Serialize + ?Sized>(v: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(v).unwrap_or_else(|_| raw_null())
 }
 
-/// The raw JSON `null`.
+/// A number as raw JSON.
 pub fn raw_u64(n: u64) -> Box<RawValue> {
     RawValue::from_string(n.to_string()).unwrap_or_else(|_| raw_null())
 }
 
+/// The raw JSON `null`.
 pub fn raw_null() -> Box<RawValue> {
     RawValue::from_string("null".to_owned()).expect("null is valid JSON")
 }
@@ -288,6 +325,23 @@ pub fn error_code(error: &RawValue) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_are_added_without_touching_values() {
+        let r = |s: &str| RawValue::from_string(s.to_owned()).expect("json");
+        let out = add_members(
+            &r(r#"{"a":[1, 2.50],"resultType":"x"}"#),
+            &[("resultType", r#""complete""#), ("ttlMs", "0")],
+        )
+        .expect("object");
+        assert_eq!(out.get(), r#"{"ttlMs":0,"a":[1, 2.50],"resultType":"x"}"#);
+        let out = add_members(&r("{ }"), &[("k", "1")]).expect("object");
+        assert_eq!(out.get(), r#"{"k":1 }"#);
+        assert!(add_members(&r("[1]"), &[("k", "1")]).is_none());
+        let src = r(r#"{"b":{"x": 1},"a":2}"#);
+        let o = raw_object(&src).expect("object");
+        assert_eq!(to_raw(&o).get(), r#"{"a":2,"b":{"x": 1}}"#);
+    }
 
     #[test]
     fn request_roundtrips_unknown_fields_verbatim() {

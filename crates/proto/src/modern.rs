@@ -160,18 +160,6 @@ fn base64_encode(b: &[u8]) -> String {
     out
 }
 
-/// The `_meta` a request to a 2026-07-28 server carries, given our
-/// capabilities object (raw JSON) and client name.
-pub fn request_meta(capabilities: &RawValue, client: &str, version: &str) -> serde_json::Value {
-    let caps: serde_json::Value =
-        serde_json::from_str(capabilities.get()).unwrap_or_else(|_| serde_json::json!({}));
-    serde_json::json!({
-        META_PROTOCOL_VERSION: crate::version::MODERN,
-        META_CLIENT_CAPABILITIES: caps,
-        META_CLIENT_INFO: {"name": client, "version": version},
-    })
-}
-
 /// Strict RFC 4648 Base64 (standard alphabet, padding required).
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();

@@ -921,20 +921,32 @@ fn modern_params(
     params: Option<&RawValue>,
     capabilities: &RawValue,
 ) -> Result<Box<RawValue>, String> {
-    let mut obj: serde_json::Map<String, serde_json::Value> = match params {
-        Some(p) => serde_json::from_str(p.get()).map_err(|e| format!("params: {e}"))?,
-        None => serde_json::Map::new(),
+    use mcpgate_proto::modern::{
+        META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION,
     };
-    let ours =
-        mcpgate_proto::modern::request_meta(capabilities, "mcpgate", env!("CARGO_PKG_VERSION"));
-    let meta = obj
-        .entry("_meta")
-        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-    if let (Some(meta), serde_json::Value::Object(ours)) = (meta.as_object_mut(), ours) {
-        for (k, v) in ours {
-            meta.entry(k).or_insert(v);
-        }
+    // Values stay raw text: the arguments are copied through, never re-read.
+    let mut obj = match params {
+        Some(p) => jsonrpc::raw_object(p).ok_or("params must be an object")?,
+        None => jsonrpc::RawObject::new(),
+    };
+    let old_meta = obj.remove("_meta");
+    let mut meta = match old_meta {
+        Some(m) => jsonrpc::raw_object(m).ok_or("params._meta must be an object")?,
+        None => jsonrpc::RawObject::new(),
+    };
+    let version = jsonrpc::raw_string(version::MODERN);
+    let info = jsonrpc::to_raw(
+        &serde_json::json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}),
+    );
+    for (k, v) in [
+        (META_PROTOCOL_VERSION, &*version),
+        (META_CLIENT_CAPABILITIES, capabilities),
+        (META_CLIENT_INFO, &*info),
+    ] {
+        meta.entry(k.to_owned()).or_insert(v);
     }
+    let meta = jsonrpc::to_raw(&meta);
+    obj.insert("_meta".into(), &meta);
     Ok(jsonrpc::to_raw(&obj))
 }
 
