@@ -161,6 +161,11 @@ impl Catalog {
         c
     }
 
+    /// Whether any tool maps arguments to `Mcp-Param-*` headers.
+    pub fn has_header_params(&self) -> bool {
+        !self.tool_headers.is_empty()
+    }
+
     /// The exposed name of `server`'s tool `name`, when it declares header-mapped arguments.
     pub fn exposed_tool(&self, server: &str, name: &str) -> Option<String> {
         self.tool_headers

@@ -502,7 +502,8 @@ fn param_headers(
     method: &str,
     params: Option<&RawValue>,
 ) -> Vec<(String, String)> {
-    if method != "tools/call" || !conn.is_modern() {
+    let catalog = ctx.app.catalog();
+    if method != "tools/call" || !conn.is_modern() || !catalog.has_header_params() {
         return Vec::new();
     }
     #[derive(Deserialize)]
@@ -515,7 +516,6 @@ fn param_headers(
         return Vec::new();
     };
     // The catalog knows the tool by its exposed name; params carry the upstream's.
-    let catalog = ctx.app.catalog();
     let Some(exposed) = catalog.exposed_tool(conn.name(), &p.name) else {
         return Vec::new();
     };
