@@ -173,25 +173,11 @@ fn a_2026_upstream_serves_clients_of_both_eras_and_the_cli() {
     );
     // `mcpgate call` straight at the 2026-07-28 server: it works, and stores no session.
     let state = TempDir::new("cli-state-modern");
-    let out = Command::new(mcpgate_bin())
-        .args([
-            "call",
-            "--url",
-            &url,
-            "py",
-            "echo",
-            "--message",
-            "stateless",
-        ])
-        .env("MCPGATE_STATE_DIR", &state.0)
-        .output()
-        .expect("run mcpgate call");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = mcpgate_call(
+        &state.0,
+        &["--url", &url, "py", "echo", "--message", "stateless"],
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "stateless");
+    assert_eq!(out.trim(), "stateless");
     let stored = files_in(&state.0);
     assert!(
         stored.is_empty(),

@@ -289,28 +289,11 @@ fn calls_to_a_session_based_server_reuse_one_session() {
     let url = format!("http://127.0.0.1:{port}/mcp");
     let state = TempDir::new("cli-state-legacy");
     let call = |message: &str| {
-        let out = Command::new(mcpgate_bin())
-            .args([
-                "call",
-                "--url",
-                &url,
-                "everything",
-                "echo",
-                "--message",
-                message,
-            ])
-            .env("MCPGATE_STATE_DIR", &state.0)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = mcpgate_call(
+            &state.0,
+            &["--url", &url, "everything", "echo", "--message", message],
         );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            format!("Echo: {message}")
-        );
+        assert_eq!(out.trim(), format!("Echo: {message}"));
     };
     let saved = || -> (PathBuf, String) {
         let file = std::fs::read_dir(&state.0)
@@ -460,31 +443,15 @@ fn call_and_tools_work_through_a_gateway_and_straight_from_a_config() {
 fn a_stateless_server_leaves_no_saved_session() {
     let (_server, url) = fixture_http(&["--stateless"]);
     let state = TempDir::new("stateless-state");
-    let out = Command::new(mcpgate_bin())
-        .args([
-            "call",
-            "--url",
-            &url,
-            "fx",
-            "inspect",
-            "--text",
-            "no session",
-        ])
-        .env("MCPGATE_STATE_DIR", &state.0)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = mcpgate_call(
+        &state.0,
+        &["--url", &url, "fx", "inspect", "--text", "no session"],
     );
     assert_eq!(
-        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        serde_json::from_str::<Value>(&out).unwrap(),
         json!({"text": "no session"})
     );
-    let files: Vec<_> = std::fs::read_dir(&state.0)
-        .map(|d| d.filter_map(Result::ok).collect())
-        .unwrap_or_default();
+    let files = files_in(&state.0);
     assert!(
         files.is_empty(),
         "nothing is stored for a server that issues no session id: {files:?}"

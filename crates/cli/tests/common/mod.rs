@@ -217,6 +217,23 @@ pub fn server_everything(mode: &str) -> (Proc, u16) {
     (server, port)
 }
 
+/// Runs `mcpgate call ARGS` with its state in `state_dir`; it must succeed.
+/// Returns stdout.
+pub fn mcpgate_call(state_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(mcpgate_bin())
+        .arg("call")
+        .args(args)
+        .env("MCPGATE_STATE_DIR", state_dir)
+        .output()
+        .expect("run mcpgate call");
+    assert!(
+        out.status.success(),
+        "mcpgate call {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The files in a directory (none when it does not exist).
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
