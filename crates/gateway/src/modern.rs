@@ -39,14 +39,18 @@ use crate::policy::Call;
 use crate::session::ClientCaps;
 use crate::transport::{Accept, admit, header_str, json_response, rpc_error, sse_headers};
 
-/// Whether this request belongs to the 2026-07-28 era.
-pub(crate) fn is_modern(h: &HeaderMap, msg: &Message) -> bool {
+/// The request's `_meta` when it belongs to the 2026-07-28 era (read once
+/// here and handed to [`post`]); `None` for a session-based request.
+pub(crate) fn era(h: &HeaderMap, msg: &Message) -> Option<RequestMeta> {
     let header = header_str(h, version::HEADER_PROTOCOL_VERSION);
     let params = msg.params.as_deref();
     let meta = params
         .filter(|p| p.get().contains(wire::META_PROTOCOL_VERSION))
         .and_then(|p| RequestMeta::of(Some(p)));
-    wire::is_modern(header, msg.method(), meta.as_ref())
+    if !wire::is_modern(header, msg.method(), meta.as_ref()) {
+        return None;
+    }
+    Some(meta.unwrap_or_else(|| RequestMeta::of(params).unwrap_or_default()))
 }
 
 /// The versions this endpoint speaks: the stateless one, then the session-based ones.
@@ -82,10 +86,14 @@ fn mismatch(msg: &Message, detail: String) -> Box<Response> {
 }
 
 /// The header checks, in the order the module doc gives.
-fn validate(h: &HeaderMap, msg: &Message, app: &App) -> Result<RequestMeta, Box<Response>> {
+fn validate(
+    h: &HeaderMap,
+    msg: &Message,
+    meta: RequestMeta,
+    app: &App,
+) -> Result<RequestMeta, Box<Response>> {
     let bad = StatusCode::BAD_REQUEST;
     let method = msg.method();
-    let meta = RequestMeta::of(msg.params.as_deref()).unwrap_or_default();
     let missing = meta.missing();
     if !missing.is_empty() {
         return Err(refuse(
@@ -208,6 +216,7 @@ pub(crate) async fn post(
     who: Arc<Principal>,
     h: &HeaderMap,
     mut msg: Message,
+    meta: RequestMeta,
     acc: Accept,
 ) -> Response {
     match msg.kind() {
@@ -224,7 +233,7 @@ pub(crate) async fn post(
         }
         Err(e) => return *refuse(StatusCode::BAD_REQUEST, &msg, e.code(), &e.message(), None),
     }
-    let meta = match validate(h, &msg, &app) {
+    let meta = match validate(h, &msg, meta, &app) {
         Ok(m) => m,
         Err(r) => return *r,
     };

@@ -285,8 +285,8 @@ async fn post_mcp(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Resp
         Ok(m) => m,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e.code(), &e.message()),
     };
-    if crate::modern::is_modern(&h, &msg) {
-        return crate::modern::post(app, who, &h, msg, acc).await;
+    if let Some(meta) = crate::modern::era(&h, &msg) {
+        return crate::modern::post(app, who, &h, msg, meta, acc).await;
     }
     if msg.method() == "initialize" {
         return initialize(app, msg, acc, &who);
