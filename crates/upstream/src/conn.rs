@@ -1,34 +1,34 @@
-//! One live MCP session with one server. It allocates our request ids (plain
-//! increasing integers, so ids from different client sessions can never
-//! collide upstream), matches replies to waiting requests, and routes what the
-//! server sends on its own to the request it belongs to:
-//! - progress notifications by progress token;
-//! - on HTTP, anything on a request's own SSE stream to that request;
-//! - on stdio, where the wire carries no such link, logs and server-to-client
-//!   requests go to the request in flight (the most recent one when several
-//!   are); servers that need exact attribution should use per-session isolation.
-//!   The legacy HTTP+SSE transport carries no such link either and works the same.
+//! One live MCP session with one server: it owns the transport, runs the
+//! handshake that learns the server's era, and carries each request from send
+//! to reply, timeout or cancel. The transports report what the server sends
+//! into `routes`, which matches replies and attributes the rest; this module
+//! stands above them all.
 //!
 //! A `url` server without an explicit type is tried as Streamable HTTP first;
 //! when its initialize POST is answered 400, 404 or 405 the same URL is tried
-//! as a legacy HTTP+SSE server (the spec's backwards-compatibility rule).
+//! as a legacy HTTP+SSE server (the spec's backwards-compatibility rule). When
+//! a Streamable HTTP server reports our session expired, the connection
+//! re-initializes once (shared by every request that saw the same expiry) and
+//! sends again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use mcpgate_proto::jsonrpc::{self, Message};
-use mcpgate_proto::{Kind, version};
+use mcpgate_proto::jsonrpc;
+use mcpgate_proto::version;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::Http;
 use crate::legacy_sse::LegacySse;
+use crate::locks::lock;
+use crate::modern::{listen_request, params_with_meta};
+use crate::routes::Routes;
 use crate::stdio::Stdio;
-use crate::{Event, EventTx, Incoming, RelayTx, Reply, TransportSpec, UpstreamError, UpstreamSpec};
+use crate::{EventTx, RelayTx, Reply, TransportSpec, UpstreamError, UpstreamSpec};
 
 /// What the server told us in its initialize result.
 #[derive(Debug, Clone)]
@@ -75,30 +75,17 @@ pub struct RequestOpts {
     pub headers: Vec<(String, String)>,
 }
 
-pub(crate) enum Transport {
+enum Transport {
     Stdio(Stdio),
     Http(Box<Http>),
     LegacySse(Box<LegacySse>),
 }
 
-struct Pending {
-    tx: oneshot::Sender<Result<Reply, UpstreamError>>,
-    relay: Option<RelayTx>,
-    seq: u64,
-}
-
-pub(crate) struct Inner {
-    pub(crate) name: String,
+struct Inner {
     spec: UpstreamSpec,
     transport: OnceLock<Transport>,
-    pending: Mutex<HashMap<u64, Pending>>,
-    next_id: AtomicU64,
-    progress_routes: Mutex<HashMap<String, RelayTx>>,
-    server_request_routes: Mutex<HashMap<String, RelayTx>>,
-    events: EventTx,
-    alive: AtomicBool,
-    closed_reason: Mutex<Option<String>>,
-    closed: CancellationToken,
+    /// Requests in flight and where server messages go; the transports hold it too.
+    routes: Arc<Routes>,
     init: Mutex<Option<InitInfo>>,
     /// Serialises re-initializations; never held by ordinary requests.
     reinit: tokio::sync::Mutex<()>,
@@ -119,7 +106,7 @@ pub struct Connection {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("server", &self.inner.name)
+            .field("server", &self.inner.spec.name)
             .finish()
     }
 }
@@ -250,7 +237,7 @@ impl Connection {
         };
         let start = async {
             Ok(match transport {
-                TransportSpec::Stdio { .. } => Transport::Stdio(Stdio::spawn(&inner, spec)?),
+                TransportSpec::Stdio { .. } => Transport::Stdio(Stdio::spawn(&inner.routes, spec)?),
                 TransportSpec::StreamableHttp { url, headers } => {
                     Transport::Http(Box::new(Http::new(
                         &spec.name,
@@ -261,7 +248,7 @@ impl Connection {
                     )?))
                 }
                 TransportSpec::LegacySse { url, headers } => Transport::LegacySse(Box::new(
-                    LegacySse::connect(&inner, spec, url, headers).await?,
+                    LegacySse::connect(&inner.routes, spec, url, headers).await?,
                 )),
             })
         };
@@ -277,8 +264,8 @@ impl Connection {
             Ok(Err(e)) => return Err((e, Some(conn))),
             Err(_) => return Err((timeout(), Some(conn))),
         }
-        if let Some(Transport::Http(h)) = conn.inner.transport.get() {
-            h.start_listening(&conn.inner);
+        if let Some(Transport::Http(_)) = conn.inner.transport.get() {
+            conn.inner.start_listening();
         }
         Ok(conn)
     }
@@ -330,11 +317,11 @@ impl Connection {
         {
             Ok(r) => r,
             Err(UpstreamError::Http { status, .. }) if (400..500).contains(&status) => {
-                tracing::debug!(server = %self.inner.name, "server/discover answered HTTP {status}: a session-based server");
+                tracing::debug!(server = %self.inner.spec.name, "server/discover answered HTTP {status}: a session-based server");
                 return Ok(false);
             }
             Err(UpstreamError::Protocol { detail, .. }) => {
-                tracing::debug!(server = %self.inner.name, "server/discover: {detail}; trying initialize");
+                tracing::debug!(server = %self.inner.spec.name, "server/discover: {detail}; trying initialize");
                 return Ok(false);
             }
             Err(e) => return Err(e),
@@ -417,7 +404,7 @@ impl Connection {
 
     fn protocol(&self, detail: String) -> UpstreamError {
         UpstreamError::Protocol {
-            server: self.inner.name.clone(),
+            server: self.inner.spec.name.clone(),
             detail,
         }
     }
@@ -469,7 +456,7 @@ impl Connection {
     }
 
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.spec.name
     }
 
     /// The configured spec (for a `url` server, the one given, whichever
@@ -503,16 +490,16 @@ impl Connection {
     }
 
     pub fn is_alive(&self) -> bool {
-        self.inner.alive.load(Ordering::Acquire)
+        self.inner.routes.is_alive()
     }
 
     /// Resolves when the connection ends; the reason is in [`Connection::closed_reason`].
     pub async fn closed(&self) {
-        self.inner.closed.cancelled().await
+        self.inner.routes.closed_token().cancelled().await
     }
 
     pub fn closed_reason(&self) -> Option<String> {
-        lock(&self.inner.closed_reason).clone()
+        self.inner.routes.closed_reason()
     }
 
     /// The OS process id of a stdio server.
@@ -532,49 +519,35 @@ impl Connection {
     ) -> Result<Reply, UpstreamError> {
         let inner = &self.inner;
         if !self.is_alive() {
-            return Err(inner.closed_error());
+            return Err(inner.routes.closed_error());
         }
-        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&inner.pending).insert(
-            id,
-            Pending {
-                tx,
-                relay: opts.relay.clone(),
-                seq: id,
-            },
-        );
-        if let (Some(token), Some(relay)) = (&opts.progress_token, &opts.relay) {
-            lock(&inner.progress_routes).insert(token.clone(), relay.clone());
-        }
+        let (id, rx) = inner
+            .routes
+            .open(opts.relay, opts.progress_token.as_deref());
         let mut guard = PendingGuard {
             inner: inner.clone(),
             id,
-            progress_token: opts.progress_token.clone(),
+            progress_token: opts.progress_token,
             armed: true,
         };
         let with_meta;
         let params = if self.is_modern() {
-            with_meta = modern_params(params, &inner.capabilities)
+            with_meta = params_with_meta(params, &inner.capabilities)
                 .map_err(|detail| self.protocol(detail))?;
             Some(&*with_meta)
         } else {
             params
         };
         let bytes = jsonrpc::request(&id.to_string(), method, params);
-        if let (false, Some(Transport::Http(h))) = (opts.headers.is_empty(), inner.transport.get())
-        {
-            h.set_extra_headers(id, &opts.headers);
-        }
-        inner.send_request(id, bytes);
+        inner.send_request(id, bytes, opts.headers);
 
         let sent = Instant::now();
         let timeout = opts.timeout.unwrap_or(inner.spec.timeout);
         let cancel = opts.cancel.unwrap_or_default();
         let outcome = tokio::select! {
-            r = rx => r.unwrap_or_else(|_| Err(inner.closed_error())),
-            _ = tokio::time::sleep(timeout) => Err(UpstreamError::Timeout { server: inner.name.clone(), ms: timeout.as_millis() }),
-            _ = cancel.cancelled() => Err(UpstreamError::Cancelled { server: inner.name.clone() }),
+            r = rx => r.unwrap_or_else(|_| Err(inner.routes.closed_error())),
+            _ = tokio::time::sleep(timeout) => Err(UpstreamError::Timeout { server: inner.spec.name.clone(), ms: timeout.as_millis() }),
+            _ = cancel.cancelled() => Err(UpstreamError::Cancelled { server: inner.spec.name.clone() }),
         };
         // A reply disarms the guard; a timeout or cancel leaves it armed so that it
         // tells the server to stop.
@@ -594,7 +567,7 @@ impl Connection {
         params: Option<&RawValue>,
     ) -> Result<(), UpstreamError> {
         if !self.is_alive() {
-            return Err(self.inner.closed_error());
+            return Err(self.inner.routes.closed_error());
         }
         self.inner
             .send_oneway(jsonrpc::notification(method, params))
@@ -603,7 +576,7 @@ impl Connection {
 
     /// Answers a server-to-client request with the `id` it came with.
     pub async fn respond(&self, id: &RawValue, reply: Reply) -> Result<(), UpstreamError> {
-        lock(&self.inner.server_request_routes).remove(id.get());
+        self.inner.routes.answered(id.get());
         let bytes = match &reply {
             Reply::Result(r) => jsonrpc::response_result(id, r),
             Reply::Error(e) => jsonrpc::response_error_raw(Some(id), e),
@@ -620,7 +593,9 @@ impl Connection {
             // Marking the connection closed stops the stream reader, which drops the stream.
             Some(Transport::LegacySse(_)) | None => {}
         }
-        self.inner.mark_closed("closed by the gateway".into());
+        self.inner
+            .routes
+            .mark_closed("closed by the gateway".into());
     }
 }
 
@@ -636,10 +611,10 @@ struct PendingGuard {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        let was_pending = lock(&self.inner.pending).remove(&self.id).is_some();
-        if let Some(t) = &self.progress_token {
-            lock(&self.inner.progress_routes).remove(t);
-        }
+        let was_pending = self
+            .inner
+            .routes
+            .close(self.id, self.progress_token.as_deref());
         // A 2026-07-28 request is cancelled by closing its stream.
         if self.armed
             && was_pending
@@ -649,7 +624,7 @@ impl Drop for PendingGuard {
             h.abort(self.id);
             return;
         }
-        if self.armed && was_pending && self.inner.alive.load(Ordering::Acquire) {
+        if self.armed && was_pending && self.inner.routes.is_alive() {
             let params = format!(
                 r#"{{"requestId":{},"reason":"cancelled by the gateway's client or timed out"}}"#,
                 self.id
@@ -667,114 +642,116 @@ impl Drop for PendingGuard {
     }
 }
 
-#[derive(Deserialize)]
-struct ProgressParams<'a> {
-    #[serde(rename = "progressToken", borrow)]
-    progress_token: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct CancelledParams<'a> {
-    #[serde(rename = "requestId", borrow)]
-    request_id: Option<&'a RawValue>,
-}
-
 impl Inner {
     fn new(spec: &UpstreamSpec, capabilities: Box<RawValue>, events: EventTx) -> Arc<Inner> {
-        Arc::new(Inner {
-            name: spec.name.clone(),
-            spec: spec.clone(),
-            transport: OnceLock::new(),
-            pending: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            progress_routes: Mutex::new(HashMap::new()),
-            server_request_routes: Mutex::new(HashMap::new()),
-            events,
-            alive: AtomicBool::new(true),
-            closed_reason: Mutex::new(None),
-            closed: CancellationToken::new(),
-            init: Mutex::new(None),
-            reinit: tokio::sync::Mutex::new(()),
-            reinit_generation: AtomicU64::new(0),
-            capabilities,
-            last_rtt_us: AtomicU64::new(0),
+        Arc::new_cyclic(|me: &Weak<Inner>| {
+            // A server's `ping` is answered on the connection, in the background.
+            let me = me.clone();
+            let answer_ping = Box::new(move |bytes: Vec<u8>| {
+                if let Some(inner) = me.upgrade() {
+                    tokio::spawn(async move {
+                        let _ = inner.send_oneway(bytes).await;
+                    });
+                }
+            });
+            Inner {
+                spec: spec.clone(),
+                transport: OnceLock::new(),
+                routes: Arc::new(Routes::new(&spec.name, events, answer_ping)),
+                init: Mutex::new(None),
+                reinit: tokio::sync::Mutex::new(()),
+                reinit_generation: AtomicU64::new(0),
+                capabilities,
+                last_rtt_us: AtomicU64::new(0),
+            }
         })
     }
 
-    pub(crate) fn closed_error(&self) -> UpstreamError {
-        UpstreamError::Closed {
-            server: self.name.clone(),
-            reason: lock(&self.closed_reason)
-                .clone()
-                .unwrap_or_else(|| "connection closed".into()),
-        }
-    }
-
-    fn send_request(self: &Arc<Self>, id: u64, bytes: Vec<u8>) {
+    /// Sends request `id`; its reply, or the error that ends it, reaches the
+    /// waiter through `routes`. `headers` go with it over Streamable HTTP.
+    fn send_request(self: &Arc<Self>, id: u64, bytes: Vec<u8>, headers: Vec<(String, String)>) {
         match self.transport.get() {
             Some(Transport::Stdio(s)) => {
                 if s.send(bytes).is_err() {
-                    self.fail(id, self.closed_error());
+                    self.routes.fail(id, self.routes.closed_error());
                 }
             }
-            Some(Transport::Http(h)) => h.spawn_request(self.clone(), id, bytes),
-            Some(Transport::LegacySse(_)) => LegacySse::spawn_request(self.clone(), id, bytes),
-            None => self.fail(id, self.closed_error()),
-        }
-    }
-
-    pub(crate) async fn send_oneway(self: &Arc<Self>, bytes: Vec<u8>) -> Result<(), UpstreamError> {
-        match self.transport.get() {
-            Some(Transport::Stdio(s)) => s.send(bytes).map_err(|_| self.closed_error()),
-            Some(Transport::Http(h)) => h.post_oneway(self, bytes).await,
-            Some(Transport::LegacySse(l)) => l.post(bytes).await,
-            None => Err(self.closed_error()),
-        }
-    }
-
-    /// Completes a waiting request with an error.
-    pub(crate) fn fail(&self, id: u64, err: UpstreamError) {
-        if let Some(p) = lock(&self.pending).remove(&id) {
-            let _ = p.tx.send(Err(err));
-        }
-    }
-
-    pub(crate) fn transport_ref(&self) -> Option<&Transport> {
-        self.transport.get()
-    }
-
-    pub(crate) fn is_alive_pub(&self) -> bool {
-        self.alive.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn closed_token(&self) -> CancellationToken {
-        self.closed.clone()
-    }
-
-    pub(crate) fn is_pending(&self, id: u64) -> bool {
-        lock(&self.pending).contains_key(&id)
-    }
-
-    /// Marks the connection dead and fails every request in flight at once.
-    pub(crate) fn mark_closed(&self, reason: String) {
-        if self.alive.swap(false, Ordering::AcqRel) {
-            *lock(&self.closed_reason) = Some(reason.clone());
-            let drained: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
-            let err = self.closed_error();
-            for p in drained {
-                let _ = p.tx.send(Err(err.clone()));
+            Some(Transport::Http(h)) => {
+                let inner = self.clone();
+                h.spawn_request(
+                    id,
+                    async move { inner.http_exchange(id, bytes, headers).await },
+                );
             }
-            let _ = self.events.send(Event::Closed { reason });
-            self.closed.cancel();
+            Some(Transport::LegacySse(_)) => {
+                // The reply arrives on the session's stream; only a failed POST ends it here.
+                let inner = self.clone();
+                tokio::spawn(async move {
+                    let Some(Transport::LegacySse(l)) = inner.transport.get() else {
+                        inner.routes.fail(id, inner.routes.closed_error());
+                        return;
+                    };
+                    if let Err(e) = l.post(bytes).await {
+                        inner.routes.fail_delivery(id, e);
+                    }
+                });
+            }
+            None => self.routes.fail(id, self.routes.closed_error()),
+        }
+    }
+
+    /// Request `id` over Streamable HTTP: POST it and read its answer into `routes`.
+    async fn http_exchange(
+        self: Arc<Self>,
+        id: u64,
+        bytes: Vec<u8>,
+        headers: Vec<(String, String)>,
+    ) {
+        let Some(Transport::Http(h)) = self.transport.get() else {
+            return;
+        };
+        match self.post_http(h, bytes, &headers).await {
+            Ok(Ok(resp)) => {
+                if let Err(e) = h.read_reply(&self.routes, id, resp).await {
+                    self.routes.fail(id, e);
+                }
+            }
+            Ok(Err(e)) => self.routes.fail_delivery(id, e),
+            Err(reinit_failed) => self.routes.fail(id, reinit_failed),
+        }
+    }
+
+    /// POSTs `bytes` over Streamable HTTP; when the server has forgotten our
+    /// session, re-initializes and POSTs once more. The outer error is a failed
+    /// re-initialize, the inner one the POST's own.
+    async fn post_http(
+        self: &Arc<Self>,
+        h: &Http,
+        bytes: Vec<u8>,
+        headers: &[(String, String)],
+    ) -> Result<Result<reqwest::Response, UpstreamError>, UpstreamError> {
+        let generation = self.reinit_generation.load(Ordering::Acquire);
+        match h.post(bytes.clone(), headers).await {
+            Err(UpstreamError::SessionExpired { .. }) => {
+                self.reinitialize(generation).await?;
+                Ok(h.post(bytes, headers).await)
+            }
+            first => Ok(first),
+        }
+    }
+
+    async fn send_oneway(self: &Arc<Self>, bytes: Vec<u8>) -> Result<(), UpstreamError> {
+        match self.transport.get() {
+            Some(Transport::Stdio(s)) => s.send(bytes).map_err(|_| self.routes.closed_error()),
+            Some(Transport::Http(h)) => self.post_http(h, bytes, &[]).await?.map(drop),
+            Some(Transport::LegacySse(l)) => l.post(bytes).await,
+            None => Err(self.routes.closed_error()),
         }
     }
 
     /// Re-runs the handshake after the server forgot our HTTP session. Concurrent
     /// callers that saw the same expiry share one re-initialize.
-    pub(crate) async fn reinitialize(
-        self: &Arc<Self>,
-        seen_generation: u64,
-    ) -> Result<(), UpstreamError> {
+    async fn reinitialize(self: &Arc<Self>, seen_generation: u64) -> Result<(), UpstreamError> {
         let _serial = self.reinit.lock().await;
         if self.reinit_generation.load(Ordering::Acquire) != seen_generation {
             return Ok(()); // someone else already re-initialized
@@ -787,183 +764,66 @@ impl Inner {
         };
         Box::pin(conn.handshake()).await?;
         self.reinit_generation.fetch_add(1, Ordering::AcqRel);
-        tracing::info!(server = %self.name, "upstream session expired; re-initialized");
+        tracing::info!(server = %self.spec.name, "upstream session expired; re-initialized");
         Ok(())
     }
 
-    pub(crate) fn reinit_generation(&self) -> u64 {
-        self.reinit_generation.load(Ordering::Acquire)
+    /// Keeps the Streamable HTTP stream of the server's own messages open for
+    /// the connection's life, reopening it when it ends (with backoff while it
+    /// fails); a session the server has forgotten is re-initialized. Holds the
+    /// connection only while opening, so dropping the connection stops it.
+    fn start_listening(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                match inner.open_listener().await {
+                    Ok(None) => return,
+                    Ok(Some(resp)) => {
+                        backoff = Duration::from_millis(500);
+                        let routes = Arc::downgrade(&inner.routes);
+                        drop(inner);
+                        if !Http::read_listener(resp, routes).await {
+                            return;
+                        }
+                        tokio::time::sleep(backoff).await;
+                    }
+                    Err(UpstreamError::SessionExpired { .. }) => {
+                        let generation = inner.reinit_generation.load(Ordering::Acquire);
+                        let _ = inner.reinitialize(generation).await;
+                        drop(inner);
+                        tokio::time::sleep(backoff).await;
+                    }
+                    Err(_) => {
+                        drop(inner);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        });
     }
 
-    /// Routes one message from the server. `hint` is the request whose HTTP
-    /// response stream carried it.
-    pub(crate) fn dispatch(self: &Arc<Self>, msg: Message, hint: Option<u64>) {
-        let kind = match msg.kind() {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::warn!(server = %self.name, "ignoring malformed message: {}", e.message());
-                return;
-            }
+    /// Opens the listening stream; `Ok(None)` when there is none to keep open
+    /// (the connection ended, or the server offers none).
+    async fn open_listener(&self) -> Result<Option<reqwest::Response>, UpstreamError> {
+        if !self.routes.is_alive() {
+            return Ok(None);
+        }
+        let Some(Transport::Http(h)) = self.transport.get() else {
+            return Ok(None);
         };
-        match kind {
-            Kind::Response => {
-                let id = msg.id.as_ref().and_then(|i| i.get().parse::<u64>().ok());
-                let Some(p) = id.and_then(|id| lock(&self.pending).remove(&id)) else {
-                    tracing::debug!(server = %self.name, "reply to an unknown or finished request");
-                    return;
-                };
-                let reply = match (msg.result, msg.error) {
-                    (_, Some(e)) => Reply::Error(e),
-                    (Some(r), None) => Reply::Result(r),
-                    (None, None) => {
-                        Reply::Error(jsonrpc::error_object(-32603, "empty response", None))
-                    }
-                };
-                let _ = p.tx.send(Ok(reply));
-            }
-            Kind::Notification => {
-                let method = msg.method.unwrap_or_default();
-                let params = msg.params;
-                let relay = match method.as_str() {
-                    "notifications/progress" => params
-                        .as_deref()
-                        .and_then(|p| serde_json::from_str::<ProgressParams<'_>>(p.get()).ok())
-                        .and_then(|p| p.progress_token.map(|t| t.get().to_owned()))
-                        .and_then(|t| lock(&self.progress_routes).get(&t).cloned())
-                        .or_else(|| self.relay_for(hint, false)),
-                    "notifications/cancelled" => params
-                        .as_deref()
-                        .and_then(|p| serde_json::from_str::<CancelledParams<'_>>(p.get()).ok())
-                        .and_then(|p| p.request_id.map(|t| t.get().to_owned()))
-                        .and_then(|t| lock(&self.server_request_routes).remove(&t)),
-                    "notifications/message" => self.relay_for(hint, true),
-                    _ => None,
-                };
-                let incoming = Incoming::Notification { method, params };
-                match relay {
-                    Some(r) => {
-                        if let Err(back) = r.send(incoming) {
-                            let _ = self.events.send(Event::Incoming(back.0));
-                        }
-                    }
-                    None => {
-                        let _ = self.events.send(Event::Incoming(incoming));
-                    }
-                }
-            }
-            Kind::Request => {
-                let Some(id) = msg.id else { return };
-                let method = msg.method.unwrap_or_default();
-                if method == "ping" {
-                    let this = self.clone();
-                    tokio::spawn(async move {
-                        let _ = this
-                            .send_oneway(jsonrpc::response_result(
-                                &id,
-                                &jsonrpc::to_raw(&serde_json::json!({})),
-                            ))
-                            .await;
-                    });
-                    return;
-                }
-                let incoming = Incoming::Request {
-                    id,
-                    method,
-                    params: msg.params,
-                };
-                match self.relay_for(hint, true) {
-                    Some(r) => {
-                        if let Incoming::Request { id, .. } = &incoming {
-                            lock(&self.server_request_routes)
-                                .insert(id.get().to_owned(), r.clone());
-                        }
-                        if let Err(back) = r.send(incoming) {
-                            let _ = self.events.send(Event::Incoming(back.0));
-                        }
-                    }
-                    None => {
-                        let _ = self.events.send(Event::Incoming(incoming));
-                    }
-                }
-            }
-        }
+        // A 2026-07-28 server has no GET stream: list changes come
+        // on a `subscriptions/listen` stream instead.
+        let listen = if h.is_modern() {
+            let Ok(body) = listen_request(&self.capabilities) else {
+                return Ok(None);
+            };
+            Some(body)
+        } else {
+            None
+        };
+        h.open_listener(listen).await
     }
-
-    /// The relay of the hinted request, or (when `guess`) of the most recent
-    /// request in flight that has one.
-    fn relay_for(&self, hint: Option<u64>, guess: bool) -> Option<RelayTx> {
-        let pending = lock(&self.pending);
-        if let Some(r) = hint
-            .and_then(|h| pending.get(&h))
-            .and_then(|p| p.relay.clone())
-        {
-            return Some(r);
-        }
-        if !guess {
-            return None;
-        }
-        pending
-            .values()
-            .filter(|p| p.relay.is_some())
-            .max_by_key(|p| p.seq)
-            .and_then(|p| p.relay.clone())
-    }
-}
-
-/// Locks a std mutex, recovering from poisoning (no invariant here spans a panic).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A request's params with the 2026-07-28 `_meta` keys added (what the
-/// caller put in `_meta`, such as a progress token, is kept).
-fn modern_params(
-    params: Option<&RawValue>,
-    capabilities: &RawValue,
-) -> Result<Box<RawValue>, String> {
-    use mcpgate_proto::modern::{
-        META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION,
-    };
-    // Values stay raw text: the arguments are copied through, never re-read.
-    let mut obj = match params {
-        Some(p) => jsonrpc::raw_object(p).ok_or("params must be an object")?,
-        None => jsonrpc::RawObject::new(),
-    };
-    let old_meta = obj.remove("_meta");
-    let mut meta = match old_meta {
-        Some(m) => jsonrpc::raw_object(m).ok_or("params._meta must be an object")?,
-        None => jsonrpc::RawObject::new(),
-    };
-    let version = jsonrpc::raw_string(version::MODERN);
-    let info = jsonrpc::to_raw(
-        &serde_json::json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}),
-    );
-    for (k, v) in [
-        (META_PROTOCOL_VERSION, &*version),
-        (META_CLIENT_CAPABILITIES, capabilities),
-        (META_CLIENT_INFO, &*info),
-    ] {
-        meta.entry(k.to_owned()).or_insert(v);
-    }
-    let meta = jsonrpc::to_raw(&meta);
-    obj.insert("_meta".into(), &meta);
-    Ok(jsonrpc::to_raw(&obj))
-}
-
-/// The `subscriptions/listen` request that replaces the GET stream on a
-/// 2026-07-28 server: every list change, tagged by the server.
-pub(crate) fn listen_body(inner: &Inner) -> Result<Vec<u8>, String> {
-    let params = serde_json::json!({
-        "notifications": {
-            "toolsListChanged": true,
-            "promptsListChanged": true,
-            "resourcesListChanged": true,
-        }
-    });
-    let params = modern_params(Some(&jsonrpc::to_raw(&params)), &inner.capabilities)?;
-    Ok(jsonrpc::request(
-        "\"mcpgate-listen\"",
-        "subscriptions/listen",
-        Some(&params),
-    ))
 }

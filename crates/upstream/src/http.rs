@@ -1,28 +1,38 @@
 //! A Streamable HTTP server. Each request is one POST with
 //! `Accept: application/json, text/event-stream`; the answer is either one JSON
-//! message or an SSE stream whose messages are dispatched with the request as
+//! message or an SSE stream whose messages are routed with the request as
 //! their hint. A stream that ends before the reply is resumed with GET and
 //! `Last-Event-ID` (the 2025-11-25 polling pattern). A `404` on a session we
-//! hold means the server forgot it: re-initialize and retry once. After
-//! initialize a GET stream carries the server's own notifications.
+//! hold means the server forgot it: that is reported as
+//! [`UpstreamError::SessionExpired`], and the connection re-initializes and
+//! retries. After initialize a GET stream (on a 2026-07-28 server, a
+//! `subscriptions/listen` request) carries the server's own notifications.
 //! Configured header values are secrets: they go on the wire and nowhere else.
-//! The client setup and error mapping at the end of this file are shared with
-//! the legacy HTTP+SSE transport (`legacy_sse`).
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use mcpgate_proto::{Message, jsonrpc, modern, sse, version};
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use tokio::task::AbortHandle;
 
 use crate::UpstreamError;
-use crate::conn::Inner;
+use crate::http_client::{
+    build_client, content_type, header_map, parse_url, read_limited, status_error, transport_error,
+};
+use crate::locks::{lock, read, write};
+use crate::routes::Routes;
 
 /// Largest JSON response body we read.
 const MAX_BODY: usize = 64 << 20;
 /// How many times a POST stream that ended early is resumed.
 const MAX_RESUMES: u32 = 10;
+
+/// Modern requests in flight, so a cancel can drop their streams.
+type Inflight = Mutex<HashMap<u64, AbortHandle>>;
 
 pub(crate) struct Http {
     name: String,
@@ -33,11 +43,8 @@ pub(crate) struct Http {
     protocol_version: RwLock<Option<HeaderValue>>,
     /// Speaking 2026-07-28: no session, routing headers on every POST, and a
     /// request is cancelled by dropping its response stream.
-    modern: std::sync::atomic::AtomicBool,
-    /// Modern requests in flight, so a cancel can drop their streams.
-    inflight: std::sync::Mutex<std::collections::HashMap<u64, tokio::task::AbortHandle>>,
-    /// Per-request extra headers, taken when the request is sent.
-    extra: std::sync::Mutex<std::collections::HashMap<u64, HeaderMap>>,
+    modern: AtomicBool,
+    inflight: Arc<Inflight>,
 }
 
 impl Http {
@@ -55,29 +62,14 @@ impl Http {
             headers: header_map(name, headers)?,
             session_id: RwLock::new(None),
             protocol_version: RwLock::new(None),
-            modern: std::sync::atomic::AtomicBool::new(false),
-            inflight: std::sync::Mutex::new(std::collections::HashMap::new()),
-            extra: std::sync::Mutex::new(std::collections::HashMap::new()),
+            modern: AtomicBool::new(false),
+            inflight: Arc::new(Mutex::new(HashMap::new())),
         })
-    }
-
-    /// Headers to add to request `id` (names or values that are not valid HTTP are dropped).
-    pub(crate) fn set_extra_headers(&self, id: u64, headers: &[(String, String)]) {
-        let map: HeaderMap = headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    HeaderName::from_bytes(k.as_bytes()).ok()?,
-                    HeaderValue::from_str(v).ok()?,
-                ))
-            })
-            .collect();
-        crate::conn::lock(&self.extra).insert(id, map);
     }
 
     /// Switches to (or back from) the 2026-07-28 wire.
     pub(crate) fn set_modern(&self, on: bool) {
-        self.modern.store(on, std::sync::atomic::Ordering::Release);
+        self.modern.store(on, Ordering::Release);
         if on {
             self.set_protocol_version(version::MODERN);
         } else {
@@ -86,12 +78,12 @@ impl Http {
     }
 
     pub(crate) fn is_modern(&self) -> bool {
-        self.modern.load(std::sync::atomic::Ordering::Acquire)
+        self.modern.load(Ordering::Acquire)
     }
 
     /// Cancels a modern request by dropping its response (closing its stream).
     pub(crate) fn abort(&self, id: u64) -> bool {
-        match crate::conn::lock(&self.inflight).remove(&id) {
+        match lock(&self.inflight).remove(&id) {
             Some(h) => {
                 h.abort();
                 true
@@ -165,15 +157,13 @@ impl Http {
         b
     }
 
-    /// POSTs one message and classifies the HTTP outcome.
-    async fn post(&self, body: Vec<u8>) -> Result<reqwest::Response, UpstreamError> {
-        self.post_with(body, HeaderMap::new()).await
-    }
-
-    async fn post_with(
+    /// POSTs one message with `extra` headers (names or values that are not
+    /// valid HTTP are dropped) and classifies the HTTP outcome; a `404` on the
+    /// session we hold is [`UpstreamError::SessionExpired`].
+    pub(crate) async fn post(
         &self,
         body: Vec<u8>,
-        extra: HeaderMap,
+        extra: &[(String, String)],
     ) -> Result<reqwest::Response, UpstreamError> {
         let had_session = read(&self.session_id).is_some();
         let mut req = self
@@ -186,7 +176,7 @@ impl Http {
             }
         }
         if !extra.is_empty() {
-            req = req.headers(extra);
+            req = req.headers(valid_headers(extra));
         }
         let resp = req
             .body(body)
@@ -232,55 +222,32 @@ impl Http {
         transport_error(&self.name, e)
     }
 
-    /// Sends request `id` in the background; its reply reaches the waiter
-    /// through `dispatch`, or an error through `fail`.
-    pub(crate) fn spawn_request(&self, inner: Arc<Inner>, id: u64, bytes: Vec<u8>) {
+    /// Runs request `id`'s exchange in the background. A modern request's task
+    /// is kept while it runs, so that [`Http::abort`] can drop its stream.
+    pub(crate) fn spawn_request(
+        &self,
+        id: u64,
+        exchange: impl Future<Output = ()> + Send + 'static,
+    ) {
         let modern = self.is_modern();
-        let weak = Arc::downgrade(&inner);
+        let done = modern.then(|| Finished {
+            inflight: Arc::downgrade(&self.inflight),
+            id,
+        });
         let task = tokio::spawn(async move {
-            let _done = modern.then(|| Finished { inner: weak, id });
-            let Some(crate::conn::Transport::Http(h)) = inner_transport(&inner) else {
-                return;
-            };
-            let mut retried = false;
-            let extra = crate::conn::lock(&h.extra).remove(&id).unwrap_or_default();
-            loop {
-                let generation = inner.reinit_generation();
-                match h.post_with(bytes.clone(), extra.clone()).await {
-                    Ok(resp) => {
-                        if let Err(e) = h.read_reply(&inner, id, resp).await {
-                            inner.fail(id, e);
-                        }
-                        return;
-                    }
-                    Err(UpstreamError::SessionExpired { .. }) if !retried => {
-                        retried = true;
-                        if let Err(e) = inner.reinitialize(generation).await {
-                            inner.fail(id, e);
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let unreachable = matches!(e, UpstreamError::Unreachable { .. });
-                        inner.fail(id, e.clone());
-                        if unreachable {
-                            // The supervisor reconnects (and re-initializes) with backoff.
-                            inner.mark_closed(e.to_string());
-                        }
-                        return;
-                    }
-                }
-            }
+            let _done = done;
+            exchange.await
         });
         if modern {
-            crate::conn::lock(&self.inflight).insert(id, task.abort_handle());
+            lock(&self.inflight).insert(id, task.abort_handle());
         }
     }
 
-    /// Reads a POST's answer: one JSON message, or an SSE stream (resumed if cut).
-    async fn read_reply(
+    /// Reads a POST's answer into `routes`: one JSON message, or an SSE stream
+    /// (resumed if cut).
+    pub(crate) async fn read_reply(
         &self,
-        inner: &Arc<Inner>,
+        routes: &Routes,
         id: u64,
         mut resp: reqwest::Response,
     ) -> Result<(), UpstreamError> {
@@ -311,11 +278,11 @@ impl Http {
                 };
                 let ours = jsonrpc::response_error_raw(Some(&*jsonrpc::raw_u64(id)), &err);
                 if let Ok(m) = Message::parse(&ours) {
-                    inner.dispatch(m, Some(id));
+                    routes.dispatch(m, Some(id));
                 }
                 return Ok(());
             }
-            inner.dispatch(msg, Some(id));
+            routes.dispatch(msg, Some(id));
             return Ok(());
         }
         if !ctype.starts_with("text/event-stream") {
@@ -344,13 +311,13 @@ impl Http {
                     if let Some(r) = ev.retry {
                         retry = Duration::from_millis(r.min(30_000));
                     }
-                    self.dispatch_event(inner, &ev, Some(id));
+                    dispatch_event(routes, &ev, Some(id));
                 }
-                if !inner.is_pending(id) {
+                if !routes.is_pending(id) {
                     return Ok(());
                 }
             }
-            if !inner.is_pending(id) {
+            if !routes.is_pending(id) {
                 return Ok(());
             }
             // The stream ended before our reply: resume it where it stopped.
@@ -383,109 +350,82 @@ impl Http {
         }
     }
 
-    fn dispatch_event(&self, inner: &Arc<Inner>, ev: &sse::Event, hint: Option<u64>) {
-        if ev.data.trim().is_empty() {
-            return; // priming event
-        }
-        match Message::parse(ev.data.as_bytes()) {
-            Ok(msg) => inner.dispatch(msg, hint),
-            Err(e) => {
-                tracing::warn!(server = %self.name, "bad SSE message ignored: {}", e.message())
-            }
-        }
-    }
-
-    /// POSTs a notification or a response; expects 202 (any 2xx is accepted).
-    pub(crate) async fn post_oneway(
+    /// Opens the stream that carries the server's own messages: the GET
+    /// stream, or on a 2026-07-28 server the `subscriptions/listen` request
+    /// `listen`. `Ok(None)` when the server offers no such stream; a `404` is
+    /// [`UpstreamError::SessionExpired`]; any other error is worth a retry later.
+    pub(crate) async fn open_listener(
         &self,
-        inner: &Arc<Inner>,
-        bytes: Vec<u8>,
-    ) -> Result<(), UpstreamError> {
-        let generation = inner.reinit_generation();
-        match self.post(bytes.clone()).await {
-            Ok(_) => Ok(()),
-            Err(UpstreamError::SessionExpired { .. }) => {
-                inner.reinitialize(generation).await?;
-                self.post(bytes).await.map(|_| ())
+        listen: Option<Vec<u8>>,
+    ) -> Result<Option<reqwest::Response>, UpstreamError> {
+        let sent = match listen {
+            Some(body) => {
+                self.request(reqwest::Method::POST)
+                    .header(ACCEPT, "application/json, text/event-stream")
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(modern::HEADER_METHOD, "subscriptions/listen")
+                    .body(body)
+                    .send()
+                    .await
             }
-            Err(e) => Err(e),
+            None => {
+                self.request(reqwest::Method::GET)
+                    .header(ACCEPT, "text/event-stream")
+                    .send()
+                    .await
+            }
+        };
+        let resp = sent.map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        // A 2026-07-28 server without subscriptions answers a 4xx.
+        if status == StatusCode::METHOD_NOT_ALLOWED
+            || (self.is_modern() && status.is_client_error())
+        {
+            return Ok(None);
         }
+        if status.is_success() {
+            let ctype = content_type(&resp);
+            if ctype.starts_with("text/event-stream") {
+                return Ok(Some(resp));
+            }
+            return Err(UpstreamError::Protocol {
+                server: self.name.clone(),
+                detail: format!("the listening stream answered Content-Type {ctype:?}"),
+            });
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Err(UpstreamError::SessionExpired {
+                server: self.name.clone(),
+            });
+        }
+        Err(UpstreamError::Http {
+            server: self.name.clone(),
+            status: status.as_u16(),
+            detail: "the listening stream was refused".into(),
+        })
     }
 
-    /// Opens the GET stream for server-initiated messages and keeps it open.
-    pub(crate) fn start_listening(&self, inner: &Arc<Inner>) {
-        let weak = Arc::downgrade(inner);
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(500);
-            loop {
-                let Some(inner) = weak.upgrade() else { return };
-                if !inner.is_alive_pub() {
-                    return;
-                }
-                let Some(crate::conn::Transport::Http(h)) = inner_transport(&inner) else {
-                    return;
-                };
-                // A 2026-07-28 server has no GET stream: list changes come
-                // on a `subscriptions/listen` stream instead.
-                let resp = if h.is_modern() {
-                    let Ok(body) = crate::conn::listen_body(&inner) else {
-                        return;
-                    };
-                    h.request(reqwest::Method::POST)
-                        .header(ACCEPT, "application/json, text/event-stream")
-                        .header(CONTENT_TYPE, "application/json")
-                        .header(modern::HEADER_METHOD, "subscriptions/listen")
-                        .body(body)
-                        .send()
-                        .await
-                } else {
-                    h.request(reqwest::Method::GET)
-                        .header(ACCEPT, "text/event-stream")
-                        .send()
-                        .await
-                };
-                let mut resp = match resp {
-                    Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => return,
-                    // A 2026-07-28 server without subscriptions.
-                    Ok(r) if h.is_modern() && r.status().is_client_error() => return,
-                    Ok(r)
-                        if r.status().is_success()
-                            && content_type(&r).starts_with("text/event-stream") =>
-                    {
-                        r
-                    }
-                    Ok(r) if r.status() == StatusCode::NOT_FOUND => {
-                        let generation = inner.reinit_generation();
-                        let _ = inner.reinitialize(generation).await;
-                        drop(inner);
-                        tokio::time::sleep(backoff).await;
-                        continue;
-                    }
-                    _ => {
-                        drop(inner);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                        continue;
-                    }
-                };
-                backoff = Duration::from_millis(500);
-                let mut decoder = sse::Decoder::new();
-                let closed = inner.closed_token();
-                drop(inner);
-                loop {
-                    let chunk = tokio::select! {
-                        c = resp.chunk() => c,
-                        _ = closed.cancelled() => return,
-                    };
-                    let Ok(Some(chunk)) = chunk else { break };
-                    let Some(inner) = weak.upgrade() else { return };
-                    for ev in decoder.feed(&chunk) {
-                        h_dispatch(&inner, &ev);
-                    }
-                }
-                tokio::time::sleep(backoff).await;
+    /// Reads the listening stream into `routes` until it ends (`true`: open it
+    /// again) or the connection is gone (`false`). Holds no strong reference,
+    /// so a dropped connection stops it.
+    pub(crate) async fn read_listener(mut resp: reqwest::Response, routes: Weak<Routes>) -> bool {
+        let Some(closed) = routes.upgrade().map(|r| r.closed_token()) else {
+            return false;
+        };
+        let mut decoder = sse::Decoder::new();
+        loop {
+            let chunk = tokio::select! {
+                c = resp.chunk() => c,
+                _ = closed.cancelled() => return false,
+            };
+            let Ok(Some(chunk)) = chunk else { return true };
+            let Some(routes) = routes.upgrade() else {
+                return false;
+            };
+            for ev in decoder.feed(&chunk) {
+                dispatch_event(&routes, &ev, None);
             }
-        });
+        }
     }
 
     /// Ends our session on the server (DELETE), best effort.
@@ -501,168 +441,41 @@ impl Http {
     }
 }
 
-fn h_dispatch(inner: &Arc<Inner>, ev: &sse::Event) {
-    if let Some(crate::conn::Transport::Http(h)) = inner_transport(inner) {
-        h.dispatch_event(inner, ev, None);
+fn dispatch_event(routes: &Routes, ev: &sse::Event, hint: Option<u64>) {
+    if ev.data.trim().is_empty() {
+        return; // priming event
+    }
+    match Message::parse(ev.data.as_bytes()) {
+        Ok(msg) => routes.dispatch(msg, hint),
+        Err(e) => {
+            tracing::warn!(server = %routes.name(), "bad SSE message ignored: {}", e.message())
+        }
     }
 }
 
-fn inner_transport(inner: &Arc<Inner>) -> Option<&crate::conn::Transport> {
-    inner.transport_ref()
-}
-
-/// Parses a configured server URL.
-pub(crate) fn parse_url(name: &str, url: &str) -> Result<reqwest::Url, UpstreamError> {
-    reqwest::Url::parse(url).map_err(|e| UpstreamError::Protocol {
-        server: name.to_owned(),
-        detail: format!("bad url: {e}"),
-    })
-}
-
-/// Builds the configured headers. Their values are marked sensitive: secrets
-/// go on the wire and nowhere else (not into errors, not into logs).
-pub(crate) fn header_map(
-    name: &str,
-    headers: &[(String, String)],
-) -> Result<HeaderMap, UpstreamError> {
-    let bad = |detail: String| UpstreamError::Protocol {
-        server: name.to_owned(),
-        detail,
-    };
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        let key = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| bad(format!("bad header name {k:?}")))?;
-        let mut val = HeaderValue::from_str(v).map_err(|_| {
-            bad(format!(
-                "header {k:?} has a value that is not valid in HTTP"
+/// The headers among `headers` that are valid HTTP.
+fn valid_headers(headers: &[(String, String)]) -> HeaderMap {
+    headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                HeaderName::from_bytes(k.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
             ))
-        })?;
-        val.set_sensitive(true);
-        map.append(key, val);
-    }
-    Ok(map)
-}
-
-/// The HTTP client both HTTP transports use.
-pub(crate) fn build_client(
-    name: &str,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
-) -> Result<reqwest::Client, UpstreamError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(idle_timeout)
-        .tcp_nodelay(true)
-        .redirect(reqwest::redirect::Policy::limited(3))
-        .build()
-        .map_err(|e| UpstreamError::Protocol {
-            server: name.to_owned(),
-            detail: format!("cannot build HTTP client: {e}"),
         })
-}
-
-/// A reqwest error and its causes, without the URL (which may carry secrets).
-pub(crate) fn error_detail(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut detail = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        src = s.source();
-    }
-    detail
-}
-
-/// Classifies a failure to reach the server or to read its answer.
-pub(crate) fn transport_error(name: &str, e: reqwest::Error) -> UpstreamError {
-    if e.is_timeout() {
-        UpstreamError::Timeout {
-            server: name.to_owned(),
-            ms: 0,
-        }
-    } else {
-        UpstreamError::Unreachable {
-            server: name.to_owned(),
-            detail: error_detail(e),
-        }
-    }
-}
-
-/// The error for a non-2xx answer: 401/403 carry the (truncated) challenge.
-pub(crate) async fn status_error(name: &str, mut resp: reqwest::Response) -> UpstreamError {
-    let server = name.to_owned();
-    let status = resp.status();
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamError::AuthFailed {
-            server,
-            status: status.as_u16(),
-            challenge: resp
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(300).collect()),
-        },
-        _ => {
-            let body = read_limited(&mut resp, 4096).await.unwrap_or_default();
-            // One line, however the body is laid out (error pages are often HTML).
-            let text = String::from_utf8_lossy(&body)
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            UpstreamError::Http {
-                server,
-                status: status.as_u16(),
-                detail: text.chars().take(200).collect(),
-            }
-        }
-    }
-}
-
-pub(crate) fn content_type(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase()
-}
-
-pub(crate) async fn read_limited(
-    resp: &mut reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, reqwest::Error> {
-    let mut out = Vec::new();
-    while let Some(c) = resp.chunk().await? {
-        out.extend_from_slice(&c);
-        if out.len() > limit {
-            break;
-        }
-    }
-    Ok(out)
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
+        .collect()
 }
 
 /// Forgets a finished modern request's abort handle.
 struct Finished {
-    inner: std::sync::Weak<Inner>,
+    inflight: Weak<Inflight>,
     id: u64,
 }
 
 impl Drop for Finished {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.upgrade()
-            && let Some(crate::conn::Transport::Http(h)) = inner.transport_ref()
-        {
-            crate::conn::lock(&h.inflight).remove(&self.id);
+        if let Some(inflight) = self.inflight.upgrade() {
+            lock(&inflight).remove(&self.id);
         }
     }
 }

@@ -17,11 +17,11 @@ use mcpgate_proto::{Message, sse};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::conn::{Inner, Transport};
-use crate::http::{
+use crate::http_client::{
     build_client, content_type, error_detail, header_map, parse_url, read_limited, status_error,
     transport_error,
 };
+use crate::routes::Routes;
 use crate::{UpstreamError, UpstreamSpec};
 
 /// How much of a POST's (ignored) answer body we read, to keep the connection reusable.
@@ -41,9 +41,9 @@ pub(crate) struct LegacySse {
 impl LegacySse {
     /// Opens the SSE stream and waits for its `endpoint` event (the caller
     /// bounds the wait with the connect timeout), then leaves a task reading
-    /// the stream into `inner`.
+    /// the stream into `routes`.
     pub(crate) async fn connect(
-        inner: &Arc<Inner>,
+        routes: &Arc<Routes>,
         spec: &UpstreamSpec,
         url: &str,
         headers: &[(String, String)],
@@ -99,10 +99,10 @@ impl LegacySse {
             )));
         }
 
-        let stop = inner.closed_token().child_token();
+        let stop = routes.closed_token().child_token();
         early.extend(rest);
         tokio::spawn(read_stream(
-            Arc::downgrade(inner),
+            Arc::downgrade(routes),
             name.to_owned(),
             resp,
             decoder,
@@ -137,40 +137,21 @@ impl LegacySse {
         let _ = read_limited(&mut resp, MAX_POST_BODY).await;
         Ok(())
     }
-
-    /// Sends request `id` in the background; its reply arrives on the stream,
-    /// a failure to deliver it fails the request.
-    pub(crate) fn spawn_request(inner: Arc<Inner>, id: u64, bytes: Vec<u8>) {
-        tokio::spawn(async move {
-            let Some(Transport::LegacySse(t)) = inner.transport_ref() else {
-                inner.fail(id, inner.closed_error());
-                return;
-            };
-            if let Err(e) = t.post(bytes).await {
-                let unreachable = matches!(e, UpstreamError::Unreachable { .. });
-                inner.fail(id, e.clone());
-                if unreachable {
-                    // The supervisor reconnects with backoff.
-                    inner.mark_closed(e.to_string());
-                }
-            }
-        });
-    }
 }
 
 /// Reads the session's SSE stream until it ends, the connection closes, or
 /// the transport is dropped. The end of the stream is the end of the session.
 async fn read_stream(
-    weak: Weak<Inner>,
+    weak: Weak<Routes>,
     name: String,
     mut resp: reqwest::Response,
     mut decoder: sse::Decoder,
     early: Vec<sse::Event>,
     stop: CancellationToken,
 ) {
-    if let Some(inner) = weak.upgrade() {
+    if let Some(routes) = weak.upgrade() {
         for ev in &early {
-            dispatch_event(&inner, &name, ev);
+            dispatch_event(&routes, &name, ev);
         }
     }
     let reason = loop {
@@ -180,21 +161,21 @@ async fn read_stream(
         };
         match chunk {
             Ok(Some(chunk)) => {
-                let Some(inner) = weak.upgrade() else { return };
+                let Some(routes) = weak.upgrade() else { return };
                 for ev in decoder.feed(&chunk) {
-                    dispatch_event(&inner, &name, &ev);
+                    dispatch_event(&routes, &name, &ev);
                 }
             }
             Ok(None) => break "the server ended the SSE stream".to_owned(),
             Err(e) => break format!("the SSE stream failed: {}", error_detail(e)),
         }
     };
-    if let Some(inner) = weak.upgrade() {
-        inner.mark_closed(reason);
+    if let Some(routes) = weak.upgrade() {
+        routes.mark_closed(reason);
     }
 }
 
-fn dispatch_event(inner: &Arc<Inner>, name: &str, ev: &sse::Event) {
+fn dispatch_event(routes: &Routes, name: &str, ev: &sse::Event) {
     match ev.event.as_deref() {
         // An event without a type is a `message` event (WHATWG).
         None | Some("message") => {}
@@ -207,7 +188,7 @@ fn dispatch_event(inner: &Arc<Inner>, name: &str, ev: &sse::Event) {
         return;
     }
     match Message::parse(ev.data.as_bytes()) {
-        Ok(msg) => inner.dispatch(msg, None),
+        Ok(msg) => routes.dispatch(msg, None),
         Err(e) => tracing::warn!(server = %name, "bad SSE message ignored: {}", e.message()),
     }
 }

@@ -9,7 +9,11 @@
 mod conn;
 mod error;
 mod http;
+mod http_client;
 mod legacy_sse;
+mod locks;
+mod modern;
+mod routes;
 mod stdio;
 
 use std::collections::BTreeMap;

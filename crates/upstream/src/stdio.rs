@@ -14,7 +14,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::conn::Inner;
+use crate::locks::lock;
+use crate::routes::Routes;
 use crate::{TransportSpec, UpstreamError, UpstreamSpec};
 
 /// Longest line we accept from a child before calling it broken (64 MiB).
@@ -30,7 +31,9 @@ pub(crate) struct Stdio {
 }
 
 impl Stdio {
-    pub(crate) fn spawn(inner: &Arc<Inner>, spec: &UpstreamSpec) -> Result<Stdio, UpstreamError> {
+    /// Starts the child; what it writes on stdout goes to `routes`, and its
+    /// exit (or the end of its stdout) closes them.
+    pub(crate) fn spawn(routes: &Arc<Routes>, spec: &UpstreamSpec) -> Result<Stdio, UpstreamError> {
         let TransportSpec::Stdio {
             command,
             args,
@@ -85,7 +88,7 @@ impl Stdio {
             }
         });
 
-        let reader_inner = inner.clone();
+        let reader_routes = routes.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout);
             let mut buf = Vec::new();
@@ -99,7 +102,7 @@ impl Stdio {
                     Ok(0) => break,
                     Ok(_) => {
                         if buf.last() != Some(&b'\n') && buf.len() >= MAX_LINE {
-                            tracing::error!(server = %reader_inner.name, "line longer than {MAX_LINE} bytes on stdout");
+                            tracing::error!(server = %reader_routes.name(), "line longer than {MAX_LINE} bytes on stdout");
                             break;
                         }
                         let line = trim_line(&buf);
@@ -107,23 +110,23 @@ impl Stdio {
                             continue;
                         }
                         match Message::parse(line) {
-                            Ok(msg) => reader_inner.dispatch(msg, None),
+                            Ok(msg) => reader_routes.dispatch(msg, None),
                             Err(e) => tracing::warn!(
-                                server = %reader_inner.name,
+                                server = %reader_routes.name(),
                                 "non-JSON-RPC line on stdout ignored: {}",
                                 e.message()
                             ),
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(server = %reader_inner.name, "stdout read failed: {e}");
+                        tracing::warn!(server = %reader_routes.name(), "stdout read failed: {e}");
                         break;
                     }
                 }
             }
             // Give the reaper a moment to report the exit status, which says more.
             tokio::time::sleep(Duration::from_millis(50)).await;
-            reader_inner.mark_closed("the process closed its stdout".into());
+            reader_routes.mark_closed("the process closed its stdout".into());
         });
 
         let name = spec.name.clone();
@@ -151,11 +154,11 @@ impl Stdio {
 
         let (kill_tx, kill_rx) = oneshot::channel::<Duration>();
         let (exited_tx, exited_rx) = tokio::sync::watch::channel(false);
-        let reaper_inner = inner.clone();
+        let reaper_routes = routes.clone();
         tokio::spawn(async move {
             let status = reap(&mut child, pid, kill_rx).await;
             let _ = exited_tx.send(true);
-            reaper_inner.mark_closed(status);
+            reaper_routes.mark_closed(status);
         });
 
         Ok(Stdio {
@@ -176,7 +179,7 @@ impl Stdio {
 
     /// SIGTERM to the process group, SIGKILL after `grace`; returns once reaped.
     pub(crate) async fn terminate(&self, grace: Duration) {
-        let kill = crate::conn::lock(&self.kill).take();
+        let kill = lock(&self.kill).take();
         if let Some(k) = kill {
             let _ = k.send(grace);
         }

@@ -1,0 +1,144 @@
+//! The HTTP pieces both HTTP transports (`http`, `legacy_sse`) share: the
+//! reqwest client for one configured server, its URL and its headers, and how
+//! a failed exchange becomes an [`UpstreamError`]. Configured header values are
+//! secrets: they are marked sensitive and go on the wire and nowhere else (not
+//! into errors, not into logs), and errors drop URLs for the same reason.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
+
+use crate::UpstreamError;
+
+/// Parses a configured server URL.
+pub(crate) fn parse_url(name: &str, url: &str) -> Result<reqwest::Url, UpstreamError> {
+    reqwest::Url::parse(url).map_err(|e| UpstreamError::Protocol {
+        server: name.to_owned(),
+        detail: format!("bad url: {e}"),
+    })
+}
+
+/// Builds the configured headers. Their values are marked sensitive: secrets
+/// go on the wire and nowhere else (not into errors, not into logs).
+pub(crate) fn header_map(
+    name: &str,
+    headers: &[(String, String)],
+) -> Result<HeaderMap, UpstreamError> {
+    let bad = |detail: String| UpstreamError::Protocol {
+        server: name.to_owned(),
+        detail,
+    };
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let key = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| bad(format!("bad header name {k:?}")))?;
+        let mut val = HeaderValue::from_str(v).map_err(|_| {
+            bad(format!(
+                "header {k:?} has a value that is not valid in HTTP"
+            ))
+        })?;
+        val.set_sensitive(true);
+        map.append(key, val);
+    }
+    Ok(map)
+}
+
+/// The HTTP client both HTTP transports use.
+pub(crate) fn build_client(
+    name: &str,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> Result<reqwest::Client, UpstreamError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(idle_timeout)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| UpstreamError::Protocol {
+            server: name.to_owned(),
+            detail: format!("cannot build HTTP client: {e}"),
+        })
+}
+
+/// A reqwest error and its causes, without the URL (which may carry secrets).
+pub(crate) fn error_detail(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut detail = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        src = s.source();
+    }
+    detail
+}
+
+/// Classifies a failure to reach the server or to read its answer.
+pub(crate) fn transport_error(name: &str, e: reqwest::Error) -> UpstreamError {
+    if e.is_timeout() {
+        UpstreamError::Timeout {
+            server: name.to_owned(),
+            ms: 0,
+        }
+    } else {
+        UpstreamError::Unreachable {
+            server: name.to_owned(),
+            detail: error_detail(e),
+        }
+    }
+}
+
+/// The error for a non-2xx answer: 401/403 carry the (truncated) challenge.
+pub(crate) async fn status_error(name: &str, mut resp: reqwest::Response) -> UpstreamError {
+    let server = name.to_owned();
+    let status = resp.status();
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamError::AuthFailed {
+            server,
+            status: status.as_u16(),
+            challenge: resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(300).collect()),
+        },
+        _ => {
+            let body = read_limited(&mut resp, 4096).await.unwrap_or_default();
+            // One line, however the body is laid out (error pages are often HTML).
+            let text = String::from_utf8_lossy(&body)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            UpstreamError::Http {
+                server,
+                status: status.as_u16(),
+                detail: text.chars().take(200).collect(),
+            }
+        }
+    }
+}
+
+pub(crate) fn content_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+pub(crate) async fn read_limited(
+    resp: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(c) = resp.chunk().await? {
+        out.extend_from_slice(&c);
+        if out.len() > limit {
+            break;
+        }
+    }
+    Ok(out)
+}
