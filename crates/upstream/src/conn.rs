@@ -22,13 +22,15 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::UpstreamError;
 use crate::http::Http;
 use crate::legacy_sse::LegacySse;
 use crate::locks::lock;
+use crate::message::{EventTx, RelayTx, Reply};
 use crate::modern::{listen_request, params_with_meta};
 use crate::routes::Routes;
+use crate::spec::{TransportSpec, UpstreamSpec};
 use crate::stdio::Stdio;
-use crate::{EventTx, RelayTx, Reply, TransportSpec, UpstreamError, UpstreamSpec};
 
 /// What the server told us in its initialize result.
 #[derive(Debug, Clone)]

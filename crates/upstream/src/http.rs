@@ -19,7 +19,7 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tokio::task::AbortHandle;
 
-use crate::UpstreamError;
+use crate::error::UpstreamError;
 use crate::http_client::{
     build_client, content_type, header_map, parse_url, read_limited, status_error, transport_error,
 };

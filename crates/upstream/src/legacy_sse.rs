@@ -17,12 +17,13 @@ use mcpgate_proto::{Message, sse};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::error::UpstreamError;
 use crate::http_client::{
     build_client, content_type, error_detail, header_map, parse_url, read_limited, status_error,
     transport_error,
 };
 use crate::routes::Routes;
-use crate::{UpstreamError, UpstreamSpec};
+use crate::spec::UpstreamSpec;
 
 /// How much of a POST's (ignored) answer body we read, to keep the connection reusable.
 const MAX_POST_BODY: usize = 64 << 10;

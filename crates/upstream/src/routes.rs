@@ -26,8 +26,9 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::UpstreamError;
 use crate::locks::lock;
-use crate::{Event, EventTx, Incoming, RelayTx, Reply, UpstreamError};
+use crate::message::{Event, EventTx, Incoming, RelayTx, Reply};
 
 /// Sends bytes back to the server (the answer to its `ping`), in the background.
 pub(crate) type SendBack = Box<dyn Fn(Vec<u8>) + Send + Sync>;

@@ -14,9 +14,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::error::UpstreamError;
 use crate::locks::lock;
 use crate::routes::Routes;
-use crate::{TransportSpec, UpstreamError, UpstreamSpec};
+use crate::spec::{TransportSpec, UpstreamSpec};
 
 /// Longest line we accept from a child before calling it broken (64 MiB).
 const MAX_LINE: usize = 64 << 20;
