@@ -13,5 +13,7 @@ pub mod mrtr_tools;
 mod request_state;
 pub mod serve;
 pub mod server;
+mod util;
 
 pub use server::Fixture;
+pub use util::DEFAULT_NAME;

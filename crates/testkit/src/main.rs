@@ -8,8 +8,8 @@
 use std::{io::Write, net::SocketAddr, process::ExitCode};
 
 use mcpgate_testkit::{
+    DEFAULT_NAME,
     serve::{self, HttpOptions},
-    server::DEFAULT_NAME,
 };
 
 const USAGE: &str = "\

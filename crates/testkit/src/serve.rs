@@ -69,7 +69,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            name: crate::server::DEFAULT_NAME.to_owned(),
+            name: crate::util::DEFAULT_NAME.to_owned(),
             stateless: false,
             synthetic_tools: 0,
         }

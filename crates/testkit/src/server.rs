@@ -2,7 +2,8 @@
 //! answers tools/resources/prompts/completion/logging/subscription requests
 //! the way the conformance suite's server scenarios expect, plus the
 //! gateway-test tools `echo`, `sleep` and `exit`; the tools and prompt that
-//! ask the client for input live in [`crate::mrtr_tools`]. One instance
+//! ask the client for input live in [`crate::mrtr_tools`], the pieces
+//! every handler shares in `util.rs`. One instance
 //! serves one session (stdio connection or Streamable HTTP session);
 //! per-session state is the log level and the set of subscribed resource URIs.
 
@@ -22,25 +23,25 @@ use std::{
 use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult,
-        CompleteRequestParams, CompleteResult, CompletionInfo, ContentBlock, CustomRequest,
-        GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, JsonObject,
-        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-        LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
-        ProgressNotificationParam, ProgressToken, PromptMessage, PromptsCapability,
-        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference,
-        ResourceContents, ResourcesCapability, Role, ServerCapabilities, ServerConfig,
-        ServerRequest, SetLevelRequestParams, SubscribeRequestParams, ToolsCapability,
-        UnsubscribeRequestParams,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
+        CompleteResult, CompletionInfo, ContentBlock, GetPromptRequestParams, GetPromptResponse,
+        GetPromptResult, Implementation, JsonObject, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
+        LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam,
+        ProgressToken, PromptMessage, PromptsCapability, ReadResourceRequestParams,
+        ReadResourceResponse, ReadResourceResult, Reference, ResourceContents, ResourcesCapability,
+        Role, ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
+        ToolsCapability, UnsubscribeRequestParams,
     },
-    service::{RequestContext, ServiceError},
+    service::RequestContext,
 };
 use serde_json::{Value, json};
 
-use crate::{catalog, mrtr_tools};
-
-/// Default `serverInfo.name`.
-pub const DEFAULT_NAME: &str = "mcpgate-fixture";
+use crate::{
+    catalog,
+    mrtr_tools::{self, legacy, modern},
+    util::{DEFAULT_NAME, error_result, level_rank, send_peer_request, text_result},
+};
 
 /// How often `sleep` reports progress.
 const PROGRESS_PERIOD_MS: u64 = 100;
@@ -48,7 +49,8 @@ const PROGRESS_PERIOD: Duration = Duration::from_millis(PROGRESS_PERIOD_MS);
 /// Upper bound for `sleep` (one day), keeping deadline arithmetic in range.
 const MAX_SLEEP_MS: u64 = 86_400_000;
 
-/// Log level meaning "no `logging/setLevel` received yet": everything is sent.
+/// Log level meaning "no `logging/setLevel` received yet": the rank of
+/// `debug`, so everything is sent.
 const LEVEL_UNSET: u8 = 0;
 
 /// The fixture server handler. Cheap to construct; build one per session.
@@ -237,8 +239,8 @@ impl Fixture {
     }
 }
 
-/// Send a server-to-client request with raw JSON params (so the wire shape is
-/// exactly what we wrote) and return the client's result as JSON.
+/// [`send_peer_request`], returning the client's result as JSON and any
+/// failure as text.
 async fn peer_request(
     context: &RequestContext<RoleServer>,
     method: &str,
@@ -248,40 +250,6 @@ async fn peer_request(
         .await
         .map_err(|e| e.to_string())?;
     serde_json::to_value(result).map_err(|e| e.to_string())
-}
-
-/// [`peer_request`] without flattening the error: a JSON-RPC error answer
-/// from the client arrives as [`ServiceError::McpError`] with its code,
-/// message and data intact.
-pub(crate) async fn send_peer_request(
-    context: &RequestContext<RoleServer>,
-    method: &str,
-    params: Value,
-) -> Result<ClientResult, ServiceError> {
-    let request = ServerRequest::CustomRequest(CustomRequest::new(method, Some(params)));
-    context.peer.send_request(request).await
-}
-
-pub(crate) fn text_result(text: impl Into<String>) -> CallToolResult {
-    CallToolResult::success(vec![ContentBlock::text(text)])
-}
-
-pub(crate) fn error_result(text: impl Into<String>) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(text)])
-}
-
-/// Severity rank, 1 (debug) to 8 (emergency); 0 is [`LEVEL_UNSET`].
-pub(crate) fn level_rank(level: LoggingLevel) -> u8 {
-    match level {
-        LoggingLevel::Debug => 1,
-        LoggingLevel::Info => 2,
-        LoggingLevel::Notice => 3,
-        LoggingLevel::Warning => 4,
-        LoggingLevel::Error => 5,
-        LoggingLevel::Critical => 6,
-        LoggingLevel::Alert => 7,
-        LoggingLevel::Emergency => 8,
-    }
 }
 
 fn string_arg<'a>(args: Option<&'a JsonObject>, name: &str) -> Result<&'a str, McpError> {
@@ -338,8 +306,8 @@ impl ServerHandler for Fixture {
     ) -> Result<CallToolResponse, McpError> {
         // 2026-07-28 requests get native multi-round-trip answers (rmcp
         // refuses the legacy tools' server-to-client requests there).
-        if mrtr_tools::speaks_mrtr(&context)
-            && let Some(outcome) = mrtr_tools::call_tool_natively(&request, &context).await
+        if modern::speaks_mrtr(&context)
+            && let Some(outcome) = modern::call_tool_natively(&request, &context).await
         {
             return outcome;
         }
@@ -430,23 +398,23 @@ impl ServerHandler for Fixture {
                 .await
             }
             "test_input_required_result_elicitation" | "test_streaming_elicitation" => {
-                mrtr_tools::greet_by_name(&context).await?
+                legacy::greet_by_name(&context).await?
             }
-            "test_input_required_result_sampling" => mrtr_tools::capital_question(&context).await?,
-            "test_input_required_result_list_roots" => mrtr_tools::client_roots(&context).await?,
+            "test_input_required_result_sampling" => legacy::capital_question(&context).await?,
+            "test_input_required_result_list_roots" => legacy::client_roots(&context).await?,
             "test_input_required_result_request_state" => {
-                mrtr_tools::confirm(&context, "state-ok", "state-not-ok").await?
+                legacy::confirm(&context, "state-ok", "state-not-ok").await?
             }
             "test_input_required_result_tampered_state" => {
-                mrtr_tools::confirm(&context, "tamper-check passed", "tamper-check failed").await?
+                legacy::confirm(&context, "tamper-check passed", "tamper-check failed").await?
             }
             "test_input_required_result_multiple_inputs" => {
-                mrtr_tools::multiple_inputs(&context).await?
+                legacy::multiple_inputs(&context).await?
             }
-            "test_input_required_result_multi_round" => mrtr_tools::multi_round(&context).await?,
-            "test_input_required_result_capabilities" => mrtr_tools::capabilities(&context).await,
-            "test_missing_capability" => mrtr_tools::missing_capability(&context).await?,
-            "test_logging_tool" => mrtr_tools::logging_tool(&context).await,
+            "test_input_required_result_multi_round" => legacy::multi_round(&context).await?,
+            "test_input_required_result_capabilities" => legacy::capabilities(&context).await,
+            "test_missing_capability" => legacy::missing_capability(&context).await?,
+            "test_logging_tool" => legacy::logging_tool(&context).await,
             "test_header_param" => mrtr_tools::header_param(&args),
             catalog::JSON_SCHEMA_2020_12_TOOL => text_result(format!(
                 "JSON Schema 2020-12 tool called with: {}",
@@ -592,10 +560,10 @@ impl ServerHandler for Fixture {
                 ),
                 PromptMessage::new_text(Role::User, "Please analyze the image above."),
             ],
-            mrtr_tools::PROMPT if mrtr_tools::speaks_mrtr(&context) => {
-                return mrtr_tools::context_prompt_natively(&request);
+            catalog::INPUT_REQUIRED_PROMPT if modern::speaks_mrtr(&context) => {
+                return modern::context_prompt_natively(&request);
             }
-            mrtr_tools::PROMPT => mrtr_tools::context_prompt(&context).await?,
+            catalog::INPUT_REQUIRED_PROMPT => legacy::context_prompt(&context).await?,
             other => {
                 return Err(McpError::invalid_params(
                     format!("Unknown prompt: {other}"),
