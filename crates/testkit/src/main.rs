@@ -1,89 +1,64 @@
 //! `mcpgate-fixture`: command-line entry point for the fixture MCP server.
 //! Parses `stdio` / `http [--listen ADDR] [--stateless]`, `--name NAME` and
-//! `--tools N` (extra synthetic tools, for benchmarks),
-//! then hands off to [`mcpgate_testkit::serve`]. In http mode it prints
+//! `--tools N` (extra synthetic tools, for benchmarks) with clap, then hands
+//! off to [`mcpgate_testkit::serve`]. Every flag may stand before or after
+//! the mode (`--stateless http` and `http --stateless` are the same), as the
+//! gateway's tests and `bench/compare` write them. In http mode it prints
 //! exactly one line, `listening on http://ADDR/mcp`, to stdout once bound.
-//! Diagnostics go to stderr only (`RUST_LOG`, default `warn`).
+//! Diagnostics go to stderr only (`RUST_LOG`, default `warn`). Exit codes:
+//! 0 ok (also on Ctrl-C), 1 the server failed, 2 a usage error.
 
 use std::{io::Write, net::SocketAddr, process::ExitCode};
 
+use clap::{Parser, Subcommand};
 use mcpgate_testkit::{
     DEFAULT_NAME,
     serve::{self, HttpOptions},
 };
 
-const USAGE: &str = "\
-usage: mcpgate-fixture [--name NAME] [--tools N] stdio
-       mcpgate-fixture [--name NAME] [--tools N] http [--listen ADDR] [--stateless]
-
-  --name NAME      serverInfo.name to report (default: mcpgate-fixture)
-  --tools N        also list N synthetic tools synthetic_0..N-1 (default: 0)
-  --listen ADDR    http bind address (default: 127.0.0.1:0)
-  --stateless      http without sessions (default: stateful sessions)";
-
-#[derive(Debug)]
-enum Mode {
-    Stdio,
-    Http,
-}
-
-#[derive(Debug)]
+/// An MCP server offering the conformance suite's test tools, resources and
+/// prompts, plus `echo`, `sleep`, `exit`, `inspect` and `inspect_meta`, for
+/// mcpgate's tests and benchmarks.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcpgate-fixture",
+    version,
+    disable_help_subcommand = true,
+    after_help = "Examples:\n  \
+        mcpgate-fixture stdio\n  \
+        mcpgate-fixture --tools 69 stdio\n  \
+        mcpgate-fixture http --listen 127.0.0.1:0 --stateless\n\n\
+        Exit codes: 0 ok (also on Ctrl-C), 1 the server failed, 2 a usage error."
+)]
 struct Cli {
+    #[command(subcommand)]
     mode: Mode,
+    /// serverInfo.name to report.
+    #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_NAME)]
     name: String,
-    listen: SocketAddr,
-    stateless: bool,
+    /// Also list N synthetic tools synthetic_0 .. synthetic_{N-1}, each echoing
+    /// its `message` argument.
+    #[arg(long = "tools", global = true, value_name = "N", default_value_t = 0)]
     synthetic_tools: usize,
+    /// http only: the address to bind (port 0 picks a free port).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:0"
+    )]
+    listen: SocketAddr,
+    /// http only: serve without sessions (default: stateful sessions).
+    #[arg(long, global = true)]
+    stateless: bool,
 }
 
-fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, String> {
-    let mut mode = None;
-    let mut name = DEFAULT_NAME.to_owned();
-    let mut listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut stateless = false;
-    let mut synthetic_tools = 0;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => (arg.clone(), None),
-        };
-        let mut value = |flag: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "stdio" if mode.is_none() => mode = Some(Mode::Stdio),
-            "http" if mode.is_none() => mode = Some(Mode::Http),
-            "--name" => name = value("--name")?,
-            "--listen" => {
-                let raw = value("--listen")?;
-                listen = raw
-                    .parse()
-                    .map_err(|e| format!("invalid --listen address {raw:?}: {e}"))?;
-            }
-            "--stateless" => stateless = true,
-            "--tools" => {
-                let raw = value("--tools")?;
-                synthetic_tools = raw
-                    .parse()
-                    .map_err(|e| format!("invalid --tools count {raw:?}: {e}"))?;
-            }
-            other => return Err(format!("unexpected argument {other:?}")),
-        }
-    }
-    let mode = mode.ok_or("missing mode: stdio or http")?;
-    Ok(Cli {
-        mode,
-        name,
-        listen,
-        stateless,
-        synthetic_tools,
-    })
+#[derive(Debug, Clone, Copy, PartialEq, Subcommand)]
+enum Mode {
+    /// Serve one session over stdin/stdout.
+    Stdio,
+    /// Serve Streamable HTTP at /mcp; prints `listening on URL` once bound.
+    Http,
 }
 
 async fn run(cli: Cli) -> std::io::Result<()> {
@@ -120,13 +95,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let cli = match parse(std::env::args().skip(1)) {
-        Ok(cli) => cli,
-        Err(message) => {
-            eprintln!("mcpgate-fixture: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let cli = Cli::parse();
     tokio::select! {
         result = run(cli) => match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -143,27 +112,68 @@ async fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("mcpgate-fixture").chain(args.iter().copied()))
     }
 
     #[test]
     fn parses_http_options() {
-        let cli = parse(args(&["http", "--listen", "127.0.0.1:9000", "--name=x"]))
-            .expect("valid arguments");
-        assert!(matches!(cli.mode, Mode::Http));
+        let cli = parse(&["http", "--listen", "127.0.0.1:9000", "--name=x"]).expect("valid");
+        assert_eq!(cli.mode, Mode::Http);
         assert_eq!(cli.listen.port(), 9000);
         assert_eq!(cli.name, "x");
         assert!(!cli.stateless);
         assert_eq!(cli.synthetic_tools, 0);
-        let cli = parse(args(&["--tools", "81", "stdio"])).expect("valid arguments");
+        let cli = parse(&["--tools", "81", "stdio"]).expect("valid");
+        assert_eq!(cli.mode, Mode::Stdio);
         assert_eq!(cli.synthetic_tools, 81);
+        assert_eq!(cli.name, DEFAULT_NAME);
+        assert_eq!(cli.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
+
+    /// How the gateway's tests and bench/compare start the fixture: flags
+    /// before the mode as well as after it.
+    #[test]
+    fn flags_stand_before_or_after_the_mode() {
+        let cli = parse(&["--stateless", "http", "--listen", "127.0.0.1:0"]).expect("valid");
+        assert_eq!(cli.mode, Mode::Http);
+        assert!(cli.stateless);
+        let cli = parse(&["--name", "late", "http", "--listen", "127.0.0.1:7"]).expect("valid");
+        assert_eq!((cli.name.as_str(), cli.listen.port()), ("late", 7));
+        let cli = parse(&["http", "--stateless", "--tools=3"]).expect("valid");
+        assert!(cli.stateless);
+        assert_eq!(cli.synthetic_tools, 3);
     }
 
     #[test]
     fn rejects_missing_mode_and_unknown_flags() {
-        assert!(parse(args(&[])).is_err());
-        assert!(parse(args(&["stdio", "--bogus"])).is_err());
-        assert!(parse(args(&["http", "--listen"])).is_err());
+        for bad in [
+            &[][..],
+            &["stdio", "--bogus"],
+            &["http", "--listen"],
+            &["http", "--listen", "nowhere"],
+            &["--tools", "-1", "stdio"],
+            &["stdio", "http"],
+        ] {
+            let error = parse(bad).expect_err("must be refused");
+            assert_eq!(error.exit_code(), 2, "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn help_names_every_flag() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--name",
+            "--tools",
+            "--listen",
+            "--stateless",
+            "stdio",
+            "http",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from:\n{help}");
+        }
+        Cli::command().debug_assert();
     }
 }
