@@ -11,18 +11,16 @@
 //! re-initializes once (shared by every request that saw the same expiry) and
 //! sends again.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use mcpgate_proto::jsonrpc;
-use mcpgate_proto::version;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::UpstreamError;
+use crate::handshake::{self, InitInfo};
 use crate::http::Http;
 use crate::legacy_sse::LegacySse;
 use crate::locks::lock;
@@ -31,36 +29,6 @@ use crate::modern::{listen_request, params_with_meta};
 use crate::routes::Routes;
 use crate::spec::{TransportSpec, UpstreamSpec};
 use crate::stdio::Stdio;
-
-/// What the server told us in its initialize result.
-#[derive(Debug, Clone)]
-pub struct InitInfo {
-    pub protocol_version: String,
-    pub server_name: String,
-    pub server_version: String,
-    /// The server's `capabilities` object, raw.
-    pub capabilities: Box<RawValue>,
-    pub instructions: Option<String>,
-    /// Round trip of the initialize request.
-    pub latency: Duration,
-}
-
-impl InitInfo {
-    /// Whether the server declared capability `name` (e.g. "tools").
-    pub fn has_capability(&self, name: &str) -> bool {
-        serde_json::from_str::<HashMap<String, &RawValue>>(self.capabilities.get())
-            .map(|m| m.contains_key(name))
-            .unwrap_or(false)
-    }
-
-    /// Whether the server declared `capabilities.<cap>.<flag> = true`.
-    pub fn has_flag(&self, cap: &str, flag: &str) -> bool {
-        serde_json::from_str::<serde_json::Value>(self.capabilities.get())
-            .ok()
-            .and_then(|v| v.get(cap)?.get(flag)?.as_bool())
-            .unwrap_or(false)
-    }
-}
 
 /// Per-request options.
 #[derive(Default)]
@@ -111,26 +79,6 @@ impl std::fmt::Debug for Connection {
             .field("server", &self.inner.spec.name)
             .finish()
     }
-}
-
-#[derive(Deserialize)]
-struct InitResult<'a> {
-    #[serde(rename = "protocolVersion")]
-    protocol_version: String,
-    #[serde(borrow)]
-    capabilities: Option<&'a RawValue>,
-    #[serde(rename = "serverInfo", default)]
-    server_info: Option<ServerInfo>,
-    #[serde(default)]
-    instructions: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct ServerInfo {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    version: String,
 }
 
 impl Connection {
@@ -294,24 +242,6 @@ impl Connection {
     /// `server/discover`; `Ok(true)` when the server speaks 2026-07-28 (then
     /// the connection is set up for it), `Ok(false)` when it does not.
     async fn discover(&self) -> Result<bool, UpstreamError> {
-        #[derive(Deserialize)]
-        struct Discover<'a> {
-            #[serde(rename = "supportedVersions", default)]
-            versions: Vec<String>,
-            #[serde(borrow)]
-            capabilities: Option<&'a RawValue>,
-            #[serde(default)]
-            instructions: Option<String>,
-            #[serde(rename = "serverInfo", default)]
-            server_info: Option<ServerInfo>,
-            #[serde(rename = "_meta", default)]
-            meta: Option<DiscoverMeta>,
-        }
-        #[derive(Deserialize)]
-        struct DiscoverMeta {
-            #[serde(rename = "io.modelcontextprotocol/serverInfo", default)]
-            server_info: Option<ServerInfo>,
-        }
         let started = Instant::now();
         let reply = match self
             .request("server/discover", None, RequestOpts::default())
@@ -328,31 +258,14 @@ impl Connection {
             }
             Err(e) => return Err(e),
         };
+        let latency = started.elapsed();
         let Reply::Result(raw) = reply else {
             return Ok(false);
         };
-        let Ok(d) = serde_json::from_str::<Discover<'_>>(raw.get()) else {
+        let Some(init) = handshake::from_discover(&raw, latency) else {
             return Ok(false);
         };
-        if !d.versions.iter().any(|v| v == version::MODERN) {
-            return Ok(false);
-        }
-        let info = d
-            .meta
-            .and_then(|m| m.server_info)
-            .or(d.server_info)
-            .unwrap_or_default();
-        *lock(&self.inner.init) = Some(InitInfo {
-            protocol_version: version::MODERN.to_owned(),
-            server_name: info.name,
-            server_version: info.version,
-            capabilities: d
-                .capabilities
-                .map(ToOwned::to_owned)
-                .unwrap_or_else(|| jsonrpc::to_raw(&serde_json::json!({}))),
-            instructions: d.instructions,
-            latency: started.elapsed(),
-        });
+        *lock(&self.inner.init) = Some(init);
         Ok(true)
     }
 
@@ -362,41 +275,18 @@ impl Connection {
     }
 
     async fn initialize(&self) -> Result<(), UpstreamError> {
-        let params = format!(
-            r#"{{"protocolVersion":"{}","capabilities":{},"clientInfo":{{"name":"mcpgate","version":"{}"}}}}"#,
-            version::LATEST_LEGACY,
-            self.inner.capabilities.get(),
-            env!("CARGO_PKG_VERSION")
-        );
-        let params = RawValue::from_string(params).map_err(|e| self.protocol(e.to_string()))?;
+        let params =
+            handshake::initialize_params(&self.inner.capabilities).map_err(|e| self.protocol(e))?;
         let started = Instant::now();
         let reply = self
             .request("initialize", Some(&params), RequestOpts::default())
             .await?;
+        let latency = started.elapsed();
         let raw = match reply {
             Reply::Result(r) => r,
             Reply::Error(e) => return Err(self.protocol(format!("initialize failed: {}", e.get()))),
         };
-        let res: InitResult<'_> = serde_json::from_str(raw.get())
-            .map_err(|e| self.protocol(format!("bad initialize result: {e}")))?;
-        if !version::UPSTREAM_ACCEPTED.contains(&res.protocol_version.as_str()) {
-            return Err(self.protocol(format!(
-                "unsupported protocol version {:?}",
-                res.protocol_version
-            )));
-        }
-        let info = res.server_info.unwrap_or_default();
-        let init = InitInfo {
-            protocol_version: res.protocol_version.clone(),
-            server_name: info.name,
-            server_version: info.version,
-            capabilities: res
-                .capabilities
-                .map(|c| c.to_owned())
-                .unwrap_or_else(|| jsonrpc::to_raw(&serde_json::json!({}))),
-            instructions: res.instructions,
-            latency: started.elapsed(),
-        };
+        let init = handshake::from_initialize(&raw, latency).map_err(|e| self.protocol(e))?;
         if let Some(Transport::Http(h)) = self.inner.transport.get() {
             h.set_protocol_version(&init.protocol_version);
         }
@@ -438,14 +328,7 @@ impl Connection {
         http.set_protocol_version(protocol_version);
         let inner = Inner::new(spec, capabilities, events);
         let _ = inner.transport.set(Transport::Http(Box::new(http)));
-        *lock(&inner.init) = Some(InitInfo {
-            protocol_version: protocol_version.to_owned(),
-            server_name: String::new(),
-            server_version: String::new(),
-            capabilities: jsonrpc::to_raw(&serde_json::json!({})),
-            instructions: None,
-            latency: Duration::ZERO,
-        });
+        *lock(&inner.init) = Some(InitInfo::resumed(protocol_version));
         Ok(Connection { inner })
     }
 

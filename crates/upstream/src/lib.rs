@@ -9,10 +9,11 @@
 //! The modules stand on each other one way: `conn` owns the transports
 //! (`stdio`, `http`, `legacy_sse`), which report what the server sends into
 //! `routes`; the HTTP transports share `http_client`; `spec`, `message`,
-//! `error`, `modern` and `locks` are leaves.
+//! `error`, `handshake`, `modern` and `locks` are leaves.
 
 mod conn;
 mod error;
+mod handshake;
 mod http;
 mod http_client;
 mod legacy_sse;
@@ -23,7 +24,8 @@ mod routes;
 mod spec;
 mod stdio;
 
-pub use conn::{Connection, InitInfo, RequestOpts};
+pub use conn::{Connection, RequestOpts};
 pub use error::UpstreamError;
+pub use handshake::InitInfo;
 pub use message::{Event, EventTx, Incoming, RelayTx, Reply};
 pub use spec::{TransportSpec, UpstreamSpec};
