@@ -16,58 +16,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcpgate_upstream::{Connection, Reply, RequestOpts, TransportSpec, UpstreamSpec};
+use mcpgate_upstream::{Connection, Reply, RequestOpts};
 use serde_json::value::RawValue;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::args::LoadOpts;
+use crate::client::{connect, count_tools, spec};
 use crate::report::{self, Summary};
 
 /// What one virtual client measured.
 struct ClientResult {
     hist: hdrhistogram::Histogram<u64>,
     errors: u64,
-}
-
-/// The spec for one benchmark client session against `url`; with
-/// `MCPGATE_KEY` set, every request carries it as a bearer key.
-pub(crate) fn spec(url: &str) -> UpstreamSpec {
-    let headers = std::env::var("MCPGATE_KEY")
-        .ok()
-        .filter(|k| !k.is_empty())
-        .map(|k| ("Authorization".to_owned(), format!("Bearer {k}")))
-        .into_iter()
-        .collect();
-    UpstreamSpec {
-        name: "bench".to_owned(),
-        transport: TransportSpec::StreamableHttp {
-            url: url.to_owned(),
-            headers,
-        },
-        timeout: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(30),
-        idle_timeout: Duration::from_secs(90),
-    }
-}
-
-/// Opens one MCP session; server-initiated events are drained and dropped.
-pub(crate) async fn connect(spec: &UpstreamSpec) -> Result<Connection, String> {
-    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
-    let capabilities = RawValue::from_string("{}".to_owned()).map_err(|e| e.to_string())?;
-    Connection::connect(spec, capabilities, events_tx)
-        .await
-        .map_err(|e| format!("MCP handshake with {} failed: {e}", describe(spec)))
-}
-
-fn describe(spec: &UpstreamSpec) -> String {
-    match &spec.transport {
-        TransportSpec::StreamableHttp { url, .. } | TransportSpec::LegacySse { url, .. } => {
-            url.clone()
-        }
-        TransportSpec::Stdio { command, .. } => command.clone(),
-    }
 }
 
 /// The request's `params`, serialised once and shared by every client.
@@ -176,7 +137,7 @@ async fn wait_for_tools(conn: &Connection, want: usize) -> Result<(), String> {
             .request("tools/list", None, RequestOpts::default())
             .await
         {
-            Ok(Reply::Result(raw)) => crate::startup::count_tools(raw.get()),
+            Ok(Reply::Result(raw)) => count_tools(raw.get()),
             _ => 0,
         };
         if seen >= want {

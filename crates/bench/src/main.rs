@@ -8,6 +8,7 @@
 //! printed for people, or as one JSON object with `--json` for scripts.
 
 mod args;
+mod client;
 mod load;
 mod report;
 mod sessions;

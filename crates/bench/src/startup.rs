@@ -8,12 +8,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use mcpgate_upstream::{Reply, RequestOpts};
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
 use crate::args::StartupOpts;
+use crate::client::{connect, count_tools, spec};
 
 /// Give up after this long.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -46,17 +46,6 @@ impl StartupSummary {
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e4).round() / 10.0
-}
-
-/// Number of tools in a `tools/list` result.
-pub(crate) fn count_tools(result: &str) -> usize {
-    #[derive(serde::Deserialize)]
-    struct List<'a> {
-        #[serde(borrow)]
-        tools: Vec<&'a serde_json::value::RawValue>,
-    }
-    let mut de = serde_json::Deserializer::from_str(result);
-    List::deserialize(&mut de).map_or(0, |l| l.tools.len())
 }
 
 pub(crate) async fn run(opts: &StartupOpts) -> Result<StartupSummary, String> {
@@ -101,8 +90,7 @@ async fn measure(
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-    let spec = crate::load::spec(&url);
-    let conn = crate::load::connect(&spec).await?;
+    let conn = connect(&spec(&url)).await?;
     loop {
         let reply = conn
             .request("tools/list", None, RequestOpts::default())
@@ -122,20 +110,5 @@ async fn measure(
             });
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_tools() {
-        assert_eq!(
-            count_tools(r#"{"tools":[{"name":"a"},{"name":"b"}],"nextCursor":"x"}"#),
-            2
-        );
-        assert_eq!(count_tools(r#"{"tools":[]}"#), 0);
-        assert_eq!(count_tools("{}"), 0);
     }
 }
