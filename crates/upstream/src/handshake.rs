@@ -154,3 +154,52 @@ pub(crate) fn from_discover(result: &RawValue, latency: Duration) -> Option<Init
 fn no_capabilities() -> Box<RawValue> {
     jsonrpc::to_raw(&serde_json::json!({}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_owned()).expect("test JSON is valid")
+    }
+
+    #[test]
+    fn discover_counts_only_when_it_offers_2026_07_28() {
+        let old = raw(r#"{"supportedVersions":["2025-11-25"]}"#);
+        assert!(from_discover(&old, Duration::ZERO).is_none());
+        let modern = raw(
+            r#"{"supportedVersions":["2025-11-25","2026-07-28"],"capabilities":{"tools":{}},
+               "serverInfo":{"name":"plain"},
+               "_meta":{"io.modelcontextprotocol/serverInfo":{"name":"meta","version":"2"}}}"#,
+        );
+        let info = from_discover(&modern, Duration::ZERO).expect("modern");
+        assert_eq!(info.protocol_version, version::MODERN);
+        assert_eq!(
+            (info.server_name.as_str(), info.server_version.as_str()),
+            ("meta", "2")
+        );
+        assert!(info.has_capability("tools") && !info.has_capability("prompts"));
+    }
+
+    #[test]
+    fn initialize_refuses_a_version_we_do_not_speak() {
+        let odd = raw(r#"{"protocolVersion":"1999-01-01","capabilities":{}}"#);
+        let err = from_initialize(&odd, Duration::ZERO).expect_err("refused");
+        assert!(err.contains("1999-01-01"), "{err}");
+        let ok = raw(
+            r#"{"protocolVersion":"2025-06-18","capabilities":{"resources":{"subscribe":true}}}"#,
+        );
+        let info = from_initialize(&ok, Duration::ZERO).expect("accepted");
+        assert!(info.has_flag("resources", "subscribe"));
+        assert!(!info.has_flag("resources", "listChanged"));
+    }
+
+    #[test]
+    fn initialize_params_declare_our_capabilities_verbatim() {
+        let params = initialize_params(&raw(r#"{"roots":{"listChanged":true}}"#)).expect("valid");
+        let v: serde_json::Value = serde_json::from_str(params.get()).expect("json");
+        assert_eq!(v["protocolVersion"], version::LATEST_LEGACY);
+        assert_eq!(v["capabilities"]["roots"]["listChanged"], true);
+        assert_eq!(v["clientInfo"]["name"], "mcpgate");
+    }
+}

@@ -282,3 +282,162 @@ impl Routes {
             .and_then(|(_, p)| p.relay.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+    use super::*;
+
+    /// What the ping hook was given to send back.
+    type SentBack = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    fn routes() -> (Routes, UnboundedReceiver<Event>, SentBack) {
+        let (events, events_rx) = unbounded_channel();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        let answer = Box::new(move |bytes: Vec<u8>| lock(&log).push(bytes));
+        (Routes::new("srv", events, answer), events_rx, sent)
+    }
+
+    fn msg(json: &str) -> Message {
+        Message::parse(json.as_bytes()).expect("test message parses")
+    }
+
+    fn method_of(incoming: Incoming) -> String {
+        match incoming {
+            Incoming::Notification { method, .. } | Incoming::Request { method, .. } => method,
+        }
+    }
+
+    #[test]
+    fn a_reply_reaches_its_waiter_and_a_stray_one_reaches_nobody() {
+        let (routes, mut events, _) = routes();
+        let (id, mut rx) = routes.open(None, None);
+        routes.dispatch(msg(r#"{"jsonrpc":"2.0","id":999,"result":{}}"#), None);
+        assert!(rx.try_recv().is_err(), "a reply to another id is not ours");
+        routes.dispatch(
+            msg(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"ok":1}}}}"#
+            )),
+            None,
+        );
+        match rx.try_recv() {
+            Ok(Ok(Reply::Result(r))) => assert_eq!(r.get(), r#"{"ok":1}"#),
+            other => panic!("expected the result, got {other:?}"),
+        }
+        assert!(!routes.is_pending(id));
+        assert!(events.try_recv().is_err(), "replies never become events");
+    }
+
+    #[test]
+    fn progress_follows_its_token_and_logs_go_to_the_hinted_or_latest_request() {
+        let (routes, mut events, _) = routes();
+        let (tx_a, mut rx_a) = unbounded_channel();
+        let (tx_b, mut rx_b) = unbounded_channel();
+        let (a, _wait_a) = routes.open(Some(tx_a), Some("\"tok-a\""));
+        let (b, _wait_b) = routes.open(Some(tx_b), None);
+        assert!(b > a);
+
+        let progress = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok-a","progress":1}}"#;
+        routes.dispatch(msg(progress), None);
+        assert_eq!(
+            method_of(rx_a.try_recv().expect("a's progress")),
+            "notifications/progress"
+        );
+        assert!(rx_b.try_recv().is_err());
+
+        let log = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
+        routes.dispatch(msg(log), Some(a));
+        assert!(rx_a.try_recv().is_ok(), "the hint wins");
+        routes.dispatch(msg(log), None);
+        assert!(
+            rx_b.try_recv().is_ok(),
+            "without a hint, the latest request"
+        );
+        assert!(rx_a.try_recv().is_err());
+
+        routes.close(a, Some("\"tok-a\""));
+        routes.dispatch(msg(progress), None);
+        assert!(
+            matches!(events.try_recv(), Ok(Event::Incoming(_))),
+            "a closed token's progress is unrouted"
+        );
+    }
+
+    #[test]
+    fn a_server_request_and_its_cancellation_share_a_route_until_answered() {
+        let (routes, mut events, _) = routes();
+        let (tx, mut rx) = unbounded_channel();
+        let (id, _wait) = routes.open(Some(tx), None);
+        let ask = r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}"#;
+        routes.dispatch(msg(ask), Some(id));
+        assert_eq!(
+            method_of(rx.try_recv().expect("routed")),
+            "sampling/createMessage"
+        );
+
+        let cancel =
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"s1"}}"#;
+        routes.dispatch(msg(cancel), None);
+        assert_eq!(
+            method_of(rx.try_recv().expect("routed")),
+            "notifications/cancelled"
+        );
+
+        routes.dispatch(msg(ask), Some(id));
+        let _ = rx.try_recv();
+        routes.answered("\"s1\"");
+        routes.dispatch(msg(cancel), None);
+        assert!(rx.try_recv().is_err());
+        assert!(matches!(events.try_recv(), Ok(Event::Incoming(_))));
+    }
+
+    #[test]
+    fn a_ping_is_answered_through_the_hook_and_not_delivered() {
+        let (routes, mut events, sent) = routes();
+        routes.dispatch(msg(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#), None);
+        let sent = lock(&sent);
+        assert_eq!(sent.len(), 1);
+        let pong = Message::parse(&sent[0]).expect("the pong parses");
+        assert_eq!(pong.id.as_deref().map(RawValue::get), Some("7"));
+        assert_eq!(pong.result.as_deref().map(RawValue::get), Some("{}"));
+        assert!(events.try_recv().is_err());
+    }
+
+    #[test]
+    fn an_unreachable_server_closes_everything_once_and_other_failures_do_not() {
+        let (routes, mut events, _) = routes();
+        let (a, mut rx_a) = routes.open(None, None);
+        let (b, mut rx_b) = routes.open(None, None);
+        let http = UpstreamError::Http {
+            server: "srv".into(),
+            status: 500,
+            detail: String::new(),
+        };
+        routes.fail_delivery(a, http);
+        assert!(matches!(
+            rx_a.try_recv(),
+            Ok(Err(UpstreamError::Http { .. }))
+        ));
+        assert!(routes.is_alive() && routes.is_pending(b));
+
+        let (c, _wait_c) = routes.open(None, None);
+        let down = UpstreamError::Unreachable {
+            server: "srv".into(),
+            detail: "refused".into(),
+        };
+        routes.fail_delivery(c, down);
+        assert!(!routes.is_alive());
+        assert!(matches!(
+            rx_b.try_recv(),
+            Ok(Err(UpstreamError::Closed { .. }))
+        ));
+        assert!(matches!(events.try_recv(), Ok(Event::Closed { .. })));
+        routes.mark_closed("again".into());
+        assert!(events.try_recv().is_err(), "closed once");
+        assert!(routes.closed_token().is_cancelled());
+    }
+}
