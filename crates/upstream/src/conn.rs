@@ -45,6 +45,7 @@ pub struct RequestOpts {
     pub headers: Vec<(String, String)>,
 }
 
+/// The wire a connection speaks over; only this module knows all three.
 enum Transport {
     Stdio(Stdio),
     Http(Box<Http>),
