@@ -78,7 +78,7 @@ pub(crate) enum KeysCmd {
 }
 
 async fn open(at: &At) -> Result<(Config, Store), ExitCode> {
-    let cfg = crate::load_config(at.config.as_deref())?;
+    let cfg = crate::setup::load_config(at.config.as_deref())?;
     match mcpgate_gateway::open_store(&cfg).await {
         Ok(s) => Ok((cfg, s)),
         Err(e) => {
@@ -206,10 +206,10 @@ pub(crate) async fn tenants(at: &At, cmd: TenantsCmd) -> ExitCode {
                     .ok_or_else(|| AdminError::NotFound(format!("no tenant named '{name}'")))?;
                 let app = App::new(cfg.clone(), store.clone());
                 if !offline {
-                    app.probe().await;
+                    mcpgate_gateway::probe(&app).await;
                 }
                 let view = admin::tenant_view(&cfg, &app.catalog(), t);
-                app.stop().await;
+                mcpgate_gateway::stop(&app).await;
                 if at.json {
                     print_json(&view);
                 } else {

@@ -6,7 +6,7 @@ use mcpgate_proto::codes;
 use mcpgate_upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CallError {
+pub(crate) enum CallError {
     #[error("Method not found: {0}")]
     MethodNotFound(String),
     #[error("Invalid params: {0}")]
@@ -42,7 +42,7 @@ pub enum CallError {
 
 impl CallError {
     /// The JSON-RPC error code and any `data` for the wire.
-    pub fn wire(&self) -> (i64, Option<serde_json::Value>) {
+    pub(crate) fn wire(&self) -> (i64, Option<serde_json::Value>) {
         match self {
             CallError::MethodNotFound(_) => (codes::METHOD_NOT_FOUND, None),
             CallError::InvalidParams(_)

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use mcpgate_upstream::Connection;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::lock;
+use super::locks::{lock, read, write};
 
 /// Events kept for the standalone stream while no one reads it.
 const STANDALONE_BACKLOG: usize = 512;
@@ -24,7 +24,7 @@ const FINISHED_STREAMS_KEPT: usize = 32;
 
 /// What the client declared it can do, as far as relaying needs to know.
 #[derive(Debug, Clone, Default)]
-pub struct ClientCaps {
+pub(crate) struct ClientCaps {
     pub sampling: bool,
     pub elicitation: bool,
     pub roots: bool,
@@ -33,7 +33,7 @@ pub struct ClientCaps {
 }
 
 impl ClientCaps {
-    pub fn from_initialize(params: Option<&serde_json::value::RawValue>) -> ClientCaps {
+    pub(crate) fn from_initialize(params: Option<&serde_json::value::RawValue>) -> ClientCaps {
         let v: serde_json::Value = params
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or_default();
@@ -41,7 +41,7 @@ impl ClientCaps {
     }
 
     /// From a `capabilities` object (an initialize's, or a 2026-07-28 request's `_meta`).
-    pub fn from_capabilities(caps: Option<&serde_json::Value>) -> ClientCaps {
+    pub(crate) fn from_capabilities(caps: Option<&serde_json::Value>) -> ClientCaps {
         let has = |k: &str| caps.and_then(|c| c.get(k)).is_some_and(|x| !x.is_null());
         ClientCaps {
             sampling: has("sampling"),
@@ -52,7 +52,7 @@ impl ClientCaps {
     }
 
     /// The capability a server-to-client request of this method needs.
-    pub fn needed_by(method: &str) -> Option<&'static str> {
+    pub(crate) fn needed_by(method: &str) -> Option<&'static str> {
         match method {
             "sampling/createMessage" => Some("sampling"),
             "elicitation/create" => Some("elicitation"),
@@ -62,7 +62,7 @@ impl ClientCaps {
     }
 
     /// Whether the client can answer a server-to-client request of this method.
-    pub fn allows(&self, method: &str) -> bool {
+    pub(crate) fn allows(&self, method: &str) -> bool {
         match method {
             "sampling/createMessage" => self.sampling,
             "elicitation/create" => self.elicitation,
@@ -72,18 +72,17 @@ impl ClientCaps {
     }
 }
 
-pub struct Session {
+pub(crate) struct Session {
     pub id: String,
     /// The tenant that opened the session; no other tenant may use it.
     pub tenant: Arc<str>,
-    pub protocol_version: String,
     pub caps: ClientCaps,
     last_seen_ms: AtomicU64,
     epoch: Instant,
     streams: Mutex<StreamTable>,
     next_stream: AtomicU64,
     /// Client request id (raw JSON) → token that cancels its upstream call.
-    pub inflight: Mutex<HashMap<String, CancellationToken>>,
+    inflight: Mutex<HashMap<String, CancellationToken>>,
     /// Per-session upstream connections, by server name.
     pub private: tokio::sync::Mutex<HashMap<String, Connection>>,
     pub ended: CancellationToken,
@@ -96,15 +95,10 @@ struct StreamTable {
 }
 
 impl Session {
-    pub fn new(
-        tenant: Arc<str>,
-        protocol_version: String,
-        caps: ClientCaps,
-    ) -> Result<Session, getrandom::Error> {
+    pub(crate) fn new(tenant: Arc<str>, caps: ClientCaps) -> Result<Session, getrandom::Error> {
         let s = Session {
             id: new_session_id()?,
             tenant,
-            protocol_version,
             caps,
             last_seen_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -120,12 +114,12 @@ impl Session {
         Ok(s)
     }
 
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_seen_ms.store(ms, Ordering::Relaxed);
     }
 
-    pub fn idle_for(&self) -> Duration {
+    pub(crate) fn idle_for(&self) -> Duration {
         let now = self.epoch.elapsed();
         now.saturating_sub(Duration::from_millis(
             self.last_seen_ms.load(Ordering::Relaxed),
@@ -133,7 +127,7 @@ impl Session {
     }
 
     /// The standalone stream (GET without `Last-Event-ID`).
-    pub fn standalone(&self) -> Arc<EventStream> {
+    pub(crate) fn standalone(&self) -> Arc<EventStream> {
         let t = lock(&self.streams);
         t.live
             .get(&0)
@@ -142,7 +136,7 @@ impl Session {
     }
 
     /// A new stream for one POST's SSE response.
-    pub fn open_stream(&self) -> Arc<EventStream> {
+    pub(crate) fn open_stream(&self) -> Arc<EventStream> {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let s = Arc::new(EventStream::new(id, usize::MAX));
         lock(&self.streams).live.insert(id, s.clone());
@@ -150,7 +144,7 @@ impl Session {
     }
 
     /// Records that a POST stream got its final event; old finished streams are forgotten.
-    pub fn stream_finished(&self, id: u64) {
+    pub(crate) fn stream_finished(&self, id: u64) {
         let mut t = lock(&self.streams);
         t.finished.push_back(id);
         while t.finished.len() > FINISHED_STREAMS_KEPT {
@@ -161,20 +155,42 @@ impl Session {
     }
 
     /// Finds the stream and position a `Last-Event-ID` points at.
-    pub fn resume(&self, last_event_id: &str) -> Option<(Arc<EventStream>, u64)> {
+    pub(crate) fn resume(&self, last_event_id: &str) -> Option<(Arc<EventStream>, u64)> {
         let (stream, seq) = last_event_id.split_once('-')?;
         let stream: u64 = stream.parse().ok()?;
         let seq: u64 = seq.parse().ok()?;
         let s = lock(&self.streams).live.get(&stream).cloned()?;
-        Some((s, seq + 1))
+        Some((s, seq.checked_add(1)?))
+    }
+
+    /// Tracks a client request in flight under its raw JSON id, so that the
+    /// client's `notifications/cancelled` can cancel it; the entry goes away
+    /// when the returned guard is dropped, however the call ends.
+    pub(crate) fn track(self: &Arc<Self>, id: String, cancel: CancellationToken) -> Inflight {
+        lock(&self.inflight).insert(id.clone(), cancel);
+        Inflight {
+            session: self.clone(),
+            id,
+        }
+    }
+
+    /// Cancels the call in flight under this raw JSON id, if any.
+    pub(crate) fn cancel_inflight(&self, id: &str) {
+        if let Some(t) = lock(&self.inflight).remove(id) {
+            t.cancel();
+        }
+    }
+
+    pub(crate) fn is_busy(&self) -> bool {
+        !lock(&self.inflight).is_empty()
     }
 
     /// Queues a message for the client's standalone stream.
-    pub fn push_standalone(&self, msg: Bytes) {
+    pub(crate) fn push_standalone(&self, msg: Bytes) {
         self.standalone().push(msg);
     }
 
-    pub fn end(&self) {
+    pub(crate) fn end(&self) {
         self.ended.cancel();
         for (_, t) in lock(&self.inflight).drain() {
             t.cancel();
@@ -186,7 +202,7 @@ impl Session {
 }
 
 /// An ordered, resumable sequence of SSE events. Sequence 0 is the priming event.
-pub struct EventStream {
+pub(crate) struct EventStream {
     pub id: u64,
     inner: Mutex<StreamInner>,
     notify: Notify,
@@ -203,7 +219,7 @@ struct StreamInner {
     reader_gen: u64,
 }
 
-pub enum Next {
+pub(crate) enum Next {
     Event(u64, Bytes),
     Done,
     Superseded,
@@ -211,7 +227,7 @@ pub enum Next {
 
 impl EventStream {
     /// A stream that belongs to no session (stateless mode): readable once, not resumable.
-    pub fn detached() -> EventStream {
+    pub(crate) fn detached() -> EventStream {
         EventStream::new(0, usize::MAX)
     }
 
@@ -230,7 +246,7 @@ impl EventStream {
         }
     }
 
-    pub fn push(&self, msg: Bytes) {
+    pub(crate) fn push(&self, msg: Bytes) {
         {
             let mut g = lock(&self.inner);
             let seq = g.next_seq;
@@ -243,13 +259,13 @@ impl EventStream {
         self.notify.notify_waiters();
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         lock(&self.inner).done = true;
         self.notify.notify_waiters();
     }
 
     /// Registers a new reader; returns its generation and where a fresh reader starts.
-    pub fn attach(&self) -> (u64, u64) {
+    pub(crate) fn attach(&self) -> (u64, u64) {
         let mut g = lock(&self.inner);
         g.reader_gen += 1;
         let start = g.delivered + 1;
@@ -260,7 +276,7 @@ impl EventStream {
     }
 
     /// Waits for the event at or after `from`, for at most `wait`.
-    pub async fn next(&self, from: u64, reader_gen: u64, wait: Duration) -> Option<Next> {
+    pub(crate) async fn next(&self, from: u64, reader_gen: u64, wait: Duration) -> Option<Next> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.notify.notified();
@@ -286,9 +302,81 @@ impl EventStream {
     }
 }
 
+/// A client request in flight; dropping it forgets the request.
+pub(crate) struct Inflight {
+    session: Arc<Session>,
+    id: String,
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        lock(&self.session.inflight).remove(&self.id);
+    }
+}
+
+/// The table of live client sessions, capped at `max_sessions`.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    map: RwLock<HashMap<String, Arc<Session>>>,
+    /// Client sessions initialized since start (a metric: session reuse shows here).
+    opened: AtomicU64,
+}
+
+impl Sessions {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
+        read(&self.map).get(id).cloned()
+    }
+
+    /// Adds a session; false when `max` sessions are live already.
+    pub(crate) fn add(&self, s: Arc<Session>, max: usize) -> bool {
+        let mut map = write(&self.map);
+        if map.len() >= max {
+            return false;
+        }
+        map.insert(s.id.clone(), s);
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    pub(crate) fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        write(&self.map).remove(id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        read(&self.map).len()
+    }
+
+    pub(crate) fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn ids(&self) -> Vec<String> {
+        read(&self.map).keys().cloned().collect()
+    }
+
+    /// Every live session (a snapshot: the table is not held while the caller works).
+    pub(crate) fn all(&self) -> Vec<Arc<Session>> {
+        read(&self.map).values().cloned().collect()
+    }
+
+    /// Sessions idle for longer than `idle` with nothing in flight.
+    pub(crate) fn idle(&self, idle: Duration) -> Vec<String> {
+        read(&self.map)
+            .values()
+            .filter(|s| s.idle_for() > idle && !s.is_busy())
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// Removes and returns every session (shutdown).
+    pub(crate) fn drain(&self) -> Vec<Arc<Session>> {
+        write(&self.map).drain().map(|(_, s)| s).collect()
+    }
+}
+
 /// 128 random bits from the OS CSPRNG, hex-encoded (visible ASCII only).
 /// Errs only if the OS generator is unavailable; never falls back to a weak id.
-pub fn new_session_id() -> Result<String, getrandom::Error> {
+pub(crate) fn new_session_id() -> Result<String, getrandom::Error> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b)?;
     Ok(b.iter().fold(String::with_capacity(32), |mut s, x| {
@@ -304,7 +392,7 @@ mod tests {
 
     #[tokio::test]
     async fn resume_after_last_event_id_gets_only_what_was_missed() {
-        let s = Session::new(Arc::from("t"), "2025-11-25".into(), ClientCaps::default()).unwrap();
+        let s = Session::new(Arc::from("t"), ClientCaps::default()).unwrap();
         let st = s.open_stream();
         st.push(Bytes::from_static(b"a"));
         st.push(Bytes::from_static(b"b"));

@@ -8,165 +8,23 @@
 //! session, created on first use, capped, and closed with the session.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mcpgate_proto::jsonrpc;
-use mcpgate_upstream::{Connection, Event, Incoming, InitInfo, Reply, RequestOpts, UpstreamError};
+use mcpgate_upstream::{Connection, Event, Incoming, Reply, RequestOpts, UpstreamError};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use crate::app::App;
-use crate::catalog::ServerLists;
-use crate::config::{Isolation, ServerConfig};
-use crate::error::CallError;
-use crate::lock;
-use crate::session::Session;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Starting,
-    Ready,
-    /// Cannot be reached: connect refused, DNS, process failed to start or exited.
-    Unreachable,
-    /// Reachable, but refused our credentials (401/403).
-    AuthFailed,
-    /// Reachable, but spoke something other than MCP (bad status, bad initialize).
-    ProtocolError,
-}
-
-impl Status {
-    /// The status a failure to connect or call puts the server in.
-    pub fn of_error(e: &UpstreamError) -> Status {
-        match e {
-            UpstreamError::AuthFailed { .. } => Status::AuthFailed,
-            UpstreamError::Protocol { .. } | UpstreamError::Http { .. } => Status::ProtocolError,
-            _ => Status::Unreachable,
-        }
-    }
-}
-
-/// Fails calls fast after `threshold` consecutive failures; after `cooldown`
-/// one probe call goes through, and its success closes the breaker again.
-pub struct Breaker {
-    threshold: u32,
-    cooldown: Duration,
-    state: std::sync::Mutex<BreakerState>,
-}
-
-#[derive(Default)]
-struct BreakerState {
-    failures: u32,
-    open_until: Option<Instant>,
-    probing: bool,
-}
-
-impl Breaker {
-    pub fn new(threshold: u32, cooldown: Duration) -> Breaker {
-        Breaker {
-            threshold,
-            cooldown,
-            state: std::sync::Mutex::new(BreakerState::default()),
-        }
-    }
-
-    /// Ok when a call may go through; Err with the time left while open.
-    pub fn admit(&self) -> Result<(), Duration> {
-        if self.threshold == 0 {
-            return Ok(());
-        }
-        let mut st = lock(&self.state);
-        match st.open_until {
-            None => Ok(()),
-            Some(until) => {
-                let now = Instant::now();
-                if now < until {
-                    Err(until - now)
-                } else if st.probing {
-                    Err(Duration::ZERO)
-                } else {
-                    st.probing = true; // half-open: this one call probes
-                    Ok(())
-                }
-            }
-        }
-    }
-
-    pub fn record(&self, ok: bool) {
-        if self.threshold == 0 {
-            return;
-        }
-        let mut st = lock(&self.state);
-        st.probing = false;
-        if ok {
-            st.failures = 0;
-            st.open_until = None;
-        } else {
-            st.failures = st.failures.saturating_add(1);
-            if st.failures >= self.threshold {
-                st.open_until = Some(Instant::now() + self.cooldown);
-            }
-        }
-    }
-
-    pub fn is_open(&self) -> bool {
-        lock(&self.state).open_until.is_some()
-    }
-}
-
-pub struct ServerState {
-    pub status: Status,
-    pub conn: Option<Connection>,
-    pub init: Option<InitInfo>,
-    pub lists: ServerLists,
-    pub last_error: Option<String>,
-    pub restarts: u32,
-    pub since: Instant,
-}
-
-pub struct Server {
-    pub cfg: ServerConfig,
-    pub name: Arc<str>,
-    pub state: std::sync::Mutex<ServerState>,
-    pub instances: AtomicUsize,
-    pub breaker: Breaker,
-}
-
-impl Server {
-    pub fn new(cfg: ServerConfig) -> Server {
-        Server {
-            name: Arc::from(cfg.name.as_str()),
-            state: std::sync::Mutex::new(ServerState {
-                status: Status::Starting,
-                conn: None,
-                init: None,
-                lists: ServerLists::default(),
-                last_error: None,
-                restarts: 0,
-                since: Instant::now(),
-            }),
-            instances: AtomicUsize::new(0),
-            breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown),
-            cfg,
-        }
-    }
-
-    pub fn shared_conn(&self) -> Result<Connection, CallError> {
-        let st = lock(&self.state);
-        match (&st.status, &st.conn) {
-            (Status::Ready, Some(c)) if c.is_alive() => Ok(c.clone()),
-            _ => Err(CallError::Unavailable {
-                server: self.name.to_string(),
-                reason: st
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "it is still starting".into()),
-            }),
-        }
-    }
-}
+use crate::config::Isolation;
+use crate::state::App;
+use crate::state::catalog::ServerLists;
+use crate::state::error::CallError;
+use crate::state::locks::lock;
+use crate::state::server_requests::Answer;
+use crate::state::servers::{Server, Status};
+use crate::state::sessions::Session;
 
 /// Client capabilities the gateway declares to shared upstreams: it can relay
 /// sampling and elicitation to whichever client session a call came from.
@@ -176,7 +34,7 @@ fn shared_capabilities() -> Box<RawValue> {
 }
 
 /// Runs one shared server until shutdown.
-pub async fn supervise(app: Arc<App>, server: Arc<Server>) {
+pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
     let mut backoff = Duration::from_millis(500);
     loop {
         if app.shutdown.is_cancelled() {
@@ -295,7 +153,7 @@ async fn shared_events(
 /// Lists everything a server offers, following cursors. A transport failure,
 /// or an error answer to `tools/list`, fails the whole listing (the server is
 /// not ready); an error answer to an optional list leaves that list empty.
-pub async fn fetch_lists(conn: &Connection) -> Result<ServerLists, UpstreamError> {
+pub(crate) async fn fetch_lists(conn: &Connection) -> Result<ServerLists, UpstreamError> {
     let init = conn.init_info();
     let has = |cap: &str| init.as_ref().is_some_and(|i| i.has_capability(cap));
     let mut lists = ServerLists::default();
@@ -359,7 +217,7 @@ async fn list_all(
 }
 
 /// The connection a call from `session` to `server` should use.
-pub async fn connection_for(
+pub(crate) async fn connection_for(
     app: &Arc<App>,
     server: &Arc<Server>,
     session: Option<&Arc<Session>>,
@@ -433,11 +291,11 @@ async fn private_events(
                     let _ = conn.respond(&id, Reply::Error(err)).await;
                     continue;
                 }
-                let target = crate::app::Answer::Upstream {
+                let target = Answer::Upstream {
                     conn: conn.clone(),
                     upstream_id: id,
                 };
-                let gid = app.register_server_request(target, Some(&session.id));
+                let gid = app.server_requests.register(target, Some(&session.id));
                 let raw_gid = jsonrpc::raw_string(&gid);
                 session.push_standalone(
                     jsonrpc::request(raw_gid.get(), &method, params.as_deref()).into(),
@@ -450,65 +308,5 @@ async fn private_events(
     }
     if let Some(server) = app.server(conn.name()) {
         server.instances.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn breaker_opens_after_threshold_and_one_probe_closes_it() {
-        let b = Breaker::new(3, Duration::from_millis(50));
-        for _ in 0..2 {
-            b.record(false);
-        }
-        assert!(b.admit().is_ok(), "two failures keep it closed");
-        b.record(false);
-        assert!(b.admit().is_err(), "the third failure opens it");
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(
-            b.admit().is_ok(),
-            "after the cooldown one probe goes through"
-        );
-        assert!(b.admit().is_err(), "but only one");
-        b.record(true);
-        assert!(
-            b.admit().is_ok() && !b.is_open(),
-            "a successful probe closes it"
-        );
-        let off = Breaker::new(0, Duration::ZERO);
-        for _ in 0..100 {
-            off.record(false);
-        }
-        assert!(off.admit().is_ok(), "threshold 0 disables the breaker");
-    }
-
-    #[test]
-    fn errors_map_to_truthful_states() {
-        let s = || "x".to_owned();
-        assert_eq!(
-            Status::of_error(&UpstreamError::AuthFailed {
-                server: s(),
-                status: 401,
-                challenge: None
-            }),
-            Status::AuthFailed
-        );
-        assert_eq!(
-            Status::of_error(&UpstreamError::Http {
-                server: s(),
-                status: 500,
-                detail: s()
-            }),
-            Status::ProtocolError
-        );
-        assert_eq!(
-            Status::of_error(&UpstreamError::Unreachable {
-                server: s(),
-                detail: s()
-            }),
-            Status::Unreachable
-        );
     }
 }

@@ -23,13 +23,13 @@ use mcpgate_upstream::{Reply, UpstreamError};
 use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::Principal;
-use crate::error::CallError;
-use crate::lock;
+use super::auth::Principal;
+use super::error::CallError;
+use super::locks::lock;
 
 /// A billable request: what it names.
 #[derive(Debug, Clone)]
-pub enum Call {
+pub(crate) enum Call {
     Tool(String),
     Prompt(String),
     Resource(String),
@@ -37,7 +37,7 @@ pub enum Call {
 
 impl Call {
     /// The billable call a message makes, if it is one; an error for malformed params.
-    pub fn of(msg: &Message) -> Option<Result<Call, CallError>> {
+    pub(crate) fn of(msg: &Message) -> Option<Result<Call, CallError>> {
         #[derive(serde::Deserialize)]
         struct P {
             name: Option<String>,
@@ -61,7 +61,7 @@ impl Call {
         })
     }
 
-    pub fn method(&self) -> &'static str {
+    pub(crate) fn method(&self) -> &'static str {
         match self {
             Call::Tool(_) => "tools/call",
             Call::Prompt(_) => "prompts/get",
@@ -69,14 +69,14 @@ impl Call {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Call::Tool(n) | Call::Prompt(n) | Call::Resource(n) => n,
         }
     }
 
     /// Whether the principal's tier lets it see this name.
-    pub fn visible_to(&self, p: &Principal) -> bool {
+    pub(crate) fn visible_to(&self, p: &Principal) -> bool {
         match self {
             Call::Tool(n) => p.tier.tools.allows(n),
             Call::Prompt(n) => p.tier.prompts.allows(n),
@@ -85,7 +85,7 @@ impl Call {
     }
 
     /// The error for a name that does not exist, which is also what a hidden name gets.
-    pub fn not_found(&self) -> CallError {
+    pub(crate) fn not_found(&self) -> CallError {
         match self {
             Call::Tool(n) => CallError::UnknownTool(n.clone()),
             Call::Prompt(n) => CallError::UnknownPrompt(n.clone()),
@@ -96,14 +96,14 @@ impl Call {
 
 /// Why a call was refused before reaching an upstream.
 #[derive(Debug)]
-pub enum Denial {
+pub(crate) enum Denial {
     Hidden,
     Rate { retry_after: Duration },
     Concurrency { limit: usize },
 }
 
 impl Denial {
-    pub fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Denial::Hidden => Outcome::DeniedHidden,
             Denial::Rate { .. } => Outcome::DeniedRate,
@@ -114,7 +114,7 @@ impl Denial {
 
 /// In-memory limiter state: a GCRA timestamp per key, a semaphore per tenant.
 #[derive(Default)]
-pub struct Gate {
+pub(crate) struct Gate {
     /// Key (or tenant, when anonymous) → theoretical arrival time of the next call.
     buckets: Mutex<HashMap<Arc<str>, Instant>>,
     inflight: Mutex<HashMap<Arc<str>, Arc<Semaphore>>>,
@@ -123,7 +123,7 @@ pub struct Gate {
 impl Gate {
     /// Steps 1–3 of the chain. On success the returned permit (if the tier caps
     /// concurrency) must live until the call ends.
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         p: &Principal,
         call: &Call,
@@ -164,12 +164,12 @@ impl Gate {
 }
 
 /// The Retry-After value for a wait: whole seconds, rounded up, at least 1.
-pub fn retry_after_secs(d: Duration) -> u64 {
+pub(crate) fn retry_after_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0).max(u64::from(d.as_secs() == 0))
 }
 
 /// A call that passed steps 1–3, carried to dispatch for step 4 and the final record.
-pub struct Meter {
+pub(crate) struct Meter {
     pub principal: Arc<Principal>,
     pub call: Call,
     pub session: Option<String>,
@@ -184,7 +184,7 @@ pub struct Meter {
 const MAX_RECORDED_ARGS: usize = 64 << 10;
 
 impl Meter {
-    pub fn new(
+    pub(crate) fn new(
         principal: Arc<Principal>,
         call: Call,
         msg: &Message,
@@ -215,7 +215,7 @@ impl Meter {
     }
 
     /// The usage record of this call as it starts.
-    pub fn record(&self, upstream: Option<&str>, cost: i64) -> CallRecord {
+    pub(crate) fn record(&self, upstream: Option<&str>, cost: i64) -> CallRecord {
         CallRecord {
             ts_ms: now_ms(),
             tenant: self.principal.tenant.to_string(),
@@ -231,14 +231,24 @@ impl Meter {
     }
 
     /// Records a call that was refused or could not be routed (it costs nothing).
-    pub fn deny(&self, store: &Store, upstream: Option<&str>, outcome: Outcome, error: &str) {
+    pub(crate) fn deny(
+        &self,
+        store: &Store,
+        upstream: Option<&str>,
+        outcome: Outcome,
+        error: &str,
+    ) {
         store
             .ledger()
             .deny(self.record(upstream, 0), outcome, Some(error.to_owned()));
     }
 
     /// Step 4: debit the cost and commit the usage row; only then may the call be forwarded.
-    pub async fn reserve(&self, store: &Store, upstream: &str) -> Result<Reservation, CallError> {
+    pub(crate) async fn reserve(
+        &self,
+        store: &Store,
+        upstream: &str,
+    ) -> Result<Reservation, CallError> {
         match store
             .ledger()
             .reserve(self.record(Some(upstream), self.cost))
@@ -267,7 +277,12 @@ impl Meter {
     }
 
     /// Finishes the usage row with how the call went; upstream failures are refunded.
-    pub fn finish(&self, store: &Store, r: &Reservation, outcome: &Result<Reply, CallError>) {
+    pub(crate) fn finish(
+        &self,
+        store: &Store,
+        r: &Reservation,
+        outcome: &Result<Reply, CallError>,
+    ) {
         let (o, refund, error) = match outcome {
             Ok(Reply::Result(res)) if is_tool_error(res) => (Outcome::ToolError, false, None),
             Ok(Reply::Result(_)) => (Outcome::Ok, false, None),

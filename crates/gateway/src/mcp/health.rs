@@ -1,19 +1,15 @@
-//! What the gateway says about itself: `GET /health` (always JSON: gateway
-//! status plus each upstream's state, tool count and last error) and the
-//! `initialize` result, whose capabilities are what the gateway itself serves
-//! and whose instructions merge the upstreams'.
+//! What the gateway says about itself: the health snapshot `GET /health`
+//! renders (gateway status plus each upstream's state, tool count and last
+//! error), and the `initialize` result, whose capabilities are what the
+//! gateway itself serves and whose instructions merge the upstreams'.
 
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use mcpgate_proto::jsonrpc;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::app::App;
-use crate::lock;
-use crate::upstreams::Status;
+use crate::state::App;
+use crate::state::locks::lock;
+use crate::state::servers::Status;
 
 #[derive(Serialize)]
 pub struct ServerHealth {
@@ -49,13 +45,14 @@ pub struct Health {
 }
 
 pub fn snapshot(app: &App) -> Health {
-    app.consistent(|| snapshot_now(app))
+    app.servers.consistent(|| snapshot_now(app))
 }
 
 fn snapshot_now(app: &App) -> Health {
     let catalog = app.catalog();
     let servers: Vec<ServerHealth> = app
         .servers
+        .list
         .iter()
         .map(|s| {
             let st = lock(&s.state);
@@ -88,37 +85,20 @@ fn snapshot_now(app: &App) -> Health {
         status: if all_ready { "ok" } else { "degraded" },
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: app.started.elapsed().as_secs(),
-        sessions: app.sessions.read().map(|s| s.len()).unwrap_or(0),
-        sessions_opened: app
-            .sessions_opened
-            .load(std::sync::atomic::Ordering::Relaxed),
+        sessions: app.sessions.len(),
+        sessions_opened: app.sessions.opened(),
         tools: catalog.tools.len(),
         collisions: catalog.collisions.clone(),
         servers,
     }
 }
 
-/// `GET /health`. With `auth = "keys"` the gateway may face the internet, so
-/// without an admin key it says only whether it is ok (upstream names, errors
-/// and counts are for operators); with `auth = "none"` (loopback) it says everything.
-pub async fn health(State(app): State<Arc<App>>, h: axum::http::HeaderMap) -> Response {
-    let full = snapshot(&app);
-    if app.auth.mode() == crate::config::AuthMode::Keys && app.auth.admin(&h).await.is_err() {
-        return axum::Json(serde_json::json!({
-            "status": full.status,
-            "detail": "send an admin key (Authorization: Bearer) for the upstreams' states",
-        }))
-        .into_response();
-    }
-    axum::Json(full).into_response()
-}
-
 /// The initialize result for a client that negotiated `version`.
-pub fn initialize_result(app: &App, version: &str) -> Box<RawValue> {
+pub(crate) fn initialize_result(app: &App, version: &str) -> Box<RawValue> {
     let mut instructions = String::new();
     let mut known: Vec<serde_json::Value> = Vec::new();
     let mut unknown = false;
-    for s in &app.servers {
+    for s in &app.servers.list {
         let st = lock(&s.state);
         match st.init.as_ref() {
             Some(init) => {
@@ -154,7 +134,7 @@ pub fn initialize_result(app: &App, version: &str) -> Box<RawValue> {
 /// While some upstream has never been up (`unknown`), its capabilities cannot
 /// be known, so everything the gateway can relay is offered rather than
 /// hiding, say, prompts from a client that connects during start-up.
-pub fn merge_capabilities(known: &[serde_json::Value], unknown: bool) -> serde_json::Value {
+pub(crate) fn merge_capabilities(known: &[serde_json::Value], unknown: bool) -> serde_json::Value {
     use serde_json::{Map, Value, json};
     let any = |k: &str| unknown || known.iter().any(|c| c.get(k).is_some_and(|x| !x.is_null()));
     let flag = |k: &str, f: &str| {

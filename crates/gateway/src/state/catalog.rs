@@ -225,6 +225,12 @@ impl Catalog {
             .map(|(_, s)| s.clone())
     }
 
+    /// The server owning a resource URI that `tier` may read; a URI the tier
+    /// may not read is answered exactly like one that does not exist.
+    pub(crate) fn resource_for(&self, uri: &str, tier: &Tier) -> Option<Arc<str>> {
+        self.resource(uri).filter(|_| tier.resources.allows(uri))
+    }
+
     /// Computes what each tier sees, and logs it, so that a tier exposing
     /// nothing is obvious at start-up rather than discovered by a user.
     pub fn index_tiers<'t>(&mut self, tiers: impl IntoIterator<Item = &'t Tier>) {
@@ -394,7 +400,7 @@ fn renamed(entry: &Map<String, Value>, key: &str, name: &str) -> Box<RawValue> {
 /// An RFC 6570 template reduced to what routing needs: literal text and
 /// variables; a `{+var}` or `{#var}` may span `/`, a plain `{var}` may not.
 #[derive(Debug, Clone)]
-pub struct UriTemplate {
+pub(crate) struct UriTemplate {
     parts: Vec<Part>,
 }
 
@@ -406,7 +412,7 @@ enum Part {
 }
 
 impl UriTemplate {
-    pub fn parse(t: &str) -> UriTemplate {
+    pub(crate) fn parse(t: &str) -> UriTemplate {
         let mut parts = Vec::new();
         let mut rest = t;
         while let Some(i) = rest.find('{') {
@@ -432,7 +438,7 @@ impl UriTemplate {
         UriTemplate { parts }
     }
 
-    pub fn matches(&self, uri: &str) -> bool {
+    pub(crate) fn matches(&self, uri: &str) -> bool {
         match_parts(&self.parts, uri)
     }
 }

@@ -11,19 +11,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
-use mcpgate_proto::codes;
 use mcpgate_store::{KeyInfo, KeyRejection, Store, now_ms};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::locks::lock;
 use crate::config::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Tier};
-use crate::lock;
 
 /// Who is calling: the tenant, the key it used (none when anonymous), and the tier its plan maps to.
 #[derive(Debug)]
-pub struct Principal {
+pub(crate) struct Principal {
     pub tenant: Arc<str>,
     pub key_id: Option<Arc<str>>,
     pub tier: Arc<Tier>,
@@ -31,7 +28,7 @@ pub struct Principal {
 
 /// Why a request was not authenticated.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     #[error("missing credentials: send Authorization: Bearer <mcpgate API key>")]
     Missing,
     #[error("the Authorization header must use the Bearer scheme")]
@@ -53,34 +50,17 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// The HTTP answer: 401 with a `WWW-Authenticate: Bearer` challenge for
-    /// missing or bad credentials, 403 for a key that is fine but not for this
-    /// place, 503 when the store cannot be read. Always a JSON body.
-    pub fn response(&self) -> Response {
-        let (status, code) = match self {
+    /// Whether the credentials themselves are missing or bad (401 with a
+    /// challenge), rather than good but not for this place (403) or not
+    /// checkable right now (503).
+    pub(crate) fn is_unauthenticated(&self) -> bool {
+        matches!(
+            self,
             AuthError::Missing
-            | AuthError::NotBearer
-            | AuthError::Rejected(_)
-            | AuthError::UnknownTenant(_) => (StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED),
-            AuthError::AdminKeyOnMcp | AuthError::NotAdmin | AuthError::UnmappedPlan(_) => {
-                (StatusCode::FORBIDDEN, codes::FORBIDDEN)
-            }
-            AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, codes::INTERNAL_ERROR),
-        };
-        let mut r = crate::transport::json_error(status, code, &self.to_string());
-        if status == StatusCode::UNAUTHORIZED {
-            let challenge = match self {
-                AuthError::Missing => "Bearer realm=\"mcpgate\"".to_owned(),
-                other => format!(
-                    "Bearer realm=\"mcpgate\", error=\"invalid_token\", error_description=\"{}\"",
-                    other.to_string().replace(['"', '\\'], "'")
-                ),
-            };
-            if let Ok(v) = HeaderValue::from_str(&challenge) {
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-            }
-        }
-        r
+                | AuthError::NotBearer
+                | AuthError::Rejected(_)
+                | AuthError::UnknownTenant(_)
+        )
     }
 }
 
@@ -89,7 +69,7 @@ struct Cached {
     expires_at_ms: Option<i64>,
 }
 
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     mode: AuthMode,
     store: Store,
     policy: Policy,
@@ -103,7 +83,7 @@ pub struct Authenticator {
 const CACHE_CAP: usize = 100_000;
 
 impl Authenticator {
-    pub fn new(mode: AuthMode, store: Store, policy: Policy) -> Authenticator {
+    pub(crate) fn new(mode: AuthMode, store: Store, policy: Policy) -> Authenticator {
         let local = Arc::new(Principal {
             tenant: Arc::from(LOCAL_TENANT),
             key_id: None,
@@ -121,21 +101,25 @@ impl Authenticator {
         }
     }
 
-    pub fn mode(&self) -> AuthMode {
+    pub(crate) fn mode(&self) -> AuthMode {
         self.mode
     }
 
     /// The anonymous principal of `auth = "none"`.
-    pub fn local(&self) -> &Arc<Principal> {
+    pub(crate) fn local(&self) -> &Arc<Principal> {
         &self.local
     }
 
-    /// Step one of the chain: who is this? (`auth = "none"`: always `local`.)
-    pub async fn authenticate(&self, h: &HeaderMap) -> Result<Arc<Principal>, AuthError> {
+    /// Step one of the chain: who is this? `authorization` is the raw
+    /// `Authorization` header, if sent. (`auth = "none"`: always `local`.)
+    pub(crate) async fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+    ) -> Result<Arc<Principal>, AuthError> {
         if self.mode == AuthMode::None {
             return Ok(self.local.clone());
         }
-        let token = bearer(h)?;
+        let token = bearer(authorization)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = now_ms();
         let hit = lock(&self.cache)
@@ -184,8 +168,8 @@ impl Authenticator {
     }
 
     /// Authenticates an admin key for `/admin/` (any auth mode: the admin API always needs one).
-    pub async fn admin(&self, h: &HeaderMap) -> Result<KeyInfo, AuthError> {
-        let token = bearer(h)?;
+    pub(crate) async fn admin(&self, authorization: Option<&[u8]>) -> Result<KeyInfo, AuthError> {
+        let token = bearer(authorization)?;
         let now = now_ms();
         let info = self.verify(token, now).await?;
         if !info.is_admin() {
@@ -207,7 +191,7 @@ impl Authenticator {
 
     /// Drops cached keys whenever the store's revision moves (a key revoked, a
     /// tenant's plan changed), polling every 250 ms until shutdown.
-    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             match self.store.revision().await {
                 Ok(r) => {
@@ -229,10 +213,10 @@ impl Authenticator {
     }
 }
 
-/// The bearer token of a request.
-fn bearer(h: &HeaderMap) -> Result<&str, AuthError> {
-    let v = h.get(header::AUTHORIZATION).ok_or(AuthError::Missing)?;
-    let v = v.to_str().map_err(|_| AuthError::NotBearer)?;
+/// The bearer token of an `Authorization` header.
+fn bearer(authorization: Option<&[u8]>) -> Result<&str, AuthError> {
+    let v = authorization.ok_or(AuthError::Missing)?;
+    let v = std::str::from_utf8(v).map_err(|_| AuthError::NotBearer)?;
     let (scheme, token) = v.trim().split_once(' ').ok_or(AuthError::NotBearer)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::NotBearer);
@@ -246,14 +230,15 @@ mod tests {
 
     #[test]
     fn bearer_parsing() {
-        let mut h = HeaderMap::new();
-        assert!(matches!(bearer(&h), Err(AuthError::Missing)));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert!(matches!(bearer(&h), Err(AuthError::NotBearer)));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("bearer  mcpg_a_b "),
-        );
-        assert_eq!(bearer(&h).ok(), Some("mcpg_a_b"));
+        assert!(matches!(bearer(None), Err(AuthError::Missing)));
+        assert!(matches!(
+            bearer(Some(b"Basic abc")),
+            Err(AuthError::NotBearer)
+        ));
+        assert!(matches!(
+            bearer(Some(b"Bearer \xff")),
+            Err(AuthError::NotBearer)
+        ));
+        assert_eq!(bearer(Some(b"bearer  mcpg_a_b ")).ok(), Some("mcpg_a_b"));
     }
 }

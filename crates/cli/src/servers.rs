@@ -1,0 +1,135 @@
+//! `mcpgate check` and `mcpgate servers`: each upstream's state, probed from
+//! the config or read from a running gateway's `/health`, as a table or JSON.
+//! Exit 0 only when every upstream is ready.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use mcpgate_gateway::App;
+
+use crate::setup::{load_config, open_store};
+
+/// Starts every upstream once, waits until each is up or has failed, and reports.
+pub(crate) async fn check(path: Option<&Path>, json: bool) -> ExitCode {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !json {
+        println!(
+            "config {}: ok ({} server(s), listen {})",
+            cfg.file.display(),
+            cfg.servers.len(),
+            cfg.listen
+        );
+    }
+    let store = match open_store(&cfg).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let app = App::new(cfg, store);
+    mcpgate_gateway::probe(&app).await;
+    let health = serde_json::to_value(mcpgate_gateway::health::snapshot(&app)).unwrap_or_default();
+    mcpgate_gateway::stop(&app).await;
+    report(&health, json)
+}
+
+pub(crate) async fn from_gateway(url: &str, json: bool) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let base = url.trim_end_matches('/').trim_end_matches("/mcp");
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    // A gateway with auth = "keys" shows upstream details to admin keys only.
+    let mut req = client.get(format!("{base}/health"));
+    if let Ok(k) = std::env::var("MCPGATE_ADMIN_KEY") {
+        req = req.bearer_auth(k.trim());
+    }
+    let health = match req.send().await {
+        Ok(r) => match r
+            .bytes()
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            Some(v) => v,
+            None => {
+                eprintln!("error: {base}/health did not answer JSON; is it an mcpgate gateway?");
+                return ExitCode::from(3);
+            }
+        },
+        Err(e) => {
+            eprintln!("error: cannot reach {base}/health: {}", e.without_url());
+            return ExitCode::from(3);
+        }
+    };
+    report(&health, json)
+}
+
+/// Prints the health document as a table (or JSON); exit 0 only when every upstream is ready.
+fn report(health: &serde_json::Value, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(health).unwrap_or_default()
+        );
+    } else {
+        print!("{}", servers_table(health));
+    }
+    if health["status"] == "ok" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn servers_table(h: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let mut out = format!(
+        "{:<20} {:<6} {:<15} {:>5} {:>10}  DETAIL\n",
+        "SERVER", "KIND", "STATUS", "TOOLS", "LATENCY"
+    );
+    for srv in h["servers"].as_array().into_iter().flatten() {
+        let detail = match srv.get("error").and_then(|e| e.as_str()) {
+            Some(e) => e.to_owned(),
+            None => format!(
+                "{} {} (protocol {})",
+                s(&srv["server_name"]),
+                s(&srv["server_version"]),
+                srv["protocol_version"].as_str().unwrap_or("?")
+            ),
+        };
+        let latency = srv["latency_ms"]
+            .as_f64()
+            .map(|ms| format!("{ms:.1} ms"))
+            .unwrap_or_else(|| "-".into());
+        let status = if srv["breaker_open"] == true {
+            format!("{} (breaker)", s(&srv["status"]))
+        } else {
+            s(&srv["status"])
+        };
+        let _ = writeln!(
+            out,
+            "{:<20} {:<6} {:<15} {:>5} {:>10}  {}",
+            s(&srv["name"]),
+            s(&srv["transport"]),
+            status,
+            srv["tools"].as_u64().unwrap_or(0),
+            latency,
+            detail
+        );
+    }
+    for c in h["collisions"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "collision: {}", s(c));
+    }
+    out
+}

@@ -1,0 +1,188 @@
+//! The JSON admin API under `/admin/` (admin keys only, Origin checked as on
+//! `/mcp`): tenants, balances, keys, usage and audit. The operations and
+//! their validation are `mcp::admin`'s, shared with the CLI; this module only
+//! reads requests and writes answers.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use mcpgate_store::AuditFilter;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::guard::admit_admin;
+use super::refusal::Refusal;
+use crate::mcp::admin::{AdminError, check_plan, expiry_from, since_from, tenant_view};
+use crate::state::App;
+
+/// The `/admin/` routes.
+pub(crate) fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/admin/tenants", get(list_tenants).post(add_tenant))
+        .route("/admin/tenants/{name}", get(show_tenant))
+        .route(
+            "/admin/tenants/{name}/balance",
+            post(set_balance).put(set_balance),
+        )
+        .route("/admin/keys", get(list_keys).post(create_key))
+        .route("/admin/keys/{id}", delete(revoke_key))
+        .route("/admin/usage", get(usage))
+        .route("/admin/audit", get(audit))
+}
+
+type Answer = Result<Response, Refusal>;
+
+fn done<T: Serialize>(status: StatusCode, v: T) -> Answer {
+    Ok((status, Json(v)).into_response())
+}
+
+/// A JSON body the handler could not read is the admin API's 400.
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, AdminError> {
+    b.map(|Json(t)| t)
+        .map_err(|e| AdminError::BadRequest(e.body_text()))
+}
+
+async fn list_tenants(State(app): State<Arc<App>>, h: HeaderMap) -> Answer {
+    admit_admin(&app, &h).await?;
+    done(StatusCode::OK, app.store.list_tenants().await?)
+}
+
+#[derive(Deserialize)]
+struct NewTenant {
+    name: String,
+    plan: String,
+    balance: Option<i64>,
+    monthly_allowance: Option<i64>,
+}
+
+async fn add_tenant(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    b: Result<Json<NewTenant>, JsonRejection>,
+) -> Answer {
+    admit_admin(&app, &h).await?;
+    let t = body(b)?;
+    check_plan(&app.cfg, &t.plan)?;
+    let tenant = app
+        .store
+        .add_tenant(&t.name, &t.plan, t.balance, t.monthly_allowance)
+        .await?;
+    done(StatusCode::CREATED, tenant)
+}
+
+async fn show_tenant(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> Answer {
+    admit_admin(&app, &h).await?;
+    let t = app
+        .store
+        .tenant(&name)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no tenant named '{name}'")))?;
+    done(StatusCode::OK, tenant_view(&app.cfg, &app.catalog(), t))
+}
+
+#[derive(Deserialize)]
+struct Balance {
+    balance: Option<i64>,
+}
+
+async fn set_balance(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    b: Result<Json<Balance>, JsonRejection>,
+) -> Answer {
+    admit_admin(&app, &h).await?;
+    let b = body(b)?;
+    done(
+        StatusCode::OK,
+        app.store.set_balance(&name, b.balance).await?,
+    )
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    tenant: Option<String>,
+}
+
+async fn list_keys(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<KeyQuery>) -> Answer {
+    admit_admin(&app, &h).await?;
+    done(
+        StatusCode::OK,
+        app.store.list_keys(q.tenant.as_deref()).await?,
+    )
+}
+
+#[derive(Deserialize)]
+struct NewKey {
+    tenant: Option<String>,
+    name: Option<String>,
+    expires: Option<String>,
+    #[serde(default)]
+    admin: bool,
+}
+
+async fn create_key(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    b: Result<Json<NewKey>, JsonRejection>,
+) -> Answer {
+    admit_admin(&app, &h).await?;
+    let k = body(b)?;
+    if k.admin == k.tenant.is_some() {
+        return Err(AdminError::BadRequest(
+            "give either \"tenant\" (a key for /mcp) or \"admin\": true (a key for /admin/)".into(),
+        )
+        .into());
+    }
+    let expires = k.expires.as_deref().map(expiry_from).transpose()?;
+    let created = app
+        .store
+        .create_key(k.tenant.as_deref(), k.name.as_deref(), expires)
+        .await?;
+    done(
+        StatusCode::CREATED,
+        json!({ "key": created.token, "info": created.info }),
+    )
+}
+
+async fn revoke_key(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<String>) -> Answer {
+    admit_admin(&app, &h).await?;
+    done(StatusCode::OK, app.store.revoke_key(&id).await?)
+}
+
+#[derive(Deserialize)]
+struct UsageQuery {
+    tenant: Option<String>,
+    since: Option<String>,
+    tool: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn usage(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<UsageQuery>) -> Answer {
+    admit_admin(&app, &h).await?;
+    let since = q.since.as_deref().map(since_from).transpose()?;
+    done(
+        StatusCode::OK,
+        app.store.usage_summary(q.tenant.as_deref(), since).await?,
+    )
+}
+
+async fn audit(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<UsageQuery>) -> Answer {
+    admit_admin(&app, &h).await?;
+    let filter = AuditFilter {
+        tenant: q.tenant,
+        name_glob: q.tool,
+        since_ms: q.since.as_deref().map(since_from).transpose()?,
+        limit: Some(q.limit.unwrap_or(1000).clamp(1, 100_000)),
+    };
+    done(StatusCode::OK, app.store.audit(&filter).await?)
+}

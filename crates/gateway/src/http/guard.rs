@@ -1,0 +1,240 @@
+//! The checks every request passes before anything else, in this order:
+//! Host and Origin (DNS-rebinding protection), who is calling (bearer key →
+//! `Principal`), then for a POST the media types, body size and protocol
+//! version, and the session a request names (bound to its tenant).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use mcpgate_proto::version;
+
+use super::refusal::Refusal;
+use crate::state::App;
+use crate::state::auth::Principal;
+use crate::state::sessions::Session;
+
+pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether a host (without port) names this machine's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// DNS-rebinding protection: on a loopback bind the Host must be loopback (or
+/// allow-listed), and any Origin must be loopback or allow-listed.
+pub(crate) fn check_origin(app: &App, h: &HeaderMap) -> Result<(), Refusal> {
+    if let (true, Some(host)) = (app.cfg.listen.ip().is_loopback(), header_str(h, "host")) {
+        let bare = strip_port(host);
+        let allowed = is_loopback_host(bare)
+            || app
+                .cfg
+                .allowed_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(bare));
+        if !allowed {
+            return Err(Refusal::invalid(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Forbidden: Host {host:?} is not allowed (DNS rebinding protection); add it to allowed_hosts"
+                ),
+            ));
+        }
+    }
+    if let Some(origin) = h.get(header::ORIGIN) {
+        let o = origin.to_str().unwrap_or("");
+        if !origin_allowed(app, o) {
+            return Err(Refusal::invalid(
+                StatusCode::FORBIDDEN,
+                format!("Forbidden: Origin {o:?} is not allowed; add it to allowed_origins"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn origin_allowed(app: &App, origin: &str) -> bool {
+    let host = origin.split_once("://").map(|(_, r)| r).unwrap_or("");
+    if !host.is_empty() && is_loopback_host(strip_port(host)) {
+        return true;
+    }
+    app.cfg.allowed_origins.iter().any(|a| {
+        a == "*"
+            || a.eq_ignore_ascii_case(origin)
+            || a.strip_suffix(":*")
+                .is_some_and(|base| strip_port(origin) == base || origin.eq_ignore_ascii_case(base))
+    })
+}
+
+fn authorization(h: &HeaderMap) -> Option<&[u8]> {
+    h.get(header::AUTHORIZATION).map(|v| v.as_bytes())
+}
+
+/// The first two checks of every `/mcp` request: Origin/Host, then who is calling.
+pub(crate) async fn admit_caller(app: &App, h: &HeaderMap) -> Result<Arc<Principal>, Refusal> {
+    check_origin(app, h)?;
+    Ok(app.auth.authenticate(authorization(h)).await?)
+}
+
+/// The same two checks for `/admin/`, which needs an admin key.
+pub(crate) async fn admit_admin(app: &App, h: &HeaderMap) -> Result<(), Refusal> {
+    check_origin(app, h)?;
+    app.auth.admin(authorization(h)).await?;
+    Ok(())
+}
+
+/// Whether an admin key came with the request (for `/health`'s detail).
+pub(crate) async fn is_admin(app: &App, h: &HeaderMap) -> bool {
+    app.auth.admin(authorization(h)).await.is_ok()
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Accept {
+    pub(crate) json: bool,
+    pub(crate) sse: bool,
+}
+
+pub(crate) fn accept(h: &HeaderMap) -> Accept {
+    let Some(v) = header_str(h, "accept") else {
+        return Accept {
+            json: true,
+            sse: true,
+        };
+    };
+    let mut a = Accept {
+        json: false,
+        sse: false,
+    };
+    for part in v.split(',') {
+        let t = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match t.as_str() {
+            "application/json" | "application/*" => a.json = true,
+            "text/event-stream" | "text/*" => a.sse = true,
+            "*/*" => {
+                a.json = true;
+                a.sse = true;
+            }
+            _ => {}
+        }
+    }
+    a
+}
+
+/// A POST's media types and body: 415 unless JSON, 406 unless the client
+/// takes JSON or SSE back, 413 past `max_body_bytes` (announced or read).
+pub(crate) async fn read_post(
+    app: &App,
+    h: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, Accept), Refusal> {
+    let ctype = header_str(h, "content-type").unwrap_or("");
+    let media = ctype.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(Refusal::invalid(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type: POST bodies must be Content-Type: application/json",
+        ));
+    }
+    let acc = accept(h);
+    if !acc.json && !acc.sse {
+        return Err(Refusal::invalid(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable: Accept must include application/json and text/event-stream",
+        ));
+    }
+    let limit = app.cfg.max_body_bytes;
+    let too_big = || {
+        Refusal::invalid(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Payload Too Large: the body limit is {limit} bytes"),
+        )
+    };
+    if header_str(h, "content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+        .is_some_and(|l| l > limit)
+    {
+        return Err(too_big());
+    }
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_big())?;
+    Ok((bytes, acc))
+}
+
+/// `MCP-Protocol-Version`, when sent, must be a session-based revision we serve.
+pub(crate) fn check_version(h: &HeaderMap) -> Result<(), Refusal> {
+    match header_str(h, version::HEADER_PROTOCOL_VERSION) {
+        None => Ok(()),
+        Some(v) if version::is_served(v) => Ok(()),
+        Some(v) => Err(Refusal::invalid(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Bad Request: unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                version::SERVED.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Finds the session a request names; 400 without one, 404 for an unknown one
+/// or one that another tenant opened (which must look exactly like unknown).
+pub(crate) fn find_session(
+    app: &App,
+    h: &HeaderMap,
+    who: &Principal,
+) -> Result<Option<Arc<Session>>, Refusal> {
+    if app.cfg.stateless {
+        return Ok(None);
+    }
+    let Some(id) = header_str(h, version::HEADER_SESSION_ID) else {
+        return Err(Refusal::invalid(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: the Mcp-Session-Id header is required after initialize",
+        ));
+    };
+    match app.sessions.get(id).filter(|s| s.tenant == who.tenant) {
+        Some(s) => {
+            s.touch();
+            Ok(Some(s))
+        }
+        None => Err(Refusal::invalid(
+            StatusCode::NOT_FOUND,
+            "Session not found: it expired or was deleted; initialize a new one",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_origin_shapes() {
+        assert!(is_loopback_host(strip_port("localhost:8787")));
+        assert!(is_loopback_host(strip_port("127.0.0.1:1")));
+        assert!(is_loopback_host(strip_port("[::1]:9")));
+        assert!(!is_loopback_host(strip_port("evil.example.com")));
+        assert!(!is_loopback_host(strip_port("127.0.0.1.evil.com:80")));
+    }
+}

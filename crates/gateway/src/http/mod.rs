@@ -1,0 +1,106 @@
+//! Every HTTP decision: the router, the guards (Host, Origin, auth, media
+//! types, body size, version, session), the one `Refusal` type, the one SSE
+//! body builder, the session-based and 2026-07-28 endpoints on `/mcp`, the
+//! admin API and `/health`; plus binding and serving. What a request does
+//! once admitted is `mcp`'s business.
+
+mod admin;
+mod guard;
+mod health;
+mod legacy;
+mod modern;
+mod refusal;
+mod sse;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::config::{AuthMode, Config};
+use crate::mcp::lifecycle;
+use crate::state::App;
+use refusal::Refusal;
+
+/// The gateway's routes: `/mcp` (and `/mcp/`), `/health`, `/admin/…`.
+pub fn router(app: Arc<App>) -> Router {
+    let mcp = get(legacy::get_mcp)
+        .post(legacy::post_mcp)
+        .delete(legacy::delete_mcp);
+    Router::new()
+        .route("/mcp", mcp.clone())
+        .route("/mcp/", mcp)
+        .route("/health", get(health::health))
+        .merge(admin::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(app)
+}
+
+async fn wrong_method(method: Method) -> Response {
+    method_not_allowed(
+        &format!("{method}; /mcp takes POST, GET and DELETE, /health takes GET"),
+        "GET, POST, DELETE",
+    )
+    .into_response()
+}
+
+async fn not_found() -> Response {
+    Refusal::invalid(StatusCode::NOT_FOUND, "Not found: the MCP endpoint is /mcp").into_response()
+}
+
+/// 405 with the methods that would work.
+fn method_not_allowed(what: &str, allow: &'static str) -> Refusal {
+    Refusal::invalid(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("Method Not Allowed: {what}"),
+    )
+    .with_header(header::ALLOW, HeaderValue::from_static(allow))
+}
+
+/// Binds the listener, refusing a non-loopback address unless clients must authenticate.
+pub async fn bind(cfg: &Config, listen: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    if !listen.ip().is_loopback() && cfg.policy.auth != AuthMode::Keys {
+        return Err(format!(
+            "refusing to listen on {listen}: binding beyond loopback requires client authentication, and with auth = \"none\" anyone who can reach the port could use every tool; set auth = \"keys\" in {} (and create keys with `mcpgate keys create`), or listen on 127.0.0.1",
+            cfg.file.display()
+        ));
+    }
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))
+}
+
+/// Serves until `app.shutdown` is cancelled, then ends every session (which
+/// closes open SSE streams, so graceful shutdown cannot hang on them), gives
+/// in-flight responses up to five seconds, and stops the upstreams (SIGTERM,
+/// then SIGKILL for children).
+pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    lifecycle::start(&app);
+    let router = router(app.clone());
+    let shutdown = app.shutdown.clone();
+    let closer = app.clone();
+    // SSE replies are several small writes; without TCP_NODELAY, Nagle plus the
+    // client's delayed ACK can hold an event back for ~40 ms.
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.cancelled().await;
+        lifecycle::end_all_sessions(&closer);
+    });
+    let deadline = app.shutdown.clone();
+    let r = tokio::select! {
+        r = server => r,
+        _ = async {
+            deadline.cancelled().await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        } => Ok(()),
+    };
+    lifecycle::stop(&app).await;
+    r
+}

@@ -1,0 +1,126 @@
+//! Running one client request, the same way for both eras: the policy
+//! chain's in-memory steps for a billable call (`admit_billable`: visible? →
+//! rate → concurrency, each refusal recorded in the ledger), then the request
+//! in its own task (`spawn_call`), so a dropped HTTP connection never cancels
+//! it by accident; what it sends comes back on `Running`.
+
+use std::sync::Arc;
+
+use mcpgate_proto::jsonrpc::Message;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::ctx::{Ctx, ModernCall};
+use super::dispatch;
+use crate::state::App;
+use crate::state::auth::Principal;
+use crate::state::error::CallError;
+use crate::state::parking::Out;
+use crate::state::policy::{Call, Denial, Meter, retry_after_secs};
+use crate::state::sessions::Session;
+
+/// Why a request was refused before it ran.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// An ordinary JSON-RPC error (bad params, a hidden name as not found).
+    Error(CallError),
+    /// A limit: answered 429 with `Retry-After` (seconds).
+    Limited { error: CallError, retry_after: u64 },
+}
+
+/// Steps 1–3 of the policy chain for a billable call (`tools/call`,
+/// `resources/read`, `prompts/get`); `None` for any other request, or when
+/// the ledger is off (`auth = "none"` with `audit = false`). A refusal is
+/// recorded in the ledger here.
+pub(crate) fn admit_billable(
+    app: &App,
+    who: &Arc<Principal>,
+    msg: &Message,
+    session: Option<&Session>,
+) -> Result<Option<Meter>, Refused> {
+    let call = match Call::of(msg).filter(|_| app.cfg.policy.audit) {
+        None => return Ok(None),
+        Some(Err(e)) => return Err(Refused::Error(e)),
+        Some(Ok(call)) => call,
+    };
+    let session_id = session.map(|s| s.id.clone());
+    let record_args = app.cfg.policy.audit_arguments;
+    let denial = match app.gate.admit(who, &call) {
+        Ok(permit) => {
+            return Ok(Some(Meter::new(
+                who.clone(),
+                call,
+                msg,
+                session_id,
+                permit,
+                record_args,
+            )));
+        }
+        Err(d) => d,
+    };
+    let meter = Meter::new(who.clone(), call, msg, session_id, None, record_args);
+    let outcome = denial.outcome();
+    let refused = match denial {
+        Denial::Hidden => Refused::Error(meter.call.not_found()),
+        Denial::Rate { retry_after } => {
+            let secs = retry_after_secs(retry_after);
+            Refused::Limited {
+                error: CallError::RateLimited(format!(
+                    "rate limit of tier '{}' exceeded; retry in {secs} s",
+                    who.tier.name
+                )),
+                retry_after: secs,
+            }
+        }
+        Denial::Concurrency { limit } => Refused::Limited {
+            error: CallError::RateLimited(format!(
+                "tenant '{}' already has {limit} calls in flight, the most tier '{}' allows",
+                who.tenant, who.tier.name
+            )),
+            retry_after: 1,
+        },
+    };
+    let error = match &refused {
+        Refused::Error(e) | Refused::Limited { error: e, .. } => e.to_string(),
+    };
+    meter.deny(&app.store, None, outcome, &error);
+    Err(refused)
+}
+
+/// A request running in its own task.
+pub(crate) struct Running {
+    /// What reaches the client before the reply (notifications, requests, inputs).
+    pub(crate) out: mpsc::UnboundedReceiver<Out>,
+    /// The serialised JSON-RPC response.
+    pub(crate) reply: oneshot::Receiver<Vec<u8>>,
+    /// Cancels the request (a 2026-07-28 client closing its stream).
+    pub(crate) cancel: CancellationToken,
+}
+
+/// Runs `msg` through `dispatch` in a task of its own.
+pub(crate) fn spawn_call(
+    app: Arc<App>,
+    principal: Arc<Principal>,
+    session: Option<Arc<Session>>,
+    modern: Option<Arc<ModernCall>>,
+    msg: Message,
+    meter: Option<Meter>,
+) -> Running {
+    let (out_tx, out) = mpsc::unbounded_channel::<Out>();
+    let (reply_tx, reply) = oneshot::channel::<Vec<u8>>();
+    let cancel = CancellationToken::new();
+    let ctx = Ctx {
+        app,
+        principal,
+        session,
+        modern,
+        cancel: cancel.clone(),
+        out: out_tx,
+    };
+    tokio::spawn(async move {
+        let body = dispatch::request(&ctx, &msg, meter).await;
+        drop(ctx);
+        let _ = reply_tx.send(body);
+    });
+    Running { out, reply, cancel }
+}

@@ -1,0 +1,322 @@
+//! What each MCP request method does, in one closed match: answer locally
+//! (ping, the `*/list` pages filtered by tier), fan out (`logging/setLevel`),
+//! or resolve the name to its upstream and `forward` (billable calls through
+//! their `Meter`). Three methods are not here because their answer shapes the
+//! HTTP exchange itself: `initialize` (it opens a session: `lifecycle`),
+//! `server/discover` (`modern`) and `subscriptions/listen` (a stream: `listen`).
+
+use std::sync::Arc;
+
+use mcpgate_proto::jsonrpc::{self, Message};
+use mcpgate_store::Outcome;
+use mcpgate_upstream::{Connection, Reply, RequestOpts};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::ctx::Ctx;
+use super::forward::forward;
+use super::params::Params;
+use crate::config::Prefix;
+use crate::state::App;
+use crate::state::catalog::{Catalog, ListKind, View};
+use crate::state::error::CallError;
+use crate::state::locks::lock;
+use crate::state::policy::Meter;
+use crate::state::servers::Status;
+
+/// Handles one client request and returns the serialised response. A billable
+/// request comes with its [`Meter`] (it passed authorization and the limits).
+pub(crate) async fn request(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Vec<u8> {
+    let id = msg.id.as_deref();
+    match handle(ctx, msg, meter).await {
+        Ok(Reply::Result(r)) => match id {
+            Some(id) => jsonrpc::response_result(id, &r),
+            None => jsonrpc::response_error(
+                None,
+                mcpgate_proto::codes::INVALID_REQUEST,
+                "request without id",
+                None,
+            ),
+        },
+        Ok(Reply::Error(e)) => jsonrpc::response_error_raw(id, &e),
+        Err(e) => {
+            let (code, data) = e.wire();
+            jsonrpc::response_error(id, code, &e.to_string(), data.as_ref())
+        }
+    }
+}
+
+fn empty_result() -> Reply {
+    Reply::Result(jsonrpc::to_raw(&serde_json::json!({})))
+}
+
+async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply, CallError> {
+    let app = &ctx.app;
+    let params = msg.params.as_deref();
+    match msg.method() {
+        "ping" => Ok(empty_result()),
+        "tools/list" => list(ctx, ListKind::Tools, params),
+        "prompts/list" => list(ctx, ListKind::Prompts, params),
+        "resources/list" => list(ctx, ListKind::Resources, params),
+        "resources/templates/list" => list(ctx, ListKind::Templates, params),
+        "tools/call" => call_named(ctx, msg, Named::Tool, meter).await,
+        "prompts/get" => call_named(ctx, msg, Named::Prompt, meter).await,
+        "resources/read" => {
+            let uri = Params::parse(params)?.string("uri")?;
+            let Some(server) = app.catalog().resource(&uri) else {
+                let e = CallError::ResourceNotFound(uri);
+                if let Some(m) = &meter {
+                    m.deny(&app.store, None, Outcome::NotFound, &e.to_string());
+                }
+                return Err(e);
+            };
+            metered(
+                ctx,
+                meter,
+                &server,
+                "resources/read",
+                params.map(ToOwned::to_owned),
+                msg,
+            )
+            .await
+        }
+        "resources/subscribe" => {
+            let uri = Params::parse(params)?.string("uri")?;
+            let server = app
+                .catalog()
+                .resource_for(&uri, &ctx.principal.tier)
+                .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+            let reply = forward(
+                ctx,
+                &server,
+                "resources/subscribe",
+                params.map(ToOwned::to_owned),
+                msg,
+            )
+            .await?;
+            if let (Reply::Result(_), Some(s)) = (&reply, &ctx.session) {
+                app.subscriptions.subscribe(&uri, &s.id);
+            }
+            Ok(reply)
+        }
+        "resources/unsubscribe" => {
+            let uri = Params::parse(params)?.string("uri")?;
+            let server = app
+                .catalog()
+                .resource_for(&uri, &ctx.principal.tier)
+                .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+            let last = ctx
+                .session
+                .as_ref()
+                .is_none_or(|s| app.subscriptions.unsubscribe(&uri, &s.id));
+            if last {
+                forward(
+                    ctx,
+                    &server,
+                    "resources/unsubscribe",
+                    params.map(ToOwned::to_owned),
+                    msg,
+                )
+                .await
+            } else {
+                Ok(empty_result())
+            }
+        }
+        "completion/complete" => complete(ctx, params, msg).await,
+        "logging/setLevel" => {
+            set_level(ctx, params).await;
+            Ok(empty_result())
+        }
+        "initialize" => Err(CallError::InvalidParams(
+            "initialize must be the first request of a session".into(),
+        )),
+        other => Err(CallError::MethodNotFound(other.to_owned())),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Named {
+    Tool,
+    Prompt,
+}
+
+/// `tools/call` and `prompts/get`: resolve the exposed name, rename it to the
+/// upstream's own, forward.
+async fn call_named(
+    ctx: &Ctx,
+    msg: &Message,
+    kind: Named,
+    meter: Option<Meter>,
+) -> Result<Reply, CallError> {
+    let p = Params::parse(msg.params.as_deref())?;
+    let name = p.string("name")?;
+    let catalog = ctx.app.catalog();
+    let (found, unknown): (_, fn(String) -> CallError) = match kind {
+        Named::Tool => (catalog.tool(&name), CallError::UnknownTool),
+        Named::Prompt => (catalog.prompt(&name), CallError::UnknownPrompt),
+    };
+    let Some(route) = found.cloned() else {
+        let e = not_routable(&ctx.app, &catalog, name, unknown);
+        if let Some(m) = &meter {
+            let (outcome, server) = match &e {
+                CallError::Unavailable { server, .. } => {
+                    (Outcome::Unavailable, Some(server.as_str()))
+                }
+                _ => (Outcome::NotFound, None),
+            };
+            m.deny(&ctx.app.store, server, outcome, &e.to_string());
+        }
+        return Err(e);
+    };
+    let params = p.with("name", &route.name);
+    metered(ctx, meter, &route.server, msg.method(), Some(params), msg).await
+}
+
+/// Forwards a billable call: its cost is reserved and its usage row committed
+/// first, and the row is finished with the outcome afterwards.
+async fn metered(
+    ctx: &Ctx,
+    meter: Option<Meter>,
+    server: &Arc<str>,
+    method: &str,
+    params: Option<Box<RawValue>>,
+    msg: &Message,
+) -> Result<Reply, CallError> {
+    let Some(m) = meter else {
+        return forward(ctx, server, method, params, msg).await;
+    };
+    let reservation = m.reserve(&ctx.app.store, server).await?;
+    let out = forward(ctx, server, method, params, msg).await;
+    m.finish(&ctx.app.store, &reservation, &out);
+    out
+}
+
+/// The error for a tool or prompt name with no route: "unavailable" when the
+/// name belongs to a server that is down (it offered it before, or the name
+/// carries its prefix), else the spec's unknown-name error.
+fn not_routable(
+    app: &App,
+    catalog: &Catalog,
+    name: String,
+    unknown: fn(String) -> CallError,
+) -> CallError {
+    let by_prefix = || {
+        app.servers.list.iter().find(|s| {
+            s.cfg.prefix == Prefix::Always
+                && lock(&s.state).status != Status::Ready
+                && name
+                    .strip_prefix(s.name.as_ref())
+                    .is_some_and(|rest| rest.starts_with(app.cfg.separator.as_str()))
+        })
+    };
+    let owner = catalog
+        .offline_owner(&name)
+        .and_then(|o| app.server(o))
+        .or_else(by_prefix);
+    match owner {
+        Some(s) => CallError::Unavailable {
+            server: s.name.to_string(),
+            reason: lock(&s.state)
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "it is not ready".into()),
+        },
+        None => unknown(name),
+    }
+}
+
+fn list(ctx: &Ctx, kind: ListKind, params: Option<&RawValue>) -> Result<Reply, CallError> {
+    #[derive(Deserialize, Default)]
+    struct P {
+        cursor: Option<String>,
+    }
+    let p: P = match params {
+        Some(p) => {
+            serde_json::from_str(p.get()).map_err(|e| CallError::InvalidParams(e.to_string()))?
+        }
+        None => P::default(),
+    };
+    let catalog = ctx.app.catalog();
+    let empty = View::default();
+    let view = catalog.view(&ctx.principal.tier.name).unwrap_or(&empty);
+    catalog
+        .page(kind, p.cursor.as_deref(), ctx.app.cfg.page_size, Some(view))
+        .map(Reply::Result)
+        .map_err(CallError::InvalidParams)
+}
+
+async fn complete(ctx: &Ctx, params: Option<&RawValue>, msg: &Message) -> Result<Reply, CallError> {
+    #[derive(Deserialize)]
+    struct Ref {
+        #[serde(rename = "type")]
+        kind: String,
+        name: Option<String>,
+        uri: Option<String>,
+    }
+    let p = Params::parse(params)?;
+    let r = p
+        .get("ref")
+        .ok_or_else(|| CallError::InvalidParams("missing \"ref\"".into()))?;
+    let parsed: Ref = serde_json::from_str(r.get())
+        .map_err(|e| CallError::InvalidParams(format!("bad \"ref\": {e}")))?;
+    let catalog = ctx.app.catalog();
+    match (parsed.kind.as_str(), parsed.name, parsed.uri) {
+        ("ref/prompt", Some(name), _) => {
+            let route = catalog
+                .prompt(&name)
+                .filter(|_| ctx.principal.tier.prompts.allows(&name))
+                .cloned()
+                .ok_or(CallError::UnknownPrompt(name))?;
+            let new_ref = Params::parse(Some(r))?.with("name", &route.name);
+            let params = p.with_raw("ref", &new_ref);
+            forward(ctx, &route.server, "completion/complete", Some(params), msg).await
+        }
+        ("ref/resource", _, Some(uri)) => {
+            let server = catalog
+                .resource_for(&uri, &ctx.principal.tier)
+                .ok_or(CallError::ResourceNotFound(uri))?;
+            forward(
+                ctx,
+                &server,
+                "completion/complete",
+                params.map(ToOwned::to_owned),
+                msg,
+            )
+            .await
+        }
+        _ => Err(CallError::InvalidParams(
+            "\"ref\" must be ref/prompt with a name or ref/resource with a uri".into(),
+        )),
+    }
+}
+
+/// Sends the level to every ready upstream that supports logging (and this session's own).
+async fn set_level(ctx: &Ctx, params: Option<&RawValue>) {
+    let mut conns: Vec<Connection> = ctx
+        .app
+        .servers
+        .list
+        .iter()
+        .filter_map(|s| {
+            let st = lock(&s.state);
+            (st.status == Status::Ready)
+                .then(|| st.conn.clone())
+                .flatten()
+        })
+        .collect();
+    if let Some(s) = &ctx.session {
+        conns.extend(s.private.lock().await.values().cloned());
+    }
+    let calls = conns
+        .into_iter()
+        .filter(|c| c.init_info().is_some_and(|i| i.has_capability("logging")))
+        .map(|c| async move {
+            if let Err(e) = c
+                .request("logging/setLevel", params, RequestOpts::default())
+                .await
+            {
+                tracing::debug!(server = %c.name(), "logging/setLevel failed: {e}");
+            }
+        });
+    futures::future::join_all(calls).await;
+}

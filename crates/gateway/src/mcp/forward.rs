@@ -1,0 +1,77 @@
+//! Forwarding one request to the upstream that owns it: resolve the
+//! server's connection (shared, or per session), ask its breaker, remap the
+//! progress token, give a 2026-07-28 upstream its `_meta`, run one relayed
+//! `Exchange`, let `mrtr` answer a 2026-07-28 upstream's input rounds for a
+//! session-based client, and count the outcome on the server.
+
+use std::sync::Arc;
+
+use mcpgate_proto::jsonrpc::Message;
+use mcpgate_upstream::Reply;
+use serde_json::value::RawValue;
+
+use super::ctx::Ctx;
+use super::mrtr;
+use super::relay::{Exchange, remap_progress};
+use super::supervise::connection_for;
+use crate::state::error::CallError;
+
+/// Forwards one request to `server` and relays what it sends about it until it answers.
+pub(crate) async fn forward(
+    ctx: &Ctx,
+    server: &Arc<str>,
+    method: &str,
+    params: Option<Box<RawValue>>,
+    msg: &Message,
+) -> Result<Reply, CallError> {
+    let app = &ctx.app;
+    let srv = app
+        .server(server)
+        .ok_or_else(|| CallError::Internal(format!("route to unknown server {server}")))?
+        .clone();
+    if let Err(left) = srv.breaker.admit() {
+        return Err(CallError::Unavailable {
+            server: server.to_string(),
+            reason: format!(
+                "circuit open after {} consecutive failures; next probe in {} ms",
+                srv.cfg.breaker_failures,
+                left.as_millis()
+            ),
+        });
+    }
+    let conn = match connection_for(app, &srv, ctx.session.as_ref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            srv.breaker.record(false);
+            return Err(e);
+        }
+    };
+    let (params, progress) = remap_progress(app, params)?;
+    let params = if conn.is_modern() {
+        Some(mrtr::for_modern_upstream(
+            ctx.modern.as_deref(),
+            ctx.session.as_ref().map(|s| &s.caps),
+            params.as_deref(),
+        )?)
+    } else {
+        params
+    };
+    let cancel = ctx.cancel.child_token();
+    let _inflight = match (&ctx.session, &msg.id) {
+        (Some(s), Some(id)) => Some(s.track(id.get().to_owned(), cancel.clone())),
+        _ => None,
+    };
+    let exchange = Exchange {
+        ctx,
+        conn: &conn,
+        method,
+        progress: progress.as_ref(),
+        cancel: &cancel,
+    };
+    let mut outcome = exchange.run(params.as_deref()).await;
+    if ctx.modern.is_none() {
+        outcome = mrtr::input_rounds(ctx, &srv, params.as_deref(), outcome, &exchange).await?;
+    }
+    srv.record_outcome(&outcome);
+    outcome.map_err(CallError::Upstream)
+}

@@ -1,0 +1,143 @@
+//! The gateway's and a session's life: starting the upstream supervisors,
+//! the key-revocation watcher and the idle reaper; probing upstreams once
+//! (`check`, `tenants show`); stopping (sessions ended, upstreams closed, the
+//! ledger flushed); and a client session's `initialize` and end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcpgate_proto::version;
+use serde_json::value::RawValue;
+
+use super::health::initialize_result;
+use super::supervise::supervise;
+use crate::state::App;
+use crate::state::auth::Principal;
+use crate::state::locks::lock;
+use crate::state::sessions::{ClientCaps, Session};
+
+/// Starts every upstream's supervisor, the revocation watcher and the reaper
+/// of idle sessions, stale relayed requests and expired parked calls.
+pub(crate) fn start(app: &Arc<App>) {
+    for s in &app.servers.list {
+        tokio::spawn(supervise(app.clone(), s.clone()));
+    }
+    tokio::spawn(app.auth.clone().watch(app.shutdown.clone()));
+    let app = app.clone();
+    tokio::spawn(async move {
+        let tick = (app.cfg.session_idle_timeout / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => app.expire_idle(),
+                _ = app.shutdown.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// Starts the upstreams and waits until each is ready or has failed (at
+/// most the longest connect timeout plus a second): `check`, `tenants show`.
+pub async fn probe(app: &Arc<App>) {
+    start(app);
+    let deadline = Instant::now()
+        + app
+            .servers
+            .list
+            .iter()
+            .map(|s| s.cfg.spec.connect_timeout)
+            .max()
+            .unwrap_or_default()
+        + Duration::from_secs(1);
+    while Instant::now() < deadline && app.servers.any_starting() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Stops supervisors (which terminate their children), closes every
+/// session's and server's connection, and commits the ledger's queued rows.
+pub async fn stop(app: &App) {
+    app.shutdown.cancel();
+    for s in app.sessions.drain() {
+        s.end();
+        close_private(&s).await;
+    }
+    for s in &app.servers.list {
+        let conn = lock(&s.state).conn.clone();
+        if let Some(c) = conn {
+            c.close(Duration::from_secs(3)).await;
+        }
+    }
+    // Calls finished during shutdown queued their outcomes; commit them.
+    if let Err(e) = app.store.ledger().flush().await {
+        tracing::error!("could not flush the usage ledger at shutdown: {e}");
+    }
+}
+
+/// Ends every client session (at shutdown, so open SSE streams close).
+pub(crate) fn end_all_sessions(app: &App) {
+    for id in app.sessions.ids() {
+        app.end_session(&id);
+    }
+}
+
+/// Closes a session's per-session upstream connections.
+async fn close_private(s: &Session) {
+    let conns: Vec<_> = s.private.lock().await.drain().map(|(_, c)| c).collect();
+    for c in conns {
+        c.close(Duration::from_secs(2)).await;
+    }
+}
+
+/// Ends a session at the client's request (DELETE); its per-session
+/// upstreams are closed in the background.
+pub(crate) fn end_session(app: &App, session: &Session) {
+    if let Some(s) = app.end_session(&session.id) {
+        tokio::spawn(async move { close_private(&s).await });
+    }
+}
+
+/// Why `initialize` opened no session.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InitError {
+    #[error("initialize needs params.protocolVersion")]
+    NoVersion,
+    #[error("cannot create a session id: the OS random generator failed")]
+    NoRandom,
+    #[error("too many sessions")]
+    TooMany,
+}
+
+/// `initialize`: the negotiated result, and (unless the gateway is
+/// stateless) a new session bound to the caller's tenant.
+pub(crate) fn initialize(
+    app: &App,
+    params: Option<&RawValue>,
+    who: &Principal,
+) -> Result<(Box<RawValue>, Option<Arc<Session>>), InitError> {
+    #[derive(serde::Deserialize)]
+    struct P {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: String,
+    }
+    let requested = params
+        .and_then(|p| serde_json::from_str::<P>(p.get()).ok())
+        .ok_or(InitError::NoVersion)?
+        .protocol_version;
+    let negotiated = version::negotiate(&requested);
+    let result = initialize_result(app, negotiated);
+    if app.cfg.stateless {
+        return Ok((result, None));
+    }
+    let session =
+        Session::new(who.tenant.clone(), ClientCaps::from_initialize(params)).map_err(|e| {
+            tracing::error!("cannot create a session id: the OS random generator failed: {e}");
+            InitError::NoRandom
+        })?;
+    let session = Arc::new(session);
+    session.touch();
+    if !app.sessions.add(session.clone(), app.cfg.max_sessions) {
+        return Err(InitError::TooMany);
+    }
+    Ok((result, Some(session)))
+}

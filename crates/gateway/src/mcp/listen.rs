@@ -1,0 +1,148 @@
+//! `subscriptions/listen`, the 2026-07-28 replacement of the standalone GET
+//! stream: the stream opens with `notifications/subscriptions/acknowledged`
+//! (naming what the gateway agreed to send) and then carries the
+//! notifications its filter asked for, each tagged with the listen request's
+//! id. Resource subscriptions are taken out upstream for the URIs the
+//! tenant may read, and given back when the stream closes (`Unlisten`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mcpgate_proto::jsonrpc::{self, Message};
+use mcpgate_upstream::{Reply, RequestOpts};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use super::supervise::connection_for;
+use crate::state::App;
+use crate::state::auth::Principal;
+use crate::state::error::CallError;
+use crate::state::listeners::{Filter, Listener, tag};
+use crate::state::sessions::new_session_id;
+
+/// An open listen stream: its first event, what follows, and the guard
+/// that ends it when the response is dropped.
+pub(crate) struct Listening {
+    pub(crate) ack: Vec<u8>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Bytes>,
+    /// Ends the listener and its subscriptions when the stream is dropped.
+    pub(crate) _guard: Unlisten,
+}
+
+/// Removes its listener when the stream is dropped (the client closed it),
+/// and ends the upstream subscriptions nobody else holds.
+pub(crate) struct Unlisten {
+    app: Arc<App>,
+    id: String,
+    uris: Vec<(String, Arc<str>)>,
+}
+
+impl Drop for Unlisten {
+    fn drop(&mut self) {
+        self.app.listeners.remove(&self.id);
+        let holder = format!("listen:{}", self.id);
+        for (uri, server) in std::mem::take(&mut self.uris) {
+            if self.app.subscriptions.unsubscribe(&uri, &holder) {
+                let app = self.app.clone();
+                tokio::spawn(async move {
+                    subscription(&app, &server, "resources/unsubscribe", &uri).await;
+                });
+            }
+        }
+    }
+}
+
+/// Sends `resources/subscribe` or `resources/unsubscribe` for `uri` to its server.
+async fn subscription(app: &Arc<App>, server: &str, method: &str, uri: &str) -> bool {
+    let Some(srv) = app.server(server).cloned() else {
+        return false;
+    };
+    let Ok(conn) = connection_for(app, &srv, None).await else {
+        return false;
+    };
+    let params = jsonrpc::to_raw(&json!({ "uri": uri }));
+    let r = conn
+        .request(method, Some(&params), RequestOpts::default())
+        .await;
+    matches!(r, Ok(Reply::Result(_)))
+}
+
+/// Opens a listen stream for `who`, as `msg` asks.
+pub(crate) async fn open(
+    app: &Arc<App>,
+    who: &Principal,
+    msg: &Message,
+) -> Result<Listening, CallError> {
+    #[derive(serde::Deserialize)]
+    struct P {
+        notifications: Filter,
+    }
+    let mut filter = msg
+        .params
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<P>(p.get()).ok())
+        .ok_or_else(|| {
+            CallError::InvalidParams(
+                "subscriptions/listen takes {\"notifications\": {\"toolsListChanged\": true, …}}"
+                    .into(),
+            )
+        })?
+        .notifications;
+    let key =
+        new_session_id().map_err(|_| CallError::Internal("cannot create a subscription".into()))?;
+    let sub_id = msg.id.clone().unwrap_or_else(jsonrpc::raw_null);
+    let catalog = app.catalog();
+    let holder = format!("listen:{key}");
+    let mut held = Vec::new();
+    for uri in std::mem::take(&mut filter.resource_subscriptions) {
+        let Some(server) = catalog.resource_for(&uri, &who.tier) else {
+            continue; // not agreed: left out of the acknowledgement
+        };
+        app.subscriptions.subscribe(&uri, &holder);
+        if subscription(app, &server, "resources/subscribe", &uri).await {
+            filter.resource_subscriptions.push(uri.clone());
+        }
+        held.push((uri, server));
+    }
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+    let mut ack = Map::new();
+    ack.insert("notifications".into(), agreed(&filter));
+    ack.insert("_meta".into(), tag(&sub_id));
+    let ack = jsonrpc::notification(
+        "notifications/subscriptions/acknowledged",
+        Some(&jsonrpc::to_raw(&ack)),
+    );
+    app.listeners
+        .insert(key.clone(), Listener { filter, sub_id, tx });
+    let guard = Unlisten {
+        app: app.clone(),
+        id: key,
+        uris: held,
+    };
+    Ok(Listening {
+        ack,
+        rx,
+        _guard: guard,
+    })
+}
+
+/// The filter as acknowledged: only the members the client asked for.
+fn agreed(f: &Filter) -> Value {
+    let mut m = Map::new();
+    for (k, on) in [
+        ("toolsListChanged", f.tools_list_changed),
+        ("promptsListChanged", f.prompts_list_changed),
+        ("resourcesListChanged", f.resources_list_changed),
+    ] {
+        if on {
+            m.insert(k.into(), json!(true));
+        }
+    }
+    if !f.resource_subscriptions.is_empty() {
+        m.insert(
+            "resourceSubscriptions".into(),
+            json!(f.resource_subscriptions),
+        );
+    }
+    Value::Object(m)
+}

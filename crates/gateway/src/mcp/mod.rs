@@ -1,0 +1,22 @@
+//! What MCP methods do, above the state they act on and below HTTP:
+//! `dispatch` (the closed match), `call` (admit and run a request, both
+//! eras), `forward` and `relay` (one request to its upstream and what it sends
+//! back), `mrtr` (bridging the two eras' ways of asking the client for input),
+//! `modern` (the 2026-07-28 call's life and its replies), `listen`
+//! (`subscriptions/listen`), `supervise` (upstream lifecycles), `lifecycle`
+//! (start, probe, stop, a session's initialize and end), `health` and `admin`.
+//! Nothing here imports `http`.
+
+pub mod admin;
+pub(crate) mod call;
+pub(crate) mod ctx;
+pub(crate) mod dispatch;
+pub(crate) mod forward;
+pub mod health;
+pub(crate) mod lifecycle;
+pub(crate) mod listen;
+pub(crate) mod modern;
+pub(crate) mod mrtr;
+pub(crate) mod params;
+pub(crate) mod relay;
+pub(crate) mod supervise;

@@ -1,0 +1,410 @@
+//! The configured upstream servers as the gateway holds them: each one's
+//! state (`Status`, connection, last lists, last error), its circuit
+//! `Breaker`, and the catalog cell that is rebuilt from those states. A state
+//! change and the catalog built from it are one step under the generation
+//! lock (`Servers::update`), so a reader using `Servers::consistent` never sees
+//! a server ready whose tools the catalog does not hold yet. Supervision (who
+//! changes these states) lives in `mcp::supervise`.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use mcpgate_upstream::{Connection, InitInfo, Reply, UpstreamError};
+use serde_json::value::RawValue;
+
+use super::catalog::{Catalog, Contribution, ServerLists};
+use super::error::CallError;
+use super::locks::{lock, read, write};
+use crate::config::{Config, Prefix, ServerConfig, Tier};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Starting,
+    Ready,
+    /// Cannot be reached: connect refused, DNS, process failed to start or exited.
+    Unreachable,
+    /// Reachable, but refused our credentials (401/403).
+    AuthFailed,
+    /// Reachable, but spoke something other than MCP (bad status, bad initialize).
+    ProtocolError,
+}
+
+impl Status {
+    /// The status a failure to connect or call puts the server in.
+    pub fn of_error(e: &UpstreamError) -> Status {
+        match e {
+            UpstreamError::AuthFailed { .. } => Status::AuthFailed,
+            UpstreamError::Protocol { .. } | UpstreamError::Http { .. } => Status::ProtocolError,
+            _ => Status::Unreachable,
+        }
+    }
+}
+
+/// Fails calls fast after `threshold` consecutive failures; after `cooldown`
+/// one probe call goes through, and its success closes the breaker again.
+pub(crate) struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: std::sync::Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+impl Breaker {
+    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Breaker {
+        Breaker {
+            threshold,
+            cooldown,
+            state: std::sync::Mutex::new(BreakerState::default()),
+        }
+    }
+
+    /// Ok when a call may go through; Err with the time left while open.
+    pub(crate) fn admit(&self) -> Result<(), Duration> {
+        if self.threshold == 0 {
+            return Ok(());
+        }
+        let mut st = lock(&self.state);
+        match st.open_until {
+            None => Ok(()),
+            Some(until) => {
+                let now = Instant::now();
+                if now < until {
+                    Err(until - now)
+                } else if st.probing {
+                    Err(Duration::ZERO)
+                } else {
+                    st.probing = true; // half-open: this one call probes
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    pub(crate) fn record(&self, ok: bool) {
+        if self.threshold == 0 {
+            return;
+        }
+        let mut st = lock(&self.state);
+        st.probing = false;
+        if ok {
+            st.failures = 0;
+            st.open_until = None;
+        } else {
+            st.failures = st.failures.saturating_add(1);
+            if st.failures >= self.threshold {
+                st.open_until = Some(Instant::now() + self.cooldown);
+            }
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        lock(&self.state).open_until.is_some()
+    }
+
+    /// Counts how a forwarded request went. A JSON-RPC error from the server
+    /// still proves it works; only transport failures count against it, and a
+    /// client's cancel counts for nothing.
+    pub(crate) fn record_outcome(&self, outcome: &Result<Reply, UpstreamError>) {
+        match outcome {
+            Ok(_) => self.record(true),
+            Err(UpstreamError::Cancelled { .. }) => {}
+            Err(_) => self.record(false),
+        }
+    }
+}
+
+pub(crate) struct ServerState {
+    pub status: Status,
+    pub conn: Option<Connection>,
+    pub init: Option<InitInfo>,
+    pub lists: ServerLists,
+    pub last_error: Option<String>,
+    pub restarts: u32,
+    pub since: Instant,
+}
+
+pub(crate) struct Server {
+    pub cfg: ServerConfig,
+    pub name: Arc<str>,
+    pub state: std::sync::Mutex<ServerState>,
+    pub instances: AtomicUsize,
+    pub breaker: Breaker,
+}
+
+impl Server {
+    pub(crate) fn new(cfg: ServerConfig) -> Server {
+        Server {
+            name: Arc::from(cfg.name.as_str()),
+            state: std::sync::Mutex::new(ServerState {
+                status: Status::Starting,
+                conn: None,
+                init: None,
+                lists: ServerLists::default(),
+                last_error: None,
+                restarts: 0,
+                since: Instant::now(),
+            }),
+            instances: AtomicUsize::new(0),
+            breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown),
+            cfg,
+        }
+    }
+
+    /// Records a forwarded request's outcome: the breaker counts it, and a
+    /// refused credential marks the server `auth_failed` for `/health`.
+    pub(crate) fn record_outcome(&self, outcome: &Result<Reply, UpstreamError>) {
+        self.breaker.record_outcome(outcome);
+        if let Err(e @ UpstreamError::AuthFailed { .. }) = outcome {
+            let mut st = lock(&self.state);
+            st.status = Status::AuthFailed;
+            st.last_error = Some(e.to_string());
+        }
+    }
+
+    pub(crate) fn shared_conn(&self) -> Result<Connection, CallError> {
+        let st = lock(&self.state);
+        match (&st.status, &st.conn) {
+            (Status::Ready, Some(c)) if c.is_alive() => Ok(c.clone()),
+            _ => Err(CallError::Unavailable {
+                server: self.name.to_string(),
+                reason: st
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "it is still starting".into()),
+            }),
+        }
+    }
+}
+
+/// Which lists changed when a new catalog was published.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Changed {
+    pub(crate) tools: bool,
+    pub(crate) prompts: bool,
+    pub(crate) resources: bool,
+}
+
+impl Changed {
+    /// The `list_changed` notifications these changes call for.
+    pub(crate) fn notifications(self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.tools, "notifications/tools/list_changed"),
+            (self.prompts, "notifications/prompts/list_changed"),
+            (self.resources, "notifications/resources/list_changed"),
+        ]
+        .into_iter()
+        .filter_map(|(on, m)| on.then_some(m))
+    }
+}
+
+/// Every configured server, and the catalog published from their states.
+pub(crate) struct Servers {
+    pub(crate) list: Vec<Arc<Server>>,
+    catalog: RwLock<Arc<Catalog>>,
+    /// The last catalog generation. Held for the whole of a rebuild, so two
+    /// servers becoming ready at once cannot publish an older snapshot last.
+    generation: Mutex<u64>,
+}
+
+/// One server as the catalog sees it: ready?, name, prefix rule, last lists.
+type Snapshot = (bool, Arc<str>, Prefix, ServerLists);
+
+impl Servers {
+    pub(crate) fn new(cfg: &Config) -> Servers {
+        Servers {
+            list: cfg
+                .servers
+                .iter()
+                .cloned()
+                .map(|s| Arc::new(Server::new(s)))
+                .collect(),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            generation: Mutex::new(0),
+        }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Server>> {
+        self.list.iter().find(|s| s.name.as_ref() == name)
+    }
+
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        read(&self.catalog).clone()
+    }
+
+    /// Applies `change` to upstream state and publishes the catalog that
+    /// follows from it, as one step; says which lists changed.
+    pub(crate) fn update<'t>(
+        &self,
+        separator: &str,
+        tiers: impl IntoIterator<Item = &'t Tier>,
+        change: impl FnOnce(),
+    ) -> Changed {
+        let mut last = lock(&self.generation);
+        change();
+        *last += 1;
+        let generation = *last;
+        let snapshot: Vec<Snapshot> = self
+            .list
+            .iter()
+            .map(|s| {
+                let st = lock(&s.state);
+                (
+                    st.status == Status::Ready,
+                    s.name.clone(),
+                    s.cfg.prefix,
+                    st.lists.clone(),
+                )
+            })
+            .collect();
+        let ready: Vec<Contribution<'_>> =
+            snapshot.iter().filter(|s| s.0).map(contribution).collect();
+        let mut new = Catalog::build(generation, separator, &ready);
+        for down in snapshot.iter().filter(|s| !s.0) {
+            new.add_offline(separator, &contribution(down));
+        }
+        new.index_tiers(tiers);
+        let new = Arc::new(new);
+        let old = std::mem::replace(&mut *write(&self.catalog), new.clone());
+        let changed = |a: &[Box<RawValue>], b: &[Box<RawValue>]| {
+            a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.get() != y.get())
+        };
+        Changed {
+            tools: changed(&old.tools, &new.tools),
+            prompts: changed(&old.prompts, &new.prompts),
+            resources: changed(&old.resources, &new.resources)
+                || changed(&old.templates, &new.templates),
+        }
+    }
+
+    /// Runs `f` while no catalog rebuild is under way, so the upstream states
+    /// it reads agree with the published catalog.
+    pub(crate) fn consistent<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _quiet = lock(&self.generation);
+        f()
+    }
+
+    /// Whether some server has not finished its first connection attempt.
+    pub(crate) fn any_starting(&self) -> bool {
+        self.list
+            .iter()
+            .any(|s| lock(&s.state).status == Status::Starting)
+    }
+}
+
+fn contribution(s: &Snapshot) -> Contribution<'_> {
+    Contribution {
+        server: &s.1,
+        prefix: s.2,
+        lists: &s.3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_threshold_and_one_probe_closes_it() {
+        let b = Breaker::new(3, Duration::from_millis(50));
+        for _ in 0..2 {
+            b.record(false);
+        }
+        assert!(b.admit().is_ok(), "two failures keep it closed");
+        b.record(false);
+        assert!(b.admit().is_err(), "the third failure opens it");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            b.admit().is_ok(),
+            "after the cooldown one probe goes through"
+        );
+        assert!(b.admit().is_err(), "but only one");
+        b.record(true);
+        assert!(
+            b.admit().is_ok() && !b.is_open(),
+            "a successful probe closes it"
+        );
+        let off = Breaker::new(0, Duration::ZERO);
+        for _ in 0..100 {
+            off.record(false);
+        }
+        assert!(off.admit().is_ok(), "threshold 0 disables the breaker");
+    }
+
+    /// The race behind "health says ok but the tool is unknown": a reader
+    /// that looks while a server turns ready must see either the old state
+    /// with the old catalog or the new state with the new catalog. The change
+    /// is held open while the reader runs, so without the generation lock the
+    /// reader would see `Ready` next to a catalog without the tool, every time.
+    #[test]
+    fn a_reader_never_sees_a_ready_server_missing_from_the_catalog() {
+        let text = "[servers.a]\ncommand = \"true\"\n";
+        let cfg = Config::parse(std::path::Path::new("t.toml"), text).expect("config");
+        let servers = Arc::new(Servers::new(&cfg));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let servers = servers.clone();
+            std::thread::spawn(move || {
+                started_rx.recv().expect("writer started");
+                servers.consistent(|| {
+                    let ready = lock(&servers.list[0].state).status == Status::Ready;
+                    (ready, servers.catalog().tool("a__echo").is_some())
+                })
+            })
+        };
+        let server = servers.list[0].clone();
+        servers.update("__", [], || {
+            let mut st = lock(&server.state);
+            st.status = Status::Ready;
+            st.lists.tools = vec![
+                serde_json::from_str(r#"{"name":"echo","inputSchema":{"type":"object"}}"#)
+                    .expect("tool"),
+            ];
+            drop(st);
+            started_tx.send(()).expect("reader waits");
+            // Hold the change open: the reader runs now, mid-update.
+            std::thread::sleep(Duration::from_millis(100));
+        });
+        let (ready, listed) = reader.join().expect("reader");
+        assert!(ready, "the reader ran after the change");
+        assert!(
+            listed,
+            "a ready server's tool must be in the catalog the reader sees"
+        );
+    }
+
+    #[test]
+    fn errors_map_to_truthful_states() {
+        let s = || "x".to_owned();
+        assert_eq!(
+            Status::of_error(&UpstreamError::AuthFailed {
+                server: s(),
+                status: 401,
+                challenge: None
+            }),
+            Status::AuthFailed
+        );
+        assert_eq!(
+            Status::of_error(&UpstreamError::Http {
+                server: s(),
+                status: 500,
+                detail: s()
+            }),
+            Status::ProtocolError
+        );
+        assert_eq!(
+            Status::of_error(&UpstreamError::Unreachable {
+                server: s(),
+                detail: s()
+            }),
+            Status::Unreachable
+        );
+    }
+}
