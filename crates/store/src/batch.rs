@@ -17,8 +17,8 @@ use crate::Backend;
 use crate::clock::next_month_start_ms;
 use crate::connect::begin_sql;
 use crate::error::ReserveError;
-use crate::ledger::{CallRecord, Outcome, PENDING, Reservation};
-use crate::writer::Op;
+use crate::op::Op;
+use crate::record::{CallRecord, Outcome, PENDING, Reservation};
 
 /// A reservation's answer from a batch: `None` while its debit did not
 /// happen and the follow-up transaction has yet to say why.

@@ -19,6 +19,8 @@ mod glob;
 mod keys;
 mod ledger;
 mod migrate;
+mod op;
+mod record;
 mod report;
 mod tenants;
 mod writer;
@@ -33,7 +35,8 @@ pub use clock::{format_ts, now_ms};
 pub use error::{KeyRejection, ReserveError, StoreError};
 pub use glob::glob_match;
 pub use keys::{CreatedKey, KeyInfo};
-pub use ledger::{CallRecord, Ledger, Outcome, Reservation};
+pub use ledger::Ledger;
+pub use record::{CallRecord, Outcome, Reservation};
 pub use report::{AuditFilter, AuditRecord, UsageSummary};
 pub use tenants::Tenant;
 

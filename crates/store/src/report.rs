@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::{StoreError, db};
 use crate::glob::{to_like, to_sqlite_glob};
-use crate::ledger::Outcome;
+use crate::record::Outcome;
 use crate::{Backend, Store};
 
 /// Usage of one name by one tenant.

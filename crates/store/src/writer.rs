@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{AnyConnection, Connection, Executor};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::Backend;
 use crate::batch::{self, Answer};
@@ -21,39 +21,13 @@ use crate::checkpoint;
 use crate::clock::now_ms;
 use crate::connect::{Target, open_connection};
 use crate::error::{ReserveError, StoreError};
-use crate::ledger::{CallRecord, Outcome, Reservation};
+use crate::op::Op;
+use crate::record::Outcome;
 
 /// The most operations applied in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
 /// Tries per transaction when the failure looks transient.
 const MAX_ATTEMPTS: u32 = 3;
-
-/// One queued ledger operation.
-pub(crate) enum Op {
-    Reserve {
-        rec: CallRecord,
-        reply: oneshot::Sender<Result<Reservation, ReserveError>>,
-    },
-    Finish {
-        id: i64,
-        outcome: Outcome,
-        duration_us: i64,
-        error: Option<String>,
-        refund: bool,
-    },
-    Deny {
-        rec: CallRecord,
-        outcome: Outcome,
-        error: Option<String>,
-    },
-    Touch {
-        key_id: String,
-        ts_ms: i64,
-    },
-    Flush {
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-}
 
 struct Writer {
     target: Arc<Target>,
