@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # Installs every real peer the test suite talks to, into the project tree:
 #   tests/interop/node_modules  Node 22 (npm's node@22), the MCP conformance suite,
-#                               the TypeScript SDK (1.x) and v2 client, @modelcontextprotocol/server-everything
+#                               the TypeScript SDK (1.x) and v2 client, @modelcontextprotocol/server-everything,
+#                               the agent CLIs runs execute (@anthropic-ai/claude-code, @openai/codex)
 #   tests/interop/.venv         the Python SDK (PyPI mcp) and mcp-server-time
-# Idempotent: a second run only checks. Nothing is installed outside the tree.
+#   bwrap                       bubblewrap, the local run sandbox (Debian package, only when missing)
+# Idempotent: a second run only checks. Nothing else is installed outside the tree.
 set -euo pipefail
+
+if ! command -v bwrap >/dev/null 2>&1; then
+  echo "install-test-deps: bubblewrap (Debian package, for the run sandbox)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y bubblewrap >/dev/null || { $sudo apt-get update >/dev/null && $sudo apt-get install -y bubblewrap >/dev/null; }
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir="$root/tests/interop"
 cd "$dir"
 
 if [ ! -x node_modules/.bin/node ] || [ package.json -nt node_modules/.stamp ]; then
-  echo "install-test-deps: npm packages (node@22, conformance, sdk, server-everything)"
+  echo "install-test-deps: npm packages (node@22, conformance, sdk, server-everything, claude-code, codex)"
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error
   else npm install --no-audit --no-fund --loglevel=error; fi
   touch node_modules/.stamp
@@ -24,4 +32,4 @@ if [ ! -x .venv/bin/python ] || [ requirements.txt -nt .venv/.stamp ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
   touch .venv/.stamp
 fi
-echo "install-test-deps: ok (node $node_ver, $(.venv/bin/python -c 'import importlib.metadata as m; print("mcp", m.version("mcp"))'))"
+echo "install-test-deps: ok (node $node_ver, $(bwrap --version), $(.venv/bin/python -c 'import importlib.metadata as m; print("mcp", m.version("mcp"))'))"
