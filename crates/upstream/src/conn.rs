@@ -23,12 +23,12 @@ use crate::error::UpstreamError;
 use crate::handshake::{self, InitInfo};
 use crate::http::Http;
 use crate::legacy_sse::LegacySse;
-use crate::locks::lock;
 use crate::message::{EventTx, RelayTx, Reply};
 use crate::modern::{listen_request, params_with_meta};
 use crate::routes::Routes;
 use crate::spec::{TransportSpec, UpstreamSpec};
 use crate::stdio::Stdio;
+use mcpgate_proto::locks::lock;
 
 /// Per-request options.
 #[derive(Default)]

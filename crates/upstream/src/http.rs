@@ -23,8 +23,8 @@ use crate::error::UpstreamError;
 use crate::http_client::{
     build_client, content_type, header_map, parse_url, read_limited, status_error, transport_error,
 };
-use crate::locks::{lock, read, write};
 use crate::routes::Routes;
+use mcpgate_proto::locks::{lock, read, write};
 
 /// Largest JSON response body we read.
 const MAX_BODY: usize = 64 << 20;

@@ -9,7 +9,7 @@
 //! The modules stand on each other one way: `conn` owns the transports
 //! (`stdio`, `http`, `legacy_sse`), which report what the server sends into
 //! `routes`; the HTTP transports share `http_client`; `spec`, `message`,
-//! `error`, `handshake`, `modern` and `locks` are leaves.
+//! `error`, `handshake` and `modern` are leaves.
 
 mod conn;
 mod error;
@@ -17,7 +17,6 @@ mod handshake;
 mod http;
 mod http_client;
 mod legacy_sse;
-mod locks;
 mod message;
 mod modern;
 mod routes;

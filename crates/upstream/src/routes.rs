@@ -27,8 +27,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::UpstreamError;
-use crate::locks::lock;
 use crate::message::{Event, EventTx, Incoming, RelayTx, Reply};
+use mcpgate_proto::locks::lock;
 
 /// Sends bytes back to the server (the answer to its `ping`), in the background.
 pub(crate) type SendBack = Box<dyn Fn(Vec<u8>) + Send + Sync>;

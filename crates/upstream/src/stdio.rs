@@ -15,9 +15,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::UpstreamError;
-use crate::locks::lock;
 use crate::routes::Routes;
 use crate::spec::{TransportSpec, UpstreamSpec};
+use mcpgate_proto::locks::lock;
 
 /// Longest line we accept from a child before calling it broken (64 MiB).
 const MAX_LINE: usize = 64 << 20;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use mcpgate_proto::logging::log_level_rank;
 use mcpgate_proto::{codes, jsonrpc};
 use mcpgate_upstream::{Connection, Reply};
 use serde_json::value::RawValue;
@@ -16,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::App;
 use crate::state::auth::Principal;
-use crate::state::locks::lock;
 use crate::state::parking::{META_INPUT_KEY, Out, Pending};
 use crate::state::sessions::{ClientCaps, Session};
+use mcpgate_proto::locks::lock;
 
 pub(crate) type Outbox = mpsc::UnboundedSender<Out>;
 
@@ -61,9 +62,9 @@ impl ModernCall {
     ) -> Self {
         ModernCall {
             caps,
-            log_level: log_level.and_then(level_rank),
+            log_level: log_level.and_then(log_level_rank),
             log_level_name: log_level
-                .filter(|l| level_rank(l).is_some())
+                .filter(|l| log_level_rank(l).is_some())
                 .map(str::to_owned),
             answers: Mutex::new(answers),
             issued: Mutex::new(HashMap::new()),
@@ -91,7 +92,7 @@ impl ModernCall {
         };
         serde_json::from_str::<P>(params.get())
             .ok()
-            .and_then(|p| level_rank(&p.level))
+            .and_then(|p| log_level_rank(&p.level))
             .is_some_and(|l| l >= min)
     }
 
@@ -175,20 +176,6 @@ impl ModernCall {
             upstream_id: id,
         }));
     }
-}
-
-fn level_rank(level: &str) -> Option<u8> {
-    const LEVELS: [&str; 8] = [
-        "debug",
-        "info",
-        "notice",
-        "warning",
-        "error",
-        "critical",
-        "alert",
-        "emergency",
-    ];
-    LEVELS.iter().position(|l| *l == level).map(|p| p as u8)
 }
 
 #[cfg(test)]

@@ -20,9 +20,9 @@ use crate::config::Prefix;
 use crate::state::App;
 use crate::state::catalog::{Catalog, ListKind, View};
 use crate::state::error::CallError;
-use crate::state::locks::lock;
 use crate::state::policy::Meter;
 use crate::state::servers::Status;
+use mcpgate_proto::locks::lock;
 
 /// Handles one client request and returns the serialised response. A billable
 /// request comes with its [`Meter`] (it passed authorization and the limits).

@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::state::App;
-use crate::state::locks::lock;
 use crate::state::servers::Status;
+use mcpgate_proto::locks::lock;
 
 #[derive(Serialize)]
 pub struct ServerHealth {

@@ -13,8 +13,8 @@ use super::health::initialize_result;
 use super::supervise::supervise;
 use crate::state::App;
 use crate::state::auth::Principal;
-use crate::state::locks::lock;
 use crate::state::sessions::{ClientCaps, Session};
+use mcpgate_proto::locks::lock;
 
 /// Starts every upstream's supervisor, the revocation watcher and the reaper
 /// of idle sessions, stale relayed requests and expired parked calls.

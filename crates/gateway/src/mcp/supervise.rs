@@ -21,10 +21,10 @@ use crate::config::Isolation;
 use crate::state::App;
 use crate::state::catalog::ServerLists;
 use crate::state::error::CallError;
-use crate::state::locks::lock;
 use crate::state::server_requests::Answer;
 use crate::state::servers::{Server, Status};
 use crate::state::sessions::Session;
+use mcpgate_proto::locks::lock;
 
 /// Client capabilities the gateway declares to shared upstreams: it can relay
 /// sampling and elicitation to whichever client session a call came from.

@@ -15,8 +15,8 @@ use mcpgate_store::{KeyInfo, KeyRejection, Store, now_ms};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::locks::lock;
 use crate::config::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Tier};
+use mcpgate_proto::locks::lock;
 
 /// Who is calling: the tenant, the key it used (none when anonymous), and the tier its plan maps to.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::locks::lock;
+use mcpgate_proto::locks::lock;
 
 /// What one `subscriptions/listen` stream asked to hear.
 #[derive(serde::Deserialize, Default, Clone)]

@@ -10,7 +10,6 @@ pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod error;
 pub(crate) mod listeners;
-pub(crate) mod locks;
 pub(crate) mod parking;
 pub(crate) mod policy;
 pub(crate) mod server_requests;

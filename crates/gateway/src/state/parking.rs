@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::DropGuard;
 
-use super::locks::lock;
+use mcpgate_proto::locks::lock;
 
 /// How long a parked call waits for the client's retry.
 pub(crate) const PARK_TTL: Duration = Duration::from_secs(300);

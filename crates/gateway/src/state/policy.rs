@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Principal;
 use super::error::CallError;
-use super::locks::lock;
+use mcpgate_proto::locks::lock;
 
 /// A billable request: what it names.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use mcpgate_upstream::{Connection, Reply};
 use serde_json::value::RawValue;
 
-use super::locks::lock;
 use super::sessions::new_session_id;
+use mcpgate_proto::locks::lock;
 
 /// A server-to-client request relayed to a client, waiting for its answer.
 pub(crate) struct PendingServerRequest {

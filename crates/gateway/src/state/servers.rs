@@ -15,8 +15,8 @@ use serde_json::value::RawValue;
 
 use super::catalog::{Catalog, Contribution, ServerLists};
 use super::error::CallError;
-use super::locks::{lock, read, write};
 use crate::config::{Config, Prefix, ServerConfig, Tier};
+use mcpgate_proto::locks::{lock, read, write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -15,7 +15,7 @@ use mcpgate_upstream::Connection;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::locks::{lock, read, write};
+use mcpgate_proto::locks::{lock, read, write};
 
 /// Events kept for the standalone stream while no one reads it.
 const STANDALONE_BACKLOG: usize = 512;

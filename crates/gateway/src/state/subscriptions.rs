@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use super::locks::lock;
+use mcpgate_proto::locks::lock;
 
 #[derive(Default)]
 pub(crate) struct Subscriptions {
