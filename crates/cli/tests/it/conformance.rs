@@ -12,11 +12,9 @@
 //!   speaks 2026-07-28 itself (the gateway discovers it and passes its input
 //!   requests through); the headers are validated by the gateway.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// Runs the suite against `gw`; returns (passed, failed, stdout, results dir).
 fn run_suite(gw: &Gateway, spec_version: &str) -> (u32, u32, String, TempDir) {

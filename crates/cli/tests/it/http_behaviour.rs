@@ -9,15 +9,13 @@
 //! is every upstream. Timing assertions compare against the call's own sleep
 //! with wide margins, so the file stays reliable on a loaded 2-core machine.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::client::{
+use crate::common::client::{
     ACCEPT_BOTH, Client, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, REQUEST_TIMEOUT, Reply,
     UPSTREAM_UNAVAILABLE, server_health, status_is,
 };
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

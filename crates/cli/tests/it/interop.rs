@@ -16,12 +16,10 @@
 //! in 2026-07-28 mode (they pass through under a gateway-issued state), and
 //! by `mcpgate call` directly, which keeps no session for it (py_bridge.py).
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn gateway_with_three_upstreams() -> (Gateway, Proc) {
     let (everything_http, port) = server_everything("streamableHttp");

@@ -2,12 +2,10 @@
 //! errors, `check` and `servers`, refusing a non-loopback bind, a Claude-style
 //! `mcpServers` JSON config, and shutdown that leaves no child process behind.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn mcpgate(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
     Command::new(mcpgate_bin())

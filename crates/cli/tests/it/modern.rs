@@ -9,13 +9,11 @@
 //! the stream as cancellation (seen in the audit log), and
 //! `subscriptions/listen`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::admin::*;
-use common::client::{Client, Reply};
-use common::*;
+use crate::common::admin::*;
+use crate::common::client::{Client, Reply};
+use crate::common::*;
 use serde_json::{Value, json};
 
 const MODERN: &str = "2026-07-28";
@@ -405,7 +403,7 @@ async fn events(resp: &mut reqwest::Response, window: Duration, enough: usize) -
     let deadline = tokio::time::Instant::now() + window;
     let mut text = String::new();
     loop {
-        let (msgs, _) = common::client::parse_body("text/event-stream", &text);
+        let (msgs, _) = crate::common::client::parse_body("text/event-stream", &text);
         if msgs.len() >= enough {
             return msgs;
         }

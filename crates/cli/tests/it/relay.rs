@@ -3,12 +3,10 @@
 //! that comes up after the gateway adds its tools and every client session
 //! hears `notifications/tools/list_changed` on its GET stream.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// The JSON-RPC message in a response body (JSON, or the last SSE `data:` line).

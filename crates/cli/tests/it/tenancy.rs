@@ -3,14 +3,12 @@
 //! directory, administered with the real `mcpgate tenants|keys|audit` commands
 //! (which open the same file from another process), called over HTTP.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::admin::*;
-use common::client::Client;
-use common::*;
+use crate::common::admin::*;
+use crate::common::client::Client;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn config(extra_tiers: &str) -> String {

@@ -8,13 +8,11 @@
 
 #![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 struct Mounted {

@@ -8,19 +8,17 @@
 //! use wide margins and compare durations with each other, so the file stays
 //! reliable on a loaded 2-core machine.
 
-mod common;
-#[path = "common/mock_upstream.rs"]
-mod mock_upstream;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::client::{
+use crate::common::client::{
     Client, PROTOCOL_VERSION, REQUEST_TIMEOUT, UPSTREAM_UNAVAILABLE, server_health, status_is,
 };
-use common::*;
-use mock_upstream::{Behaviour, CallMode, MockUpstream, Reject, Seen, expected_result};
+use crate::common::mock_upstream::{
+    Behaviour, CallMode, MockUpstream, Reject, Seen, expected_result,
+};
+use crate::common::*;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------

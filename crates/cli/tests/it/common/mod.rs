@@ -310,6 +310,7 @@ impl Gateway {
 
 pub mod admin;
 pub mod client;
+pub mod mock_upstream;
 
 /// POSTs one JSON-RPC message with curl (a client outside this process and
 /// crate); returns the HTTP status and the raw response, headers included.

@@ -1,0 +1,16 @@
+//! The `mcpgate` crate's integration tests, as one test binary: real
+//! `mcpgate serve` processes (and the fixture, reference servers and SDK
+//! clients) on port 0, one module per area. One binary means `common/`, the
+//! shared harness, compiles and links once instead of once per file.
+
+mod common;
+
+mod conformance;
+mod http_behaviour;
+mod interop;
+mod lifecycle;
+mod modern;
+mod relay;
+mod tenancy;
+mod tool_commands;
+mod upstream_http;
