@@ -1,6 +1,7 @@
 //! The schema and its versioned migrations. A `meta` table holds
-//! `schema_version` (and the `revision` counter); each migration has SQL per
-//! backend where the dialects differ. Migrations run in one transaction that
+//! `schema_version` (and the `revision` counter); each migration is a list
+//! of statements, written once where both dialects accept them and once
+//! per backend where they differ. Migrations run in one transaction that
 //! first takes the database's write lock (SQLite `BEGIN IMMEDIATE`, a
 //! PostgreSQL advisory lock), so two processes opening the store at once
 //! apply each migration exactly once, and reopening is a no-op.
@@ -11,20 +12,32 @@ use crate::Backend;
 use crate::connect::begin_sql;
 use crate::error::{StoreError, db};
 
-/// One schema step: statements run in order inside the migration transaction.
-struct Migration {
-    version: i64,
-    sqlite: &'static [&'static str],
-    postgres: &'static [&'static str],
+/// One schema statement: the same text for both backends, or one each
+/// where the dialects differ.
+enum Step {
+    Both(&'static str),
+    Each {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
 }
 
-/// Statements both dialects accept as written.
-const V1_COMMON_TAIL: &[&str] = &[
-    "CREATE INDEX usage_tenant_ts ON usage (tenant, ts)",
-    "CREATE INDEX usage_ts ON usage (ts)",
-    "CREATE INDEX api_keys_tenant ON api_keys (tenant)",
-    "INSERT INTO meta (name, value) VALUES ('revision', 0) ON CONFLICT (name) DO NOTHING",
-];
+impl Step {
+    fn sql(&self, backend: Backend) -> &'static str {
+        match (self, backend) {
+            (Step::Both(sql), _) => sql,
+            (Step::Each { sqlite, .. }, Backend::Sqlite) => sqlite,
+            (Step::Each { postgres, .. }, Backend::Postgres) => postgres,
+        }
+    }
+}
+
+/// One schema version: its statements, run in order inside the migration
+/// transaction.
+struct Migration {
+    version: i64,
+    steps: &'static [Step],
+}
 
 const TENANTS: &str = "CREATE TABLE tenants (
     name TEXT PRIMARY KEY,
@@ -45,10 +58,16 @@ const API_KEYS: &str = "CREATE TABLE api_keys (
     revoked_at BIGINT,
     is_admin INTEGER NOT NULL DEFAULT 0)";
 
-/// Usage rows get their ids from the writer, so no RETURNING is needed. On
-/// SQLite the id is the rowid itself (no second index).
-const USAGE_SQLITE: &str = "CREATE TABLE usage (
-    id INTEGER PRIMARY KEY,
+/// The usage table with its id column's type: usage rows get their ids
+/// from the writer, so no RETURNING is needed; on SQLite the id is the
+/// rowid itself (`INTEGER PRIMARY KEY`, no second index).
+macro_rules! usage_table {
+    ($id_type:literal) => {
+        concat!(
+            "CREATE TABLE usage (id ",
+            $id_type,
+            " PRIMARY KEY,",
+            "
     ts BIGINT NOT NULL,
     tenant TEXT NOT NULL,
     key_id TEXT,
@@ -61,37 +80,28 @@ const USAGE_SQLITE: &str = "CREATE TABLE usage (
     cost BIGINT NOT NULL,
     arg_bytes BIGINT NOT NULL,
     args TEXT,
-    error TEXT)";
-
-const USAGE_POSTGRES: &str = "CREATE TABLE usage (
-    id BIGINT PRIMARY KEY,
-    ts BIGINT NOT NULL,
-    tenant TEXT NOT NULL,
-    key_id TEXT,
-    session TEXT,
-    method TEXT NOT NULL,
-    name TEXT NOT NULL,
-    upstream TEXT,
-    outcome TEXT NOT NULL,
-    duration_us BIGINT,
-    cost BIGINT NOT NULL,
-    arg_bytes BIGINT NOT NULL,
-    args TEXT,
-    error TEXT)";
+    error TEXT)"
+        )
+    };
+}
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
-    sqlite: &[TENANTS, API_KEYS, USAGE_SQLITE],
-    postgres: &[TENANTS, API_KEYS, USAGE_POSTGRES],
+    steps: &[
+        Step::Both(TENANTS),
+        Step::Both(API_KEYS),
+        Step::Each {
+            sqlite: usage_table!("INTEGER"),
+            postgres: usage_table!("BIGINT"),
+        },
+        Step::Both("CREATE INDEX usage_tenant_ts ON usage (tenant, ts)"),
+        Step::Both("CREATE INDEX usage_ts ON usage (ts)"),
+        Step::Both("CREATE INDEX api_keys_tenant ON api_keys (tenant)"),
+        Step::Both(
+            "INSERT INTO meta (name, value) VALUES ('revision', 0) ON CONFLICT (name) DO NOTHING",
+        ),
+    ],
 }];
-
-/// The tail shared by both dialects, per version.
-fn common_tail(version: i64) -> &'static [&'static str] {
-    match version {
-        1 => V1_COMMON_TAIL,
-        _ => &[],
-    }
-}
 
 /// The schema version this build writes.
 pub(crate) const LATEST: i64 = 1;
@@ -133,12 +143,8 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreErr
         return Ok(());
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-        let own = match backend {
-            Backend::Sqlite => m.sqlite,
-            Backend::Postgres => m.postgres,
-        };
-        for sql in own.iter().chain(common_tail(m.version)) {
-            sqlx::query(sql)
+        for step in m.steps {
+            sqlx::query(step.sql(backend))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::Db(format!("migration {}: {e}", m.version)))?;
