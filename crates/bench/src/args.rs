@@ -1,34 +1,87 @@
-//! Command-line parsing for `mcpgate-bench`, by hand and without I/O so it can
-//! be unit-tested: which mode runs (load, idle sessions, start-up timing) and
-//! its options, with durations written as `500ms`, `2s`, `1.5s` or `1m`.
+//! The command line of `mcpgate-bench`, in two steps (as ripgrep's `flags/`
+//! does): clap parses the raw flags into [`Args`], then [`Args::validate`]
+//! turns them into one typed mode (load, idle sessions, start-up timing) with
+//! its options, refusing combinations clap cannot see. No I/O, so all of it
+//! is unit-tested. Durations are written as `500ms`, `2s`, `1.5s` or `1m`
+//! ([`mcpgate_proto::duration::parse_duration`]).
 
+use std::ffi::OsString;
 use std::time::Duration;
 
-pub(crate) const USAGE: &str = "\
-usage: mcpgate-bench --url URL [--concurrency C] [--duration 10s] [--warmup 2s]
+use clap::{CommandFactory, Parser, error::ErrorKind};
+use mcpgate_proto::duration::parse_duration;
+
+/// Drives load through MCP servers and the mcpgate gateway with the
+/// project's own MCP client: closed- or open-loop `tools/call` or
+/// `tools/list`, idle sessions, or the time a server takes to start.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcpgate-bench",
+    version,
+    override_usage = "\
+mcpgate-bench --url URL [--concurrency C] [--duration 10s] [--warmup 2s]
                      [--rate R] [--method tools/call|tools/list] [--tool echo]
                      [--message x] [--wait-tools N] [--json]
        mcpgate-bench --url URL --sessions N [--connections K] [--json]
-       mcpgate-bench --startup [--expect-tools N] [--json] -- COMMAND [ARGS...]
+       mcpgate-bench --startup [--expect-tools N] [--json] -- COMMAND [ARGS...]",
+    after_help = "\
+Durations: 500ms, 2s, 1.5s, 1m, 1h, or a bare number of seconds.
 
-  --url URL          MCP endpoint (Streamable HTTP), e.g. http://127.0.0.1:8787/mcp
-  --concurrency C    virtual clients, each with its own MCP session (default 1)
-  --duration D       measured time after warm-up (default 10s)
-  --warmup D         time run but not recorded (default 2s)
-  --rate R           open loop: R requests/s in total, latency measured from each
-                     request's scheduled send time (default: closed loop)
-  --method M         tools/call (default) or tools/list
-  --tool NAME        tool to call (default echo); arguments are {\"message\": MSG}
-  --message MSG      (default x)
-  --wait-tools N     first wait (up to 120 s) until tools/list shows N tools
-  --json             print one JSON object
-  --sessions N       initialize N sessions over K keep-alive connections, leave them idle
-  --connections K    (default 16)
-  --startup          spawn COMMAND (it must print `listening on URL`), time until
-                     its first tools/list with at least --expect-tools tools (default 1)
+Environment:
+  MCPGATE_KEY  if set, load runs send it as `Authorization: Bearer` (a gateway
+               with auth = \"keys\")
 
-  MCPGATE_KEY        if set, load runs send it as `Authorization: Bearer` (a gateway
-                     with auth = \"keys\")";
+Exit codes: 0 the run finished, 1 it failed, 2 a usage error."
+)]
+pub(crate) struct Args {
+    /// MCP endpoint (Streamable HTTP), e.g. http://127.0.0.1:8787/mcp.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Virtual clients, each with its own MCP session.
+    #[arg(short = 'c', long, value_name = "C", default_value = "1", value_parser = positive_count)]
+    concurrency: usize,
+    /// Measured time after warm-up.
+    #[arg(short = 'd', long, value_name = "D", default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Time run but not recorded.
+    #[arg(long, value_name = "D", default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Open loop: R requests/s in total, latency measured from each request's
+    /// scheduled send time (default: closed loop).
+    #[arg(long, value_name = "R", value_parser = positive_rate)]
+    rate: Option<f64>,
+    /// The request to send.
+    #[arg(long, value_name = "M", default_value = "tools/call", value_parser = ["tools/call", "tools/list"])]
+    method: String,
+    /// Tool to call; its arguments are {"message": MSG}.
+    #[arg(long, value_name = "NAME", default_value = "echo")]
+    tool: String,
+    /// The `message` argument of each call.
+    #[arg(long, value_name = "MSG", default_value = "x")]
+    message: String,
+    /// First wait (up to 120 s) until tools/list shows N tools.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    wait_tools: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Initialize N sessions over K keep-alive connections and leave them idle.
+    #[arg(long, value_name = "N", value_parser = positive_count)]
+    sessions: Option<usize>,
+    /// Keep-alive connections for --sessions.
+    #[arg(long, value_name = "K", default_value = "16", value_parser = positive_count)]
+    connections: usize,
+    /// Spawn COMMAND (it must print `listening on URL`) and time it until its
+    /// first tools/list with at least --expect-tools tools.
+    #[arg(long)]
+    startup: bool,
+    /// Tools the first complete tools/list must hold, for --startup.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    expect_tools: usize,
+    /// The server command for --startup, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
 
 /// What to run, plus whether to print JSON.
 #[derive(Debug)]
@@ -39,7 +92,6 @@ pub(crate) struct Cli {
 
 #[derive(Debug)]
 pub(crate) enum Mode {
-    Help,
     Load(LoadOpts),
     Sessions(SessionOpts),
     Startup(StartupOpts),
@@ -73,183 +125,107 @@ pub(crate) struct StartupOpts {
     pub(crate) expect_tools: usize,
 }
 
-/// Parses `500ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
-pub(crate) fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let (number, scale) = if let Some(n) = raw.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = raw.strip_suffix("us") {
-        (n, 1e-6)
-    } else if let Some(n) = raw.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = raw.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (raw, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {raw:?}: use e.g. 500ms, 2s or 1m"))?;
-    Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| format!("invalid duration {raw:?}: must be finite and not negative"))
-}
-
-fn parse_count(flag: &str, raw: &str) -> Result<usize, String> {
+fn positive_count(raw: &str) -> Result<usize, String> {
     match raw.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{flag} needs a positive whole number, got {raw:?}")),
+        _ => Err("needs a positive whole number".to_owned()),
     }
 }
 
-pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, String> {
-    let mut url = None;
-    let mut concurrency = 1;
-    let mut duration = Duration::from_secs(10);
-    let mut warmup = Duration::from_secs(2);
-    let mut rate = None;
-    let mut method = "tools/call".to_owned();
-    let mut tool = "echo".to_owned();
-    let mut message = "x".to_owned();
-    let mut json = false;
-    let mut sessions = None;
-    let mut connections = 16;
-    let mut startup = false;
-    let mut expect_tools = 1;
-    let mut wait_tools = 0;
-    let mut command = Vec::new();
-
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => (arg.clone(), None),
-        };
-        let mut value = |flag: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => {
-                return Ok(Cli {
-                    mode: Mode::Help,
-                    json,
-                });
-            }
-            "--url" => url = Some(value("--url")?),
-            "--concurrency" | "-c" => concurrency = parse_count(&flag, &value(&flag)?)?,
-            "--duration" | "-d" => duration = parse_duration(&value(&flag)?)?,
-            "--warmup" => warmup = parse_duration(&value("--warmup")?)?,
-            "--rate" => {
-                let raw = value("--rate")?;
-                match raw.parse::<f64>() {
-                    Ok(r) if r.is_finite() && r > 0.0 => rate = Some(r),
-                    _ => return Err(format!("--rate needs a positive number, got {raw:?}")),
-                }
-            }
-            "--method" => {
-                method = value("--method")?;
-                if method != "tools/call" && method != "tools/list" {
-                    return Err(format!(
-                        "--method must be tools/call or tools/list, got {method:?}"
-                    ));
-                }
-            }
-            "--tool" => tool = value("--tool")?,
-            "--message" => message = value("--message")?,
-            "--json" => json = true,
-            "--sessions" => sessions = Some(parse_count("--sessions", &value("--sessions")?)?),
-            "--connections" => {
-                connections = parse_count("--connections", &value("--connections")?)?;
-            }
-            "--startup" => startup = true,
-            "--wait-tools" => {
-                let raw = value("--wait-tools")?;
-                wait_tools = raw
-                    .parse()
-                    .map_err(|_| format!("--wait-tools needs a whole number, got {raw:?}"))?;
-            }
-            "--expect-tools" => {
-                let raw = value("--expect-tools")?;
-                expect_tools = raw
-                    .parse()
-                    .map_err(|_| format!("--expect-tools needs a whole number, got {raw:?}"))?;
-            }
-            "--" => {
-                command.extend(args.by_ref());
-                break;
-            }
-            other => return Err(format!("unexpected argument {other:?}")),
-        }
+fn positive_rate(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err("needs a positive number".to_owned()),
     }
+}
 
-    let mode = if startup {
-        if command.is_empty() {
-            return Err("--startup needs a command after `--`".into());
-        }
-        Mode::Startup(StartupOpts {
-            command,
-            expect_tools,
-        })
-    } else {
-        if !command.is_empty() {
-            return Err("a command after `--` is only used with --startup".into());
-        }
-        let url = url.ok_or("--url is required")?;
-        match sessions {
-            Some(sessions) => Mode::Sessions(SessionOpts {
-                url,
-                sessions,
-                connections,
-            }),
-            None => {
-                if duration.is_zero() {
-                    return Err("--duration must be more than zero".into());
-                }
-                Mode::Load(LoadOpts {
-                    url,
-                    concurrency,
-                    duration,
-                    warmup,
-                    rate,
-                    method,
-                    tool,
-                    message,
-                    wait_tools,
-                })
+/// Parses and validates a whole command line (program name first); a usage
+/// error or `--help` comes back as the `clap::Error` to print and exit with.
+pub(crate) fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    Args::try_parse_from(args)?.validate()
+}
+
+impl Args {
+    /// The one mode these flags ask for, or the usage error that says why none.
+    fn validate(self) -> Result<Cli, clap::Error> {
+        let usage = |kind: ErrorKind, message: &str| Args::command().error(kind, message);
+        let mode = if self.startup {
+            if self.command.is_empty() {
+                return Err(usage(
+                    ErrorKind::MissingRequiredArgument,
+                    "--startup needs a command after `--`",
+                ));
             }
-        }
-    };
-    Ok(Cli { mode, json })
+            Mode::Startup(StartupOpts {
+                command: self.command,
+                expect_tools: self.expect_tools,
+            })
+        } else {
+            if !self.command.is_empty() {
+                return Err(usage(
+                    ErrorKind::ArgumentConflict,
+                    "a command after `--` is only used with --startup",
+                ));
+            }
+            let Some(url) = self.url else {
+                return Err(usage(
+                    ErrorKind::MissingRequiredArgument,
+                    "--url is required (or --startup with a command)",
+                ));
+            };
+            match self.sessions {
+                Some(sessions) => Mode::Sessions(SessionOpts {
+                    url,
+                    sessions,
+                    connections: self.connections,
+                }),
+                None => {
+                    if self.duration.is_zero() {
+                        return Err(usage(
+                            ErrorKind::ValueValidation,
+                            "--duration must be more than zero",
+                        ));
+                    }
+                    Mode::Load(LoadOpts {
+                        url,
+                        concurrency: self.concurrency,
+                        duration: self.duration,
+                        warmup: self.warmup,
+                        rate: self.rate,
+                        method: self.method,
+                        tool: self.tool,
+                        message: self.message,
+                        wait_tools: self.wait_tools,
+                    })
+                }
+            }
+        };
+        Ok(Cli {
+            mode,
+            json: self.json,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(list: &[&str]) -> Result<Cli, clap::Error> {
+        parse_from(std::iter::once("mcpgate-bench").chain(list.iter().copied()))
+    }
+
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
-
-    #[test]
     fn load_mode_with_defaults_and_overrides() {
-        let cli = parse(args(&["--url", "http://h/mcp", "-c", "16", "--rate=2000"]))
-            .expect("valid arguments");
+        let cli = parse(&["--url", "http://h/mcp", "-c", "16", "--rate=2000"]).expect("valid");
         let Mode::Load(opts) = cli.mode else {
             panic!("expected load mode");
         };
@@ -258,12 +234,65 @@ mod tests {
         assert_eq!(opts.duration, Duration::from_secs(10));
         assert_eq!(opts.warmup, Duration::from_secs(2));
         assert_eq!(opts.method, "tools/call");
+        assert_eq!(opts.tool, "echo");
+        assert_eq!(opts.message, "x");
+        assert_eq!(opts.wait_tools, 0);
         assert!(!cli.json);
+    }
+
+    /// Every way bench/compare calls the bench still parses to what it meant.
+    #[test]
+    fn the_compare_script_invocations() {
+        let cli = parse(&[
+            "--json",
+            "--url",
+            "u",
+            "--concurrency",
+            "64",
+            "--duration",
+            "5s",
+            "--warmup",
+            "1s",
+            "--wait-tools",
+            "31",
+        ])
+        .expect("valid");
+        assert!(cli.json);
+        let Mode::Load(opts) = cli.mode else {
+            panic!("expected load mode");
+        };
+        assert_eq!(
+            (
+                opts.concurrency,
+                opts.duration,
+                opts.warmup,
+                opts.wait_tools
+            ),
+            (64, Duration::from_secs(5), Duration::from_secs(1), 31)
+        );
+        let cli = parse(&[
+            "--json",
+            "--url",
+            "u",
+            "--method",
+            "tools/list",
+            "--duration",
+            "200ms",
+            "--warmup",
+            "0s",
+        ])
+        .expect("valid");
+        let Mode::Load(opts) = cli.mode else {
+            panic!("expected load mode");
+        };
+        assert_eq!(opts.method, "tools/list");
+        assert_eq!(opts.duration, Duration::from_millis(200));
+        assert_eq!(opts.warmup, Duration::ZERO);
     }
 
     #[test]
     fn sessions_and_startup_modes() {
-        let cli = parse(args(&["--url", "u", "--sessions", "10000", "--json"])).expect("valid");
+        let cli = parse(&["--url", "u", "--sessions", "10000", "--json"]).expect("valid");
         assert!(matches!(
             cli.mode,
             Mode::Sessions(SessionOpts {
@@ -273,15 +302,8 @@ mod tests {
             })
         ));
         assert!(cli.json);
-        let cli = parse(args(&[
-            "--startup",
-            "--expect-tools",
-            "5000",
-            "--",
-            "gw",
-            "--x",
-        ]))
-        .expect("valid");
+        let cli =
+            parse(&["--startup", "--expect-tools", "5000", "--", "gw", "--x"]).expect("valid");
         let Mode::Startup(opts) = cli.mode else {
             panic!("expected startup mode");
         };
@@ -291,12 +313,50 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(parse(args(&[])).is_err());
-        assert!(parse(args(&["--url", "u", "-c", "0"])).is_err());
-        assert!(parse(args(&["--url", "u", "--rate", "-5"])).is_err());
-        assert!(parse(args(&["--url", "u", "--method", "ping"])).is_err());
-        assert!(parse(args(&["--url", "u", "--duration", "0s"])).is_err());
-        assert!(parse(args(&["--startup"])).is_err());
-        assert!(parse(args(&["--url"])).is_err());
+        for bad in [
+            &[][..],
+            &["--url", "u", "-c", "0"],
+            &["--url", "u", "--rate", "-5"],
+            &["--url", "u", "--rate", "0"],
+            &["--url", "u", "--method", "ping"],
+            &["--url", "u", "--duration", "0s"],
+            &["--url", "u", "--duration", "999999999999999d"],
+            &["--url", "u", "--warmup", "fast"],
+            &["--url", "u", "--sessions", "0"],
+            &["--url", "u", "--", "gw"],
+            &["--startup"],
+            &["--url"],
+        ] {
+            let error = parse(bad).expect_err("must be refused");
+            assert_eq!(error.exit_code(), 2, "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn help_shows_every_flag() {
+        let error = parse(&["--help"]).expect_err("help is not a run");
+        assert_eq!(error.kind(), ErrorKind::DisplayHelp);
+        assert_eq!(error.exit_code(), 0);
+        let help = error.to_string();
+        for flag in [
+            "--url",
+            "--concurrency",
+            "--duration",
+            "--warmup",
+            "--rate",
+            "--method",
+            "--tool",
+            "--message",
+            "--wait-tools",
+            "--json",
+            "--sessions",
+            "--connections",
+            "--startup",
+            "--expect-tools",
+            "MCPGATE_KEY",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from:\n{help}");
+        }
+        Args::command().debug_assert();
     }
 }

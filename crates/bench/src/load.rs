@@ -87,8 +87,15 @@ pub(crate) async fn run(opts: &LoadOpts) -> Result<Summary, String> {
     }
 
     let start = Instant::now() + Duration::from_millis(10);
-    let measure_from = start + opts.warmup;
-    let end = measure_from + opts.duration;
+    // Checked: a duration the parser accepts may still run past the clock's range.
+    let (Some(measure_from), Some(end)) = (
+        start.checked_add(opts.warmup),
+        start
+            .checked_add(opts.warmup)
+            .and_then(|from| from.checked_add(opts.duration)),
+    ) else {
+        return Err("--warmup plus --duration is too long for this machine's clock".to_owned());
+    };
     let mut clients = JoinSet::new();
     let mut slots = Vec::new();
     for conn in conns.iter().cloned() {

@@ -20,18 +20,12 @@ use args::Mode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match args::parse(std::env::args().skip(1)) {
+    let cli = match args::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(message) => {
-            eprintln!("mcpgate-bench: {message}\n\n{}", args::USAGE);
-            return ExitCode::from(2);
-        }
+        // Usage errors exit 2; --help and --version print and exit 0.
+        Err(error) => error.exit(),
     };
     let outcome = match cli.mode {
-        Mode::Help => {
-            println!("{}", args::USAGE);
-            return ExitCode::SUCCESS;
-        }
         Mode::Load(opts) => load::run(&opts).await.map(|s| {
             if cli.json {
                 s.to_json().to_string()
