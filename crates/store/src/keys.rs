@@ -63,6 +63,11 @@ const SECRET_HEX: usize = 40;
 
 const COLUMNS: &str = "id, tenant, label, created_at, last_used, expires_at, revoked_at";
 
+/// Creation order: `created_rev` is the revision the creation moved the
+/// counter to (strictly increasing in commit order); keys from before it
+/// existed have 0 and fall back on time, then id.
+const ORDER: &str = "created_rev, created_at, id";
+
 fn from_row(row: &AnyRow) -> Result<KeyInfo, sqlx::Error> {
     Ok(KeyInfo {
         id: row.try_get(0)?,
@@ -178,9 +183,10 @@ impl Store {
             expires_at_ms,
             revoked_at_ms: None,
         };
+        let created_rev = bump_revision(&mut tx).await?;
         sqlx::query(
-            "INSERT INTO api_keys (id, tenant, label, secret_hash, created_at, expires_at, is_admin) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, tenant, label, secret_hash, created_at, expires_at, \
+             is_admin, created_rev) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&info.id)
         .bind(&info.tenant)
@@ -189,41 +195,39 @@ impl Store {
         .bind(info.created_at_ms)
         .bind(info.expires_at_ms)
         .bind(i64::from(info.tenant.is_none()))
+        .bind(created_rev)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        bump_revision(&mut tx).await?;
         tx.commit().await.map_err(db)?;
         let token = format!("{PREFIX}{}_{secret}", info.id);
         Ok(CreatedKey { info, token })
     }
 
-    /// Keys ordered by creation time, then id: those of `tenant`, or every
-    /// key (admin and tenant keys) with `None`. `NotFound` for an unknown tenant.
+    /// Keys in the order they were created (the order their creations
+    /// committed, even within one millisecond or across processes): those
+    /// of `tenant`, or every key (admin and tenant keys) with `None`.
+    /// `NotFound` for an unknown tenant.
     pub async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
         let rows = match tenant {
             Some(t) => {
                 if self.tenant(t).await?.is_none() {
                     return Err(StoreError::NotFound(format!("tenant {t}")));
                 }
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM api_keys WHERE tenant = $1 ORDER BY created_at, id"
-                );
+                let sql =
+                    format!("SELECT {COLUMNS} FROM api_keys WHERE tenant = $1 ORDER BY {ORDER}");
                 sqlx::query(&sql).bind(t).fetch_all(self.pool()).await
             }
             None => {
-                let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id");
+                let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY {ORDER}");
                 sqlx::query(&sql).fetch_all(self.pool()).await
             }
         }
         .map_err(db)?;
-        let mut keys = rows
-            .iter()
+        rows.iter()
             .map(from_row)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(db)?;
-        keys.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-        Ok(keys)
+            .map_err(db)
     }
 
     /// Revokes a key. Revoking again is fine and keeps the first revocation

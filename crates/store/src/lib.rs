@@ -152,11 +152,15 @@ impl Store {
     }
 }
 
-/// Bumps the revision counter inside a mutation's transaction.
-pub(crate) async fn bump_revision(conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
-    sqlx::query("UPDATE meta SET value = value + 1 WHERE name = 'revision'")
-        .execute(conn)
-        .await
-        .map_err(db)?;
-    Ok(())
+/// Bumps the revision counter inside a mutation's transaction and returns
+/// the new revision. The counter's row stays locked until the transaction
+/// ends, so revisions are handed out one at a time in commit order, across
+/// processes too: a strictly increasing sequence of mutations.
+pub(crate) async fn bump_revision(conn: &mut sqlx::AnyConnection) -> Result<i64, StoreError> {
+    let row =
+        sqlx::query("UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value")
+            .fetch_one(conn)
+            .await
+            .map_err(db)?;
+    row.try_get::<i64, _>(0).map_err(db)
 }

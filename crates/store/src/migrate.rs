@@ -85,26 +85,37 @@ macro_rules! usage_table {
     };
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    steps: &[
-        Step::Both(TENANTS),
-        Step::Both(API_KEYS),
-        Step::Each {
-            sqlite: usage_table!("INTEGER"),
-            postgres: usage_table!("BIGINT"),
-        },
-        Step::Both("CREATE INDEX usage_tenant_ts ON usage (tenant, ts)"),
-        Step::Both("CREATE INDEX usage_ts ON usage (ts)"),
-        Step::Both("CREATE INDEX api_keys_tenant ON api_keys (tenant)"),
-        Step::Both(
-            "INSERT INTO meta (name, value) VALUES ('revision', 0) ON CONFLICT (name) DO NOTHING",
-        ),
-    ],
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        steps: &[
+            Step::Both(TENANTS),
+            Step::Both(API_KEYS),
+            Step::Each {
+                sqlite: usage_table!("INTEGER"),
+                postgres: usage_table!("BIGINT"),
+            },
+            Step::Both("CREATE INDEX usage_tenant_ts ON usage (tenant, ts)"),
+            Step::Both("CREATE INDEX usage_ts ON usage (ts)"),
+            Step::Both("CREATE INDEX api_keys_tenant ON api_keys (tenant)"),
+            Step::Both(
+                "INSERT INTO meta (name, value) VALUES ('revision', 0) ON CONFLICT (name) DO NOTHING",
+            ),
+        ],
+    },
+    Migration {
+        // The revision a key's creation moved the counter to, so keys list in
+        // the order they were created even within one millisecond. Keys made
+        // before this version keep 0 and list first, by time and then id.
+        version: 2,
+        steps: &[Step::Both(
+            "ALTER TABLE api_keys ADD COLUMN created_rev BIGINT NOT NULL DEFAULT 0",
+        )],
+    },
+];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 1;
+pub(crate) const LATEST: i64 = 2;
 
 /// An arbitrary constant naming mcpgate's migration lock on PostgreSQL.
 const PG_LOCK_KEY: i64 = 0x6d63_7067_6174_6531;

@@ -223,3 +223,90 @@ async fn last_used_is_coalesced() {
     })
     .await;
 }
+
+/// Regression: `keys_lifecycle` failed 2 runs in 20 because keys created in
+/// the same millisecond were listed by their random ids. Here every key
+/// shares one `created_at`, so only the order of creation can tell them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_created_in_one_millisecond_list_in_creation_order() {
+    on_each_backend("keys_one_ms", |db: Db| async move {
+        let store = db.open().await;
+        store.add_tenant("acme", "pro", None, None).await.unwrap();
+        let mut created = Vec::new();
+        for i in 0..8 {
+            let tenant = (i % 3 != 0).then_some("acme");
+            let key = store.create_key(tenant, None, None).await.unwrap();
+            created.push(key.info.id);
+        }
+        db.exec("UPDATE api_keys SET created_at = 1700000000000")
+            .await;
+        let listed: Vec<String> = store
+            .list_keys(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(listed, created);
+        let acme: Vec<String> = store
+            .list_keys(Some("acme"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        let expected: Vec<String> = created
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0)
+            .map(|(_, id)| id.clone())
+            .collect();
+        assert_eq!(acme, expected);
+    })
+    .await;
+}
+
+/// A store made before keys recorded their creation order (schema 1)
+/// upgrades in place: its keys keep listing by time, then id, and keys
+/// created after the upgrade list after them, in creation order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_schema_1_list_first_after_the_upgrade() {
+    on_each_backend("keys_schema_1", |db: Db| async move {
+        let store = db.open().await;
+        store.add_tenant("acme", "pro", None, None).await.unwrap();
+        let old_a = store.create_key(Some("acme"), None, None).await.unwrap();
+        let old_b = store.create_key(Some("acme"), None, None).await.unwrap();
+        drop(store);
+        // Back to schema 1: no created_rev column, and the two old keys
+        // made in one millisecond, so their ids order them.
+        db.exec("ALTER TABLE api_keys DROP COLUMN created_rev")
+            .await;
+        db.exec("UPDATE api_keys SET created_at = 1700000000000")
+            .await;
+        db.exec("UPDATE meta SET value = 1 WHERE name = 'schema_version'")
+            .await;
+
+        let store = db.open().await;
+        let new_a = store.create_key(Some("acme"), None, None).await.unwrap();
+        let new_b = store.create_key(None, None, None).await.unwrap();
+        db.exec("UPDATE api_keys SET created_at = 1700000000000")
+            .await;
+        let mut old = [old_a.info.id, old_b.info.id];
+        old.sort();
+        let listed: Vec<String> = store
+            .list_keys(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(
+            listed,
+            [old[0].clone(), old[1].clone(), new_a.info.id, new_b.info.id]
+        );
+        // Reopening an upgraded store changes nothing.
+        let again = db.open().await;
+        assert_eq!(again.list_keys(None).await.unwrap().len(), 4);
+    })
+    .await;
+}
