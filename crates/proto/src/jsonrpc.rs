@@ -15,7 +15,9 @@ use crate::codes;
 pub struct Message {
     #[serde(default)]
     pub jsonrpc: Option<String>,
-    #[serde(default)]
+    /// `Some` whenever the member is present, even as `null` (which a
+    /// request may not carry, and which must not turn it into a notification).
+    #[serde(default, deserialize_with = "present")]
     pub id: Option<Box<RawValue>>,
     #[serde(default)]
     pub method: Option<String>,
@@ -25,6 +27,12 @@ pub struct Message {
     pub result: Option<Box<RawValue>>,
     #[serde(default)]
     pub error: Option<Box<RawValue>>,
+}
+
+/// Keeps a present member as raw JSON, `null` included (serde's `Option`
+/// would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 /// What a message is, decided from which members are present.
@@ -158,11 +166,22 @@ impl Message {
     }
 }
 
+/// A request id is a JSON string or an integer: not `null` (MCP), not a
+/// fraction or an exponent, not an object or array.
 fn check_id(id: &RawValue) -> Result<(), ParseError> {
-    match id.get().as_bytes().first() {
-        Some(b'"') | Some(b'-') | Some(b'0'..=b'9') => Ok(()),
-        _ => Err(ParseError::Invalid("\"id\" must be a string or a number")),
+    let text = id.get().as_bytes();
+    if text.first() == Some(&b'"') {
+        return Ok(());
     }
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+        return Ok(());
+    }
+    Err(ParseError::Invalid(if text == b"null" {
+        "a request's \"id\" must not be null (send a notification without \"id\")"
+    } else {
+        "\"id\" must be a string or an integer"
+    }))
 }
 
 /// Appends `s` as a JSON string literal.
@@ -392,6 +411,44 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    #[test]
+    fn null_id_is_not_a_notification() {
+        let e =
+            Message::parse(br#"{"jsonrpc":"2.0","id":null,"method":"notifications/initialized"}"#)
+                .unwrap_err();
+        assert_eq!(e.code(), codes::INVALID_REQUEST);
+        assert!(e.message().contains("null"), "{}", e.message());
+        let e = Message::parse(br#"{"jsonrpc":"2.0","id": null ,"method":"ping"}"#).unwrap_err();
+        assert_eq!(e.code(), codes::INVALID_REQUEST);
+        // An error response may still carry a null id (its request could not be read).
+        let r = Message::parse(br#"{"jsonrpc":"2.0","id":null,"error":{"code":-1,"message":"m"}}"#)
+            .expect("error response with null id");
+        assert_eq!(r.kind(), Ok(Kind::Response));
+        let out: serde_json::Value =
+            serde_json::from_slice(&r.to_bytes_with_id(None)).expect("json");
+        assert!(out["id"].is_null(), "{out}");
+    }
+
+    #[test]
+    fn fractional_and_exponent_ids_are_refused() {
+        for bad in ["1.5", "1e3", "-2.0", "true", "[1]", "{}"] {
+            let src = format!(r#"{{"jsonrpc":"2.0","id":{bad},"method":"ping"}}"#);
+            let r = Message::parse(src.as_bytes());
+            assert!(
+                r.as_ref()
+                    .is_err_and(|e| e.code() == codes::INVALID_REQUEST),
+                "{bad}: {:?}",
+                r.map(|m| m.kind())
+            );
+        }
+        for good in ["0", "-7", "18446744073709551616", r#""1.5""#, r#""""#] {
+            let src = format!(r#"{{"jsonrpc":"2.0","id":{good},"method":"ping"}}"#);
+            let m = Message::parse(src.as_bytes()).expect(good);
+            assert_eq!(m.kind(), Ok(Kind::Request), "{good}");
+            assert_eq!(m.id.as_deref().map(RawValue::get), Some(good));
         }
     }
 
