@@ -4,8 +4,14 @@
 //! as the legacy path's hints), completes on retry with `inputResponses`, and
 //! protects its `requestState`.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{
+    CONFIRM_TOOLS, GREETING_TOOLS, accept, missing_capability, name_schema, roots, sampled,
+    tool_text,
+};
 use mcpgate_testkit::serve::{HttpOptions, bind_http};
 use serde_json::{Value, json};
 
@@ -44,9 +50,8 @@ impl Reply {
     }
 
     fn text(&self) -> &str {
-        self.result()["content"][0]["text"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no text result: {}", self.response))
+        self.result();
+        tool_text(&self.response)
     }
 
     fn state(&self) -> &str {
@@ -79,22 +84,6 @@ fn meta(capabilities: Value) -> Value {
         "io.modelcontextprotocol/protocolVersion": VERSION,
         "io.modelcontextprotocol/clientCapabilities": capabilities
     })
-}
-
-fn accept(content: Value) -> Value {
-    json!({ "action": "accept", "content": content })
-}
-
-fn sampled(text: &str) -> Value {
-    json!({
-        "role": "assistant",
-        "content": { "type": "text", "text": text },
-        "model": "test-model"
-    })
-}
-
-fn roots() -> Value {
-    json!({ "roots": [ { "uri": "file:///test/root", "name": "Test Root" } ] })
 }
 
 impl Fixture {
@@ -171,24 +160,14 @@ impl Fixture {
 #[tokio::test]
 async fn elicitation_round_trip() {
     let fixture = Fixture::start().await;
-    for tool in [
-        "test_input_required_result_elicitation",
-        "test_streaming_elicitation",
-    ] {
+    for tool in GREETING_TOOLS {
         let first = fixture.call(tool, json!({})).await;
         assert_eq!(first.status, 200);
         assert_eq!(first.asked(), ["user_name"]);
         let request = &first.result()["inputRequests"]["user_name"];
         assert_eq!(request["method"], "elicitation/create");
         assert_eq!(request["params"]["message"], "What is your name?");
-        assert_eq!(
-            request["params"]["requestedSchema"],
-            json!({
-                "type": "object",
-                "properties": { "name": { "type": "string" } },
-                "required": ["name"]
-            })
-        );
+        assert_eq!(request["params"]["requestedSchema"], name_schema());
         assert!(
             request["params"].get("_meta").is_none(),
             "no mcpgate key hint on the native request: {request}"
@@ -275,13 +254,7 @@ async fn sampling_and_roots() {
 #[tokio::test]
 async fn request_state_is_verified() {
     let fixture = Fixture::start().await;
-    for (tool, yes) in [
-        ("test_input_required_result_request_state", "state-ok"),
-        (
-            "test_input_required_result_tampered_state",
-            "tamper-check passed",
-        ),
-    ] {
+    for (tool, yes, _) in CONFIRM_TOOLS {
         let first = fixture.call(tool, json!({})).await;
         assert_eq!(first.asked(), ["confirm"]);
         let state = first.state().to_owned();
@@ -413,11 +386,7 @@ async fn missing_capability_is_refused() {
         .call(tool, json!({ "_meta": meta(json!({})) }))
         .await;
     assert_eq!(refused.status, 400);
-    assert_eq!(refused.error()["code"], -32021);
-    assert_eq!(
-        refused.error()["data"],
-        json!({ "requiredCapabilities": { "sampling": {} } })
-    );
+    assert_eq!(refused.error(), &missing_capability("sampling"));
 
     let first = fixture.call(tool, json!({})).await;
     assert_eq!(first.asked(), ["sampling"]);

@@ -4,8 +4,14 @@
 //! `dev.mcpgate/inputKey` hint), how answers become results, and that a
 //! client's JSON-RPC error comes back unchanged as the call's error.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{
+    CONFIRM_TOOLS, GREETING_TOOLS, accept, missing_capability as missing, name_schema, roots,
+    sampled, tool_text,
+};
 use mcpgate_testkit::{Fixture, mrtr_tools::META_INPUT_KEY};
 use rmcp::ServiceExt;
 use serde_json::{Value, json};
@@ -160,15 +166,9 @@ impl Client {
 /// "Paris", and has one root.
 fn happy(content: Value) -> impl Fn(&str, &Value) -> Reply {
     move |method, _| match method {
-        "elicitation/create" => Reply::Result(json!({ "action": "accept", "content": content })),
-        "sampling/createMessage" => Reply::Result(json!({
-            "role": "assistant",
-            "content": { "type": "text", "text": "Paris" },
-            "model": "test-model"
-        })),
-        "roots/list" => Reply::Result(json!({
-            "roots": [ { "uri": "file:///test/root", "name": "Test Root" } ]
-        })),
+        "elicitation/create" => Reply::Result(accept(content.clone())),
+        "sampling/createMessage" => Reply::Result(sampled("Paris")),
+        "roots/list" => Reply::Result(roots()),
         other => panic!("unexpected server request {other}"),
     }
 }
@@ -180,18 +180,13 @@ fn key(request: &Value) -> &str {
 }
 
 fn text(exchange: &Exchange) -> &str {
-    exchange.response["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text result: {}", exchange.response))
+    tool_text(&exchange.response)
 }
 
 #[tokio::test]
 async fn elicitation_greets_by_name() {
     let mut client = Client::start().await;
-    for tool in [
-        "test_input_required_result_elicitation",
-        "test_streaming_elicitation",
-    ] {
+    for tool in GREETING_TOOLS {
         let exchange = client
             .call(tool, 1, happy(json!({ "name": "Alice" })))
             .await;
@@ -202,14 +197,7 @@ async fn elicitation_greets_by_name() {
         assert_eq!(request["method"], "elicitation/create");
         assert_eq!(key(request), "user_name");
         assert_eq!(request["params"]["message"], "What is your name?");
-        assert_eq!(
-            request["params"]["requestedSchema"],
-            json!({
-                "type": "object",
-                "properties": { "name": { "type": "string" } },
-                "required": ["name"]
-            })
-        );
+        assert_eq!(request["params"]["requestedSchema"], name_schema());
     }
 }
 
@@ -249,18 +237,7 @@ async fn sampling_and_roots() {
 #[tokio::test]
 async fn confirmation_tools() {
     let mut client = Client::start().await;
-    for (tool, yes, no) in [
-        (
-            "test_input_required_result_request_state",
-            "state-ok",
-            "state-not-ok",
-        ),
-        (
-            "test_input_required_result_tampered_state",
-            "tamper-check passed",
-            "tamper-check failed",
-        ),
-    ] {
+    for (tool, yes, no) in CONFIRM_TOOLS {
         let exchange = client.call(tool, 1, happy(json!({ "ok": true }))).await;
         assert_eq!(text(&exchange), yes);
         assert_eq!(key(&exchange.requests[0]), "confirm");
@@ -304,20 +281,12 @@ async fn multi_round_asks_twice_in_order() {
             } else {
                 json!({ "name": "Alice" })
             };
-            Reply::Result(json!({ "action": "accept", "content": content }))
+            Reply::Result(accept(content))
         })
         .await;
     let keys: Vec<&str> = exchange.requests.iter().map(key).collect();
     assert_eq!(keys, ["user_name", "favorite_color"]);
     assert_eq!(text(&exchange), "Alice likes blue");
-}
-
-fn missing(capability: &str) -> Value {
-    json!({
-        "code": -32021,
-        "message": format!("the client did not declare the {capability} capability"),
-        "data": { "requiredCapabilities": { capability: {} } }
-    })
 }
 
 #[tokio::test]
