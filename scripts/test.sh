@@ -21,7 +21,22 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "cargo build --workspace (the tests start mcpgate and mcpgate-fixture as processes)"
 cargo build --workspace --locked
 
-step "cargo test --workspace (unit, in-process, integration, SDK interop, conformance)"
-cargo test --workspace --locked -- --test-threads="${MCPGATE_TEST_THREADS:-4}"
+# Two tiers, always both, each reported on its own. The Rust tier is every
+# test that needs only Rust peers (what a plain `cargo test --workspace` runs,
+# in under two minutes). The peers tier is every test marked
+# `#[ignore = "peers tier: ..."]`: they need Node 22, Python, the SDKs and the
+# conformance suite from tests/interop, or PostgreSQL at 127.0.0.1:5432.
+threads="${MCPGATE_TEST_THREADS:-4}"
+failed=()
 
-step "all tests passed"
+step "Rust tier: cargo test --workspace (unit, in-process, integration against Rust peers only)"
+cargo test --workspace --locked -- --test-threads="$threads" || failed+=("Rust tier")
+
+step "peers tier: cargo test --workspace -- --ignored (conformance suite, SDK interop, server-everything, PostgreSQL)"
+cargo test --workspace --locked -- --ignored --test-threads="$threads" || failed+=("peers tier")
+
+if ((${#failed[@]})); then
+    step "FAILED: ${failed[*]}"
+    exit 1
+fi
+step "all tests passed (Rust tier and peers tier)"

@@ -109,6 +109,7 @@ fn modern_gateway(tag: &str, fixture: &str) -> Gateway {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22 and the conformance suite from tests/interop (scripts/test.sh runs it)"]
 fn conformance_2026_suite_passes_by_bridging_a_2025_fixture() {
     let gw = modern_gateway("conformance-2026-bridged", &fixture_server("fixture", ""));
     let (passed, _, _, dir) = run_suite(&gw, "2026-07-28");
@@ -122,6 +123,7 @@ fn conformance_2026_suite_passes_by_bridging_a_2025_fixture() {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22 and the conformance suite from tests/interop (scripts/test.sh runs it)"]
 fn conformance_2026_suite_passes_with_a_2026_fixture_behind_the_gateway() {
     let (_fixture, url) = fixture_http(&[]);
     let gw = modern_gateway(
@@ -142,6 +144,7 @@ fn conformance_2026_suite_passes_with_a_2026_fixture_behind_the_gateway() {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22 and the conformance suite from tests/interop (scripts/test.sh runs it)"]
 fn conformance_suite_passes_through_the_gateway() {
     let fixture = fixture_bin();
     let gw = Gateway::start(

@@ -79,6 +79,7 @@ fn run_script(cmd: &mut Command, gw: &Gateway, what: &str) {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22, Python and the MCP SDKs from tests/interop (scripts/test.sh runs it)"]
 fn python_sdk_client_through_the_gateway() {
     let (gw, _upstream) = gateway_with_three_upstreams();
     run_client(
@@ -89,6 +90,7 @@ fn python_sdk_client_through_the_gateway() {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22, Python and the MCP SDKs from tests/interop (scripts/test.sh runs it)"]
 fn typescript_sdk_client_through_the_gateway() {
     let (gw, _upstream) = gateway_with_three_upstreams();
     run_client(
@@ -113,6 +115,7 @@ fn gateway_with_a_legacy_upstream() -> Gateway {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22, Python and the MCP SDKs from tests/interop (scripts/test.sh runs it)"]
 fn python_sdk_in_2026_mode_through_the_gateway_to_a_legacy_server() {
     let gw = gateway_with_a_legacy_upstream();
     for mode in ["2026-07-28", "auto"] {
@@ -125,6 +128,7 @@ fn python_sdk_in_2026_mode_through_the_gateway_to_a_legacy_server() {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22, Python and the MCP SDKs from tests/interop (scripts/test.sh runs it)"]
 fn typescript_v2_client_with_version_negotiation_through_the_gateway() {
     let gw = gateway_with_a_legacy_upstream();
     for mode in ["auto", "pin"] {
@@ -151,6 +155,7 @@ fn python_modern_server() -> (Proc, String) {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22, Python and the MCP SDKs from tests/interop (scripts/test.sh runs it)"]
 fn a_2026_upstream_serves_clients_of_both_eras_and_the_cli() {
     let (_server, url) = python_modern_server();
     let gw = Gateway::start(

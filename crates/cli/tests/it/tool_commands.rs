@@ -105,6 +105,7 @@ fn mode(p: &Path) -> u32 {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22 and server-everything from tests/interop (scripts/test.sh runs it)"]
 fn mounted_commands_take_every_kind_of_flag() {
     let m = setup();
     // The mount: one read-only command per server, and the prompt section.
@@ -195,6 +196,7 @@ fn mounted_commands_take_every_kind_of_flag() {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22 and server-everything from tests/interop (scripts/test.sh runs it)"]
 fn errors_map_to_documented_exit_codes() {
     let m = setup();
     let run = |s: &str| {
@@ -249,6 +251,7 @@ fn errors_map_to_documented_exit_codes() {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22 and server-everything from tests/interop (scripts/test.sh runs it)"]
 fn values_arrive_byte_for_byte_and_a_modern_gateway_needs_no_session() {
     let m = setup();
     let weird = "it's \"quoted\" $HOME `whoami` \\ back\nslash\n  trailing  ";
@@ -282,6 +285,7 @@ fn values_arrive_byte_for_byte_and_a_modern_gateway_needs_no_session() {
 /// Against a session-based (2025-11-25) server, consecutive invocations of
 /// `mcpgate call` share one session kept in a private state file.
 #[test]
+#[ignore = "peers tier: needs Node 22 and server-everything from tests/interop (scripts/test.sh runs it)"]
 fn calls_to_a_session_based_server_reuse_one_session() {
     let (_server, port) = server_everything("streamableHttp");
     let url = format!("http://127.0.0.1:{port}/mcp");
@@ -316,6 +320,7 @@ fn calls_to_a_session_based_server_reuse_one_session() {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22 and server-everything from tests/interop (scripts/test.sh runs it)"]
 fn mount_excludes_and_skips_failing_servers() {
     let m = setup();
     let manifest = m.work.0.join("manifest.json");
@@ -360,6 +365,7 @@ fn mount_excludes_and_skips_failing_servers() {
 }
 
 #[test]
+#[ignore = "peers tier: needs Node 22 and server-everything from tests/interop (scripts/test.sh runs it)"]
 fn call_and_tools_work_through_a_gateway_and_straight_from_a_config() {
     let m = setup();
     let run = |args: &[&str]| {

@@ -775,6 +775,7 @@ async fn breaker_opens_after_consecutive_http_failures() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peers tier: needs Node 22 and server-everything from tests/interop (scripts/test.sh runs it)"]
 async fn legacy_http_sse_upstream_serves_echo() {
     let (_server, port) = server_everything("sse");
     let gw = Gateway::start(
