@@ -230,3 +230,62 @@ async fn keys_are_required_and_limits_answer_429() {
         .expect("Retry-After");
     assert!((1..=60).contains(&retry), "{retry}");
 }
+
+/// Opens a session; returns its id.
+async fn session(app: &Arc<App>) -> String {
+    let (s, h, v) = send(app, post().body(Body::from(INIT)).expect("req")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("session id")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn null_and_fractional_ids_are_refused_not_taken_as_notifications() {
+    let dir = TempDir::new("ids");
+    let app = app(&dir, "").await;
+    let sid = session(&app).await;
+    for body in [
+        r#"{"jsonrpc":"2.0","id":null,"method":"notifications/initialized"}"#,
+        r#"{"jsonrpc":"2.0","id":null,"method":"tools/list"}"#,
+        r#"{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}"#,
+    ] {
+        let req = post()
+            .header("mcp-session-id", &sid)
+            .body(Body::from(body))
+            .expect("req");
+        let (s, _, v) = send(&app, req).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(code(&v), -32600, "{body}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn accept_json_with_q_zero_is_not_acceptable() {
+    let dir = TempDir::new("accept-q0");
+    let app = app(&dir, "").await;
+    let req = Request::post("/mcp")
+        .header(header::HOST, "127.0.0.1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json;q=0")
+        .body(Body::from(INIT))
+        .expect("req");
+    let (s, _, v) = send(&app, req).await;
+    assert_eq!(s, StatusCode::NOT_ACCEPTABLE, "{v}");
+    // JSON refused but SSE taken: the answer comes as SSE.
+    let req = Request::post("/mcp")
+        .header(header::HOST, "127.0.0.1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json;q=0, text/event-stream")
+        .body(Body::from(INIT))
+        .expect("req");
+    let resp = router(app.clone()).oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+}

@@ -110,6 +110,9 @@ pub(crate) struct Accept {
     pub(crate) sse: bool,
 }
 
+/// What the client takes back, per RFC 9110 §12.5.1: for each of JSON and
+/// SSE the most specific matching media range decides, and `q=0` means "not
+/// acceptable". No `Accept` header takes both.
 pub(crate) fn accept(h: &HeaderMap) -> Accept {
     let Some(v) = header_str(h, "accept") else {
         return Accept {
@@ -117,28 +120,58 @@ pub(crate) fn accept(h: &HeaderMap) -> Accept {
             sse: true,
         };
     };
-    let mut a = Accept {
-        json: false,
-        sse: false,
-    };
+    // (specificity, q) of the best match so far, for JSON and for SSE.
+    let mut json: Option<(u8, bool)> = None;
+    let mut sse: Option<(u8, bool)> = None;
     for part in v.split(',') {
-        let t = part
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match t.as_str() {
-            "application/json" | "application/*" => a.json = true,
-            "text/event-stream" | "text/*" => a.sse = true,
-            "*/*" => {
-                a.json = true;
-                a.sse = true;
+        let mut fields = part.split(';');
+        let range = fields.next().unwrap_or("").trim();
+        let Some(acceptable) = quality_above_zero(fields) else {
+            continue; // a malformed q grants nothing
+        };
+        let (json_rank, sse_rank) = if range.eq_ignore_ascii_case("*/*") {
+            (1, 1)
+        } else if range.eq_ignore_ascii_case("application/*") {
+            (2, 0)
+        } else if range.eq_ignore_ascii_case("text/*") {
+            (0, 2)
+        } else if range.eq_ignore_ascii_case("application/json") {
+            (3, 0)
+        } else if range.eq_ignore_ascii_case("text/event-stream") {
+            (0, 3)
+        } else {
+            continue;
+        };
+        for (rank, best) in [(json_rank, &mut json), (sse_rank, &mut sse)] {
+            if rank == 0 {
+                continue;
             }
-            _ => {}
+            *best = match *best {
+                Some((r, a)) if r > rank => Some((r, a)),
+                Some((r, a)) if r == rank => Some((r, a || acceptable)),
+                _ => Some((rank, acceptable)),
+            };
         }
     }
-    a
+    Accept {
+        json: json.is_some_and(|(_, a)| a),
+        sse: sse.is_some_and(|(_, a)| a),
+    }
+}
+
+/// Whether a media range's parameters leave its weight above zero; `None`
+/// when its `q` is not a number from 0 to 1.
+fn quality_above_zero<'a>(params: impl Iterator<Item = &'a str>) -> Option<bool> {
+    for p in params {
+        let Some((k, v)) = p.split_once('=') else {
+            continue;
+        };
+        if k.trim().eq_ignore_ascii_case("q") {
+            let q: f32 = v.trim().parse().ok()?;
+            return (0.0..=1.0).contains(&q).then_some(q > 0.0);
+        }
+    }
+    Some(true)
 }
 
 /// A POST's media types and body: 415 unless JSON, 406 unless the client
@@ -228,6 +261,36 @@ pub(crate) fn find_session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn accept_of(v: &str) -> (bool, bool) {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, v.parse().expect("header value"));
+        let a = accept(&h);
+        (a.json, a.sse)
+    }
+
+    #[test]
+    fn accept_honours_q_zero() {
+        assert_eq!(accept_of("application/json;q=0"), (false, false));
+        assert_eq!(accept_of("application/json; q=0.000"), (false, false));
+        assert_eq!(
+            accept_of("application/json;q=0, text/event-stream"),
+            (false, true)
+        );
+        // The most specific range decides: */* does not undo q=0 on JSON.
+        assert_eq!(accept_of("*/*, application/json;q=0"), (false, true));
+        assert_eq!(
+            accept_of("application/*;q=0, application/json"),
+            (true, false)
+        );
+        assert_eq!(
+            accept_of("application/json;q=0.5, text/event-stream;q=1"),
+            (true, true)
+        );
+        assert_eq!(accept_of("text/*, */*;q=0"), (false, true));
+        assert_eq!(accept_of("application/json;q=x"), (false, false));
+        assert_eq!(accept_of("image/png"), (false, false));
+    }
 
     #[test]
     fn host_and_origin_shapes() {
