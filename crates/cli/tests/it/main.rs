@@ -7,6 +7,7 @@ mod common;
 
 mod conformance;
 mod http_behaviour;
+mod inputs_and_records;
 mod interop;
 mod lifecycle;
 mod modern;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use mcpgate_upstream::{TransportSpec, UpstreamSpec};
 use serde_json::{Map, Value};
 
+mod duration;
 mod tiers;
 pub use tiers::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Rate, Rules, Tier, parse_rate};
 
@@ -670,25 +671,19 @@ impl Walker {
         t: &Map<String, Value>,
         key: &str,
     ) -> Result<Option<Duration>, ConfigError> {
-        match t.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_f64()
-                .filter(|f| *f >= 0.0 && f.is_finite())
-                .map(|f| Some(Duration::from_secs_f64(f)))
-                .ok_or_else(|| self.err(key, "must be a non-negative number of seconds")),
-            Some(v) => {
-                let s = self.string(key, v)?;
-                parse_duration(&s).map(Some).ok_or_else(|| {
-                    self.err(
-                        key,
-                        format!(
-                            "{s:?} is not a duration like \"500ms\", \"30s\", \"5m\" or \"1h\""
-                        ),
-                    )
-                })
-            }
+        let Some(v) = t.get(key) else {
+            return Ok(None);
+        };
+        match v {
+            Value::Number(n) => duration::from_seconds(n),
+            Value::String(_) => duration::from_text(&self.string(key, v)?),
+            other => Err(format!(
+                "must be a duration like \"500ms\", \"30s\", \"5m\" or \"1h\", or a number of seconds; found {}",
+                type_name(other)
+            )),
         }
+        .map(Some)
+        .map_err(|m| self.err(key, m))
     }
 
     fn size(&self, key: &str, v: &Value) -> Result<usize, ConfigError> {
@@ -703,25 +698,6 @@ impl Walker {
             )
         })
     }
-}
-
-/// Parses "500ms", "30s", "5m", "1h", "2d" or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => return None,
-    };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
 fn parse_size(s: &str) -> Option<usize> {
@@ -942,10 +918,7 @@ auth = [{{ prefix = "Bearer ", file = "{}" }}, {{ header = "X-Home", env = "HOME
     }
 
     #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("x"), None);
+    fn sizes_and_env() {
         assert_eq!(parse_size("4MiB"), Some(4 << 20));
         assert_eq!(expand_env("a$${b}").unwrap(), "a${b}");
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use mcpgate_store::glob_match;
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 
 use super::{ConfigError, Walker, type_name};
 
@@ -300,12 +301,20 @@ impl Walker {
             rate,
             max_concurrent: match t.get("max_concurrent") {
                 None => None,
+                // A semaphore holds at most MAX_PERMITS; more would panic on
+                // the tier's first call.
                 Some(v) => Some(
                     v.as_u64()
                         .and_then(|n| usize::try_from(n).ok())
-                        .filter(|n| *n > 0)
+                        .filter(|n| (1..=Semaphore::MAX_PERMITS).contains(n))
                         .ok_or_else(|| {
-                            self.err(&k("max_concurrent"), "must be a positive integer")
+                            self.err(
+                                &k("max_concurrent"),
+                                format!(
+                                    "must be a positive integer of at most {}",
+                                    Semaphore::MAX_PERMITS
+                                ),
+                            )
                         })?,
                 ),
             },

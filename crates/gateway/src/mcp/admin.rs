@@ -4,10 +4,11 @@
 //! operations here, so a plan is validated against `[plans]` the same way
 //! wherever a tenant is created.
 
+use mcpgate_proto::duration::parse_duration;
 use mcpgate_store::{StoreError, Tenant, now_ms};
 use serde::Serialize;
 
-use crate::config::{Config, parse_duration};
+use crate::config::Config;
 use crate::state::catalog::Catalog;
 
 /// Why an admin operation failed, with the HTTP status the API gives it.
@@ -51,24 +52,38 @@ pub fn check_plan(cfg: &Config, plan: &str) -> Result<(), AdminError> {
     )))
 }
 
-/// "30d", "12h", "90m": a key lifetime, as an absolute expiry in ms.
-pub fn expiry_from(spec: &str) -> Result<i64, AdminError> {
+/// A duration from a client or the command line, in whole milliseconds; the
+/// error names the value. The shared parser never panics, so a lifetime of
+/// `999999999999999d` is a 400 (exit 2 in the CLI), not a dropped connection.
+fn millis(spec: &str, what: &str) -> Result<i64, AdminError> {
     let d = parse_duration(spec)
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            AdminError::BadRequest(format!(
-                "{spec:?} is not a lifetime like \"30d\", \"12h\" or \"90m\""
-            ))
-        })?;
-    Ok(now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        .map_err(|e| AdminError::BadRequest(format!("{what} {spec:?}: {e}")))?;
+    i64::try_from(d.as_millis()).map_err(|_| {
+        AdminError::BadRequest(format!(
+            "{what} {spec:?}: duration too long to be a point in time"
+        ))
+    })
 }
 
-/// "7d", "24h": a look-back window, as an absolute start in ms.
+/// "30d", "12h", "90m": a key lifetime, as an absolute expiry in ms.
+pub fn expiry_from(spec: &str) -> Result<i64, AdminError> {
+    let ms = millis(spec, "expires")?;
+    if ms == 0 {
+        return Err(AdminError::BadRequest(format!(
+            "expires {spec:?}: a key lifetime must be longer than zero, like \"30d\", \"12h\" or \"90m\""
+        )));
+    }
+    now_ms().checked_add(ms).ok_or_else(|| {
+        AdminError::BadRequest(format!(
+            "expires {spec:?}: duration too long to be a point in time"
+        ))
+    })
+}
+
+/// "7d", "24h": a look-back window, as an absolute start in ms (a window
+/// longer than the ledger's history simply covers all of it).
 pub fn since_from(spec: &str) -> Result<i64, AdminError> {
-    let d = parse_duration(spec).ok_or_else(|| {
-        AdminError::BadRequest(format!("{spec:?} is not a duration like \"7d\" or \"24h\""))
-    })?;
-    Ok(now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+    Ok(now_ms().saturating_sub(millis(spec, "since")?))
 }
 
 /// What a tenant sees: its tier and the names visible to it in a catalog.
