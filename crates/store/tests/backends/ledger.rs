@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mcpgate_store::{AuditFilter, Outcome, ReserveError, Store, now_ms};
 
-use crate::common::{Db, call, call_at, on_each_backend, sqlite_db};
+use crate::common::{Db, call, call_at, on_each_backend};
 
 /// Runs `calls` concurrent reservations of cost 1 spread over `stores`;
 /// returns (ok, exhausted).
@@ -453,60 +453,4 @@ async fn an_abandoned_reservation_is_refunded() {
         );
     })
     .await;
-}
-
-/// Not an assertion on time: prints the mean latency of one `reserve` with
-/// one call in flight on SQLite (run with `--nocapture`, ideally `--release`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reserve_latency_sqlite() {
-    let (db, dir) = sqlite_db("latency");
-    let store = db.open().await;
-    store
-        .add_tenant("acme", "pro", Some(1_000_000), None)
-        .await
-        .unwrap();
-    let ledger = store.ledger();
-    for _ in 0..100 {
-        let r = ledger.reserve(call("acme", "warm", 1)).await.unwrap();
-        ledger.finish(r.id, Outcome::Ok, 1, None, false);
-    }
-    ledger.flush().await.unwrap();
-
-    const N: u32 = 2000;
-    let mut reserve_total = Duration::ZERO;
-    let started = Instant::now();
-    for _ in 0..N {
-        let t = Instant::now();
-        let r = ledger
-            .reserve(call("acme", "fs.read_file", 1))
-            .await
-            .unwrap();
-        reserve_total += t.elapsed();
-        ledger.finish(r.id, Outcome::Ok, 10, None, false);
-    }
-    let cycle = started.elapsed() / N;
-    ledger.flush().await.unwrap();
-
-    let mut alone = Duration::ZERO;
-    for _ in 0..N {
-        let t = Instant::now();
-        ledger
-            .reserve(call("acme", "fs.read_file", 1))
-            .await
-            .unwrap();
-        alone += t.elapsed();
-    }
-    eprintln!(
-        "reserve latency on SQLite, one in flight, {N} calls: mean {:?} with a finish queued \
-         after each ({cycle:?} per reserve+finish cycle); mean {:?} for reserves alone",
-        reserve_total / N,
-        alone / N
-    );
-    assert_eq!(
-        store.tenant("acme").await.unwrap().unwrap().balance,
-        Some(1_000_000 - 100 - 2 * i64::from(N))
-    );
-    drop(store);
-    drop(ledger);
-    std::fs::remove_dir_all(&dir).ok();
 }
