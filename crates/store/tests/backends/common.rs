@@ -26,6 +26,17 @@ impl Db {
         Store::open(&self.url).await.expect("open store")
     }
 
+    /// Opens the store with tenant `acme` on plan `pro` holding `balance`
+    /// tokens (`None`: unlimited), where most scenarios start.
+    pub(crate) async fn open_with_acme(&self, balance: Option<i64>) -> Store {
+        let store = self.open().await;
+        store
+            .add_tenant("acme", "pro", balance, None)
+            .await
+            .expect("add tenant acme");
+        store
+    }
+
     /// Runs one statement outside the store (to set up odd states).
     pub(crate) async fn exec(&self, sql: &str) {
         let mut conn = AnyConnection::connect(&self.url).await.expect("connect");

@@ -1,10 +1,16 @@
 //! API keys: create, verify, the rejections, revoke, expiry, admin keys,
 //! listing without secrets, and `last_used` through the ledger.
 
-use mcpgate_store::{KeyRejection, StoreError, now_ms};
+use mcpgate_store::{KeyRejection, Store, StoreError, now_ms};
 
 use crate::common::{Db, on_each_backend};
 use crate::tenants::bumped;
+
+/// The ids `list_keys(tenant)` returns, in its order.
+async fn listed_ids(store: &Store, tenant: Option<&str>) -> Vec<String> {
+    let keys = store.list_keys(tenant).await.unwrap();
+    keys.into_iter().map(|k| k.id).collect()
+}
 
 fn is_hex(s: &str) -> bool {
     s.bytes()
@@ -14,11 +20,7 @@ fn is_hex(s: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_lifecycle() {
     on_each_backend("keys_lifecycle", |db: Db| async move {
-        let store = db.open().await;
-        store
-            .add_tenant("acme", "pro", Some(10), None)
-            .await
-            .unwrap();
+        let store = db.open_with_acme(Some(10)).await;
         store.add_tenant("beta", "free", None, None).await.unwrap();
         let mut rev = store.revision().await.unwrap();
         let now = now_ms();
@@ -197,8 +199,7 @@ async fn keys_lifecycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_used_is_coalesced() {
     on_each_backend("last_used", |db: Db| async move {
-        let store = db.open().await;
-        store.add_tenant("acme", "pro", None, None).await.unwrap();
+        let store = db.open_with_acme(None).await;
         let key = store.create_key(Some("acme"), None, None).await.unwrap();
         let rev = store.revision().await.unwrap();
         let ledger = store.ledger();
@@ -230,8 +231,7 @@ async fn last_used_is_coalesced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_created_in_one_millisecond_list_in_creation_order() {
     on_each_backend("keys_one_ms", |db: Db| async move {
-        let store = db.open().await;
-        store.add_tenant("acme", "pro", None, None).await.unwrap();
+        let store = db.open_with_acme(None).await;
         let mut created = Vec::new();
         for i in 0..8 {
             let tenant = (i % 3 != 0).then_some("acme");
@@ -240,21 +240,9 @@ async fn keys_created_in_one_millisecond_list_in_creation_order() {
         }
         db.exec("UPDATE api_keys SET created_at = 1700000000000")
             .await;
-        let listed: Vec<String> = store
-            .list_keys(None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|k| k.id)
-            .collect();
+        let listed = listed_ids(&store, None).await;
         assert_eq!(listed, created);
-        let acme: Vec<String> = store
-            .list_keys(Some("acme"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|k| k.id)
-            .collect();
+        let acme = listed_ids(&store, Some("acme")).await;
         let expected: Vec<String> = created
             .iter()
             .enumerate()
@@ -272,8 +260,7 @@ async fn keys_created_in_one_millisecond_list_in_creation_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_from_schema_1_list_first_after_the_upgrade() {
     on_each_backend("keys_schema_1", |db: Db| async move {
-        let store = db.open().await;
-        store.add_tenant("acme", "pro", None, None).await.unwrap();
+        let store = db.open_with_acme(None).await;
         let old_a = store.create_key(Some("acme"), None, None).await.unwrap();
         let old_b = store.create_key(Some("acme"), None, None).await.unwrap();
         drop(store);
@@ -293,13 +280,7 @@ async fn keys_from_schema_1_list_first_after_the_upgrade() {
             .await;
         let mut old = [old_a.info.id, old_b.info.id];
         old.sort();
-        let listed: Vec<String> = store
-            .list_keys(None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|k| k.id)
-            .collect();
+        let listed = listed_ids(&store, None).await;
         assert_eq!(
             listed,
             [old[0].clone(), old[1].clone(), new_a.info.id, new_b.info.id]

@@ -8,12 +8,15 @@ use mcpgate_store::{AuditFilter, Outcome, ReserveError, Store, now_ms};
 
 use crate::common::{Db, call, call_at, on_each_backend};
 
-/// Runs `calls` concurrent reservations of cost 1 spread over `stores`;
-/// returns (ok, exhausted).
-async fn race(stores: &[Store], calls: usize) -> (usize, usize) {
+/// The quota race: 64 concurrent reservations of cost 1, spread over
+/// `stores` (all on one database, where `acme` holds 50 tokens), must grant
+/// exactly 50 and refuse 14, with every row and the balance to match (read
+/// through the last store).
+async fn race_64_calls_for_50_tokens(stores: &[Store]) {
+    const CALLS: usize = 64;
     let ledgers: Vec<_> = stores.iter().map(Store::ledger).collect();
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(calls));
-    let tasks: Vec<_> = (0..calls)
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CALLS));
+    let tasks: Vec<_> = (0..CALLS)
         .map(|i| {
             let ledger = ledgers[i % ledgers.len()].clone();
             let barrier = barrier.clone();
@@ -44,10 +47,9 @@ async fn race(stores: &[Store], calls: usize) -> (usize, usize) {
             Err(e) => panic!("unexpected reserve error: {e:?}"),
         }
     }
-    (ok, exhausted)
-}
+    assert_eq!((ok, exhausted), (50, 14));
 
-async fn check_race_result(store: &Store) {
+    let store = stores.last().expect("at least one store");
     assert_eq!(
         store.tenant("acme").await.unwrap().unwrap().balance,
         Some(0)
@@ -76,14 +78,8 @@ async fn check_race_result(store: &Store) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quota_race_never_overspends() {
     on_each_backend("quota_race", |db: Db| async move {
-        let store = db.open().await;
-        store
-            .add_tenant("acme", "pro", Some(50), None)
-            .await
-            .unwrap();
-        let (ok, exhausted) = race(std::slice::from_ref(&store), 64).await;
-        assert_eq!((ok, exhausted), (50, 14));
-        check_race_result(&store).await;
+        let store = db.open_with_acme(Some(50)).await;
+        race_64_calls_for_50_tokens(&[store]).await;
     })
     .await;
 }
@@ -93,12 +89,9 @@ async fn quota_race_across_two_stores() {
     // Two stores = two pools and two writers, as two replicas would have
     // (on SQLite: two writers contending for one file).
     on_each_backend("quota_race_two", |db: Db| async move {
-        let a = db.open().await;
+        let a = db.open_with_acme(Some(50)).await;
         let b = db.open().await;
-        a.add_tenant("acme", "pro", Some(50), None).await.unwrap();
-        let (ok, exhausted) = race(&[a.clone(), b.clone()], 64).await;
-        assert_eq!((ok, exhausted), (50, 14));
-        check_race_result(&b).await;
+        race_64_calls_for_50_tokens(&[a, b]).await;
     })
     .await;
 }
@@ -106,11 +99,7 @@ async fn quota_race_across_two_stores() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finish_refund_and_deny() {
     on_each_backend("finish_refund_deny", |db: Db| async move {
-        let store = db.open().await;
-        store
-            .add_tenant("acme", "pro", Some(10), None)
-            .await
-            .unwrap();
+        let store = db.open_with_acme(Some(10)).await;
         store.add_tenant("free", "free", None, None).await.unwrap();
         let ledger = store.ledger();
         let balance = async |t: &str| store.tenant(t).await.unwrap().unwrap().balance;
@@ -322,11 +311,7 @@ async fn monthly_allowance_refills() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reservations_are_durable_and_drops_flush() {
     on_each_backend("durability", |db: Db| async move {
-        let store = db.open().await;
-        store
-            .add_tenant("acme", "pro", Some(5), None)
-            .await
-            .unwrap();
+        let store = db.open_with_acme(Some(5)).await;
         let ledger = store.ledger();
         let r = ledger
             .reserve(call("acme", "fs.read_file", 2))
@@ -372,11 +357,7 @@ async fn reservations_are_durable_and_drops_flush() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_batch_applies_nothing() {
     on_each_backend("failed_batch", |db: Db| async move {
-        let store = db.open().await;
-        store
-            .add_tenant("acme", "pro", Some(10), None)
-            .await
-            .unwrap();
+        let store = db.open_with_acme(Some(10)).await;
         let ledger = store.ledger();
         ledger.reserve(call("acme", "before", 1)).await.unwrap();
 
@@ -418,11 +399,7 @@ async fn a_failed_batch_applies_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_reservation_is_refunded() {
     on_each_backend("abandoned", |db: Db| async move {
-        let store = db.open().await;
-        store
-            .add_tenant("acme", "pro", Some(10), None)
-            .await
-            .unwrap();
+        let store = db.open_with_acme(Some(10)).await;
         let ledger = store.ledger();
         // The caller stops waiting (a cancelled request): it will never
         // forward or finish the call, so the writer gives the cost back.

@@ -24,11 +24,7 @@ fn filter(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summaries_and_audit_filters() {
     on_each_backend("summaries_audit", |db: Db| async move {
-        let store = db.open().await;
-        store
-            .add_tenant("acme", "pro", Some(100), None)
-            .await
-            .unwrap();
+        let store = db.open_with_acme(Some(100)).await;
         store.add_tenant("beta", "free", None, None).await.unwrap();
         let ledger = store.ledger();
 
