@@ -18,7 +18,7 @@ use crate::clock::next_month_start_ms;
 use crate::connect::begin_sql;
 use crate::error::ReserveError;
 use crate::op::Op;
-use crate::record::{CallRecord, Outcome, PENDING, Reservation};
+use crate::record::{CallRecord, Outcome, PENDING, Reservation, usage_columns};
 
 /// A reservation's answer from a batch: `None` while its debit did not
 /// happen and the follow-up transaction has yet to say why.
@@ -55,10 +55,12 @@ const DEBIT: &str = concat!(debit!(), " RETURNING balance");
 const DEBIT_TAGGED: &str = concat!(debit!(), " RETURNING $5, balance");
 
 /// The pending row, only if the statement before (the debit) changed a row.
-const PENDING_IF_DEBITED: &str = "INSERT INTO usage (id, ts, tenant, key_id, session, method,
-    name, upstream, outcome, duration_us, cost, arg_bytes, args, error)
-    SELECT $5, $3, $1, $6, $7, $8, $9, $10, 'pending', NULL, $2, $11, $12, NULL
-    WHERE changes() = 1";
+const PENDING_IF_DEBITED: &str = concat!(
+    "INSERT INTO usage (",
+    usage_columns!(),
+    ") SELECT $5, $3, $1, $6, $7, $8, $9, $10, 'pending', NULL, $2, $11, $12, NULL
+    WHERE changes() = 1"
+);
 
 /// The state of a tenant whose debit did not happen.
 const TENANT_STATE: &str =
@@ -71,9 +73,11 @@ const REFILL: &str = "UPDATE tenants SET balance = monthly_allowance, resets_at 
 
 /// $1 id, $2 ts, $3 tenant, $4 key, $5 session, $6 method, $7 name,
 /// $8 upstream, $9 outcome, $10 cost, $11 arg bytes, $12 args, $13 error.
-const INSERT_USAGE: &str = "INSERT INTO usage (id, ts, tenant, key_id, session, method, name,
-    upstream, outcome, duration_us, cost, arg_bytes, args, error)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13)";
+const INSERT_USAGE: &str = concat!(
+    "INSERT INTO usage (",
+    usage_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13)"
+);
 
 // Finish parameters: $1 usage id, $2 outcome, $3 duration, $4 error.
 

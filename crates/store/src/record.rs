@@ -1,8 +1,10 @@
 //! What a call leaves in the ledger: [`CallRecord`] (what is known when it
 //! starts), [`Outcome`] (how it ended, stored as text) and [`Reservation`]
-//! (the committed debit it was granted). These are plain data, named by
-//! the `Ledger` handle, the writer and its batches alike, so they live
-//! below all three and import nothing of the store.
+//! (the committed debit it was granted), and the order of the usage row's
+//! columns, which the writer's batches write and the audit log reads back.
+//! These are plain data, named by the `Ledger` handle, the writer, its
+//! batches and the reports alike, so they live below them all and import
+//! nothing of the store.
 
 use serde::Serialize;
 
@@ -112,6 +114,17 @@ impl std::fmt::Display for Outcome {
         f.write_str(self.as_str())
     }
 }
+
+/// The usage row's columns, in the one order in which the ledger writes
+/// them and the audit log reads them back. A macro, so that `concat!` can
+/// build whole statements from it at compile time.
+macro_rules! usage_columns {
+    () => {
+        "id, ts, tenant, key_id, session, method, name, upstream, outcome, duration_us, cost, \
+         arg_bytes, args, error"
+    };
+}
+pub(crate) use usage_columns;
 
 /// The stored outcome of a reserved call that has not finished yet.
 pub(crate) const PENDING: &str = "pending";

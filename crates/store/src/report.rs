@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::{StoreError, db};
 use crate::glob::{to_like, to_sqlite_glob};
-use crate::record::Outcome;
+use crate::record::{Outcome, usage_columns};
 use crate::{Backend, Store};
 
 /// Usage of one name by one tenant.
@@ -47,7 +47,9 @@ pub struct AuditFilter {
     pub limit: Option<i64>,
 }
 
-/// One usage row.
+/// One usage row: the call's [`CallRecord`](crate::CallRecord) as stored,
+/// with what the ledger learned later (its id, outcome, duration and
+/// error). Its `cost` is what was charged, not what the call would cost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditRecord {
     /// The row's id (the reservation id for reserved calls).
@@ -80,6 +82,7 @@ pub struct AuditRecord {
     pub error: Option<String>,
 }
 
+/// A row read in [`usage_columns`] order.
 fn audit_from_row(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
     Ok(AuditRecord {
         id: row.try_get(0)?,
@@ -235,9 +238,8 @@ impl Store {
             c.add(|n| format!("ts >= ${n}"), Value::Number(since));
         }
         let mut sql = format!(
-            "SELECT id, ts, tenant, key_id, session, method, name, upstream, outcome,
-                duration_us, cost, arg_bytes, args, error
-             FROM usage{} ORDER BY ts DESC, id DESC",
+            "SELECT {} FROM usage{} ORDER BY ts DESC, id DESC",
+            usage_columns!(),
             c.clause()
         );
         if let Some(limit) = filter.limit {
