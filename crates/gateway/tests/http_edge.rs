@@ -289,3 +289,122 @@ async fn accept_json_with_q_zero_is_not_acceptable() {
         Some("text/event-stream")
     );
 }
+
+#[tokio::test]
+async fn a_second_origin_or_host_header_is_refused() {
+    let dir = TempDir::new("dup-headers");
+    let app = app(&dir, "").await;
+    // Two Origins: the first is loopback, the second is not; 403 (only one could be checked).
+    let req = post()
+        .header(header::ORIGIN, "http://127.0.0.1:3000")
+        .header(header::ORIGIN, "https://evil.example")
+        .body(Body::from(INIT))
+        .expect("req");
+    let (s, _, v) = send(&app, req).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(code(&v), -32600, "{v}");
+    // Two Hosts: 400, which RFC 9112 section 3.2 requires.
+    let req = post()
+        .header(header::HOST, "evil.example")
+        .body(Body::from(INIT))
+        .expect("req");
+    let (s, _, v) = send(&app, req).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(code(&v), -32600, "{v}");
+    // One of each still works.
+    let req = post()
+        .header(header::ORIGIN, "http://localhost:3000")
+        .body(Body::from(INIT))
+        .expect("req");
+    assert_eq!(send(&app, req).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn host_and_origin_are_parsed_strictly() {
+    let dir = TempDir::new("strict-host");
+    let app = app(&dir, "").await;
+    let with_host = |host: &str| {
+        Request::post("/mcp")
+            .header(header::HOST, host)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .body(Body::from(INIT))
+            .expect("req")
+    };
+    for bad in [
+        "[::1]evil.com",
+        "[::1]evil.com:80",
+        "127.0.0.1@evil.com",
+        "",
+    ] {
+        let (s, _, v) = send(&app, with_host(bad)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "Host {bad:?}: {v}");
+    }
+    for good in ["[::1]", "[::1]:8787", "localhost"] {
+        let (s, _, v) = send(&app, with_host(good)).await;
+        assert_eq!(s, StatusCode::OK, "Host {good:?}: {v}");
+    }
+    let req = post()
+        .header(header::ORIGIN, "http://[::1]evil.com")
+        .body(Body::from(INIT))
+        .expect("req");
+    let (s, _, v) = send(&app, req).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+}
+
+#[tokio::test]
+async fn http11_without_host_is_refused() {
+    let dir = TempDir::new("no-host");
+    let app = app(&dir, "").await;
+    let bare = |version| {
+        Request::post("/mcp")
+            .version(version)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .body(Body::from(INIT))
+            .expect("req")
+    };
+    let (s, _, v) = send(&app, bare(axum::http::Version::HTTP_11)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(code(&v), -32600, "{v}");
+    // HTTP/1.0 has no Host requirement.
+    let (s, _, v) = send(&app, bare(axum::http::Version::HTTP_10)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn absolute_form_target_is_checked_against_allowed_hosts() {
+    let dir = TempDir::new("absolute-form");
+    let app = app(&dir, "").await;
+    let absolute = |uri: &str| {
+        Request::post(uri)
+            .header(header::HOST, "127.0.0.1:8787")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .body(Body::from(INIT))
+            .expect("req")
+    };
+    let (s, _, v) = send(&app, absolute("http://evil.example/mcp")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, _, v) = send(&app, absolute("http://user@127.0.0.1/mcp")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _, v) = send(&app, absolute("http://127.0.0.1:8787/mcp")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn last_event_id_at_u64_max_is_400_not_a_wrap() {
+    let dir = TempDir::new("last-event-id");
+    let app = app(&dir, "").await;
+    let sid = session(&app).await;
+    let req = Request::get("/mcp")
+        .header(header::HOST, "127.0.0.1:8787")
+        .header(header::ACCEPT, "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("last-event-id", "0-18446744073709551615")
+        .body(Body::empty())
+        .expect("req");
+    let (s, _, v) = send(&app, req).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(code(&v), -32600, "{v}");
+}

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use mcpgate_proto::version;
 
+use super::host::{HostPort, parse_host};
 use super::refusal::Refusal;
 use crate::state::App;
 use crate::state::auth::Principal;
@@ -19,35 +20,28 @@ pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Whether a host (without port) names this machine's loopback interface.
+/// Whether a host (without port or brackets) names this machine's loopback interface.
 fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
-
 /// DNS-rebinding protection: on a loopback bind the Host must be loopback (or
-/// allow-listed), and any Origin must be loopback or allow-listed.
+/// allow-listed), and any Origin must be loopback or allow-listed. The Host
+/// is already well-formed and single (`host::host_rules`); an Origin sent
+/// twice is refused, since only one of the two could be checked.
 pub(crate) fn check_origin(app: &App, h: &HeaderMap) -> Result<(), Refusal> {
     if let (true, Some(host)) = (app.cfg.listen.ip().is_loopback(), header_str(h, "host")) {
-        let bare = strip_port(host);
-        let allowed = is_loopback_host(bare)
-            || app
-                .cfg
-                .allowed_hosts
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(bare));
+        let allowed = parse_host(host).is_some_and(|hp| {
+            is_loopback_host(hp.bare())
+                || app.cfg.allowed_hosts.iter().any(|a| {
+                    a.eq_ignore_ascii_case(host)
+                        || a.eq_ignore_ascii_case(hp.name)
+                        || a.eq_ignore_ascii_case(hp.bare())
+                })
+        });
         if !allowed {
             return Err(Refusal::invalid(
                 StatusCode::FORBIDDEN,
@@ -57,7 +51,14 @@ pub(crate) fn check_origin(app: &App, h: &HeaderMap) -> Result<(), Refusal> {
             ));
         }
     }
-    if let Some(origin) = h.get(header::ORIGIN) {
+    let mut origins = h.get_all(header::ORIGIN).iter();
+    if let Some(origin) = origins.next() {
+        if origins.next().is_some() {
+            return Err(Refusal::invalid(
+                StatusCode::FORBIDDEN,
+                "Forbidden: more than one Origin header; a request comes from one origin, so send one",
+            ));
+        }
         let o = origin.to_str().unwrap_or("");
         if !origin_allowed(app, o) {
             return Err(Refusal::invalid(
@@ -69,16 +70,37 @@ pub(crate) fn check_origin(app: &App, h: &HeaderMap) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// An `Origin` value as `scheme://host[:port]`; `None` when it is not one.
+fn parse_origin(origin: &str) -> Option<(&str, HostPort<'_>)> {
+    let (scheme, rest) = origin.split_once("://")?;
+    let scheme_ok = scheme
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    Some((scheme, parse_host(rest).filter(|_| scheme_ok)?))
+}
+
 fn origin_allowed(app: &App, origin: &str) -> bool {
-    let host = origin.split_once("://").map(|(_, r)| r).unwrap_or("");
-    if !host.is_empty() && is_loopback_host(strip_port(host)) {
+    let parsed = parse_origin(origin);
+    if parsed
+        .as_ref()
+        .is_some_and(|(_, hp)| is_loopback_host(hp.bare()))
+    {
         return true;
     }
+    // `scheme://host` without the port, for allow-list entries ending in `:*`.
+    let without_port = parsed.as_ref().map(|(_, hp)| match hp.port {
+        Some(p) => &origin[..origin.len() - p.len() - 1],
+        None => origin,
+    });
     app.cfg.allowed_origins.iter().any(|a| {
         a == "*"
             || a.eq_ignore_ascii_case(origin)
             || a.strip_suffix(":*")
-                .is_some_and(|base| strip_port(origin) == base || origin.eq_ignore_ascii_case(base))
+                .is_some_and(|base| without_port.is_some_and(|o| o.eq_ignore_ascii_case(base)))
     })
 }
 
@@ -294,10 +316,32 @@ mod tests {
 
     #[test]
     fn host_and_origin_shapes() {
-        assert!(is_loopback_host(strip_port("localhost:8787")));
-        assert!(is_loopback_host(strip_port("127.0.0.1:1")));
-        assert!(is_loopback_host(strip_port("[::1]:9")));
-        assert!(!is_loopback_host(strip_port("evil.example.com")));
-        assert!(!is_loopback_host(strip_port("127.0.0.1.evil.com:80")));
+        let loopback = |h: &str| parse_host(h).is_some_and(|hp| is_loopback_host(hp.bare()));
+        assert!(loopback("localhost:8787"));
+        assert!(loopback("127.0.0.1:1"));
+        assert!(loopback("[::1]:9"));
+        assert!(!loopback("evil.example.com"));
+        assert!(!loopback("127.0.0.1.evil.com:80"));
+        assert!(!loopback("[::1]evil.com"));
+        fn origin(o: &str) -> Option<(&str, &str, Option<&str>)> {
+            parse_origin(o).map(|(s, hp)| (s, hp.name, hp.port))
+        }
+        assert_eq!(
+            origin("http://[::1]:3000"),
+            Some(("http", "[::1]", Some("3000")))
+        );
+        assert_eq!(
+            origin("https://a.example"),
+            Some(("https", "a.example", None))
+        );
+        for bad in [
+            "http://[::1]evil.com",
+            "http://localhost@evil.com",
+            "http://localhost/x",
+            "null",
+            "://localhost",
+        ] {
+            assert_eq!(origin(bad), None, "{bad}");
+        }
     }
 }

@@ -1,12 +1,13 @@
-//! Every HTTP decision: the router, the guards (Host, Origin, auth, media
-//! types, body size, version, session), the one `Refusal` type, the one SSE
-//! body builder, the session-based and 2026-07-28 endpoints on `/mcp`, the
-//! admin API and `/health`; plus binding and serving. What a request does
-//! once admitted is `mcp`'s business.
+//! Every HTTP decision: the router, the request-target and Host rules, the
+//! guards (Host, Origin, auth, media types, body size, version, session), the
+//! one `Refusal` type, the one SSE body builder, the session-based and
+//! 2026-07-28 endpoints on `/mcp`, the admin API and `/health`; plus binding
+//! and serving. What a request does once admitted is `mcp`'s business.
 
 mod admin;
 mod guard;
 mod health;
+mod host;
 mod legacy;
 mod modern;
 mod refusal;
@@ -25,7 +26,8 @@ use crate::mcp::lifecycle;
 use crate::state::App;
 use refusal::Refusal;
 
-/// The gateway's routes: `/mcp` (and `/mcp/`), `/health`, `/admin/…`.
+/// The gateway's routes: `/mcp` (and `/mcp/`), `/health`, `/admin/…`; every
+/// request first passes the `Host` and request-target rules (`host`).
 pub fn router(app: Arc<App>) -> Router {
     let mcp = get(legacy::get_mcp)
         .post(legacy::post_mcp)
@@ -37,6 +39,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::map_request(host::host_rules))
         .with_state(app)
 }
 
