@@ -411,6 +411,11 @@ enum Part {
     Query,
 }
 
+/// The longest URI matched against templates. Longer ones match none: no
+/// server names a resource by a URI this long, and the cap bounds the work a
+/// client can ask for on every `resources/read` (see [`UriTemplate::matches`]).
+pub(crate) const MAX_TEMPLATE_URI: usize = 64 * 1024;
+
 impl UriTemplate {
     pub(crate) fn parse(t: &str) -> UriTemplate {
         let mut parts = Vec::new();
@@ -438,33 +443,83 @@ impl UriTemplate {
         UriTemplate { parts }
     }
 
+    /// Whether `uri` fits the template. The URI comes from a client, so this
+    /// never backtracks: adjacent variables over a long URI once took time
+    /// exponential in the number of variables.
     pub(crate) fn matches(&self, uri: &str) -> bool {
-        match_parts(&self.parts, uri)
+        self.match_counting(uri).0
     }
-}
 
-fn match_parts(parts: &[Part], s: &str) -> bool {
-    let Some((first, rest)) = parts.split_first() else {
-        return s.is_empty();
-    };
-    match first {
-        Part::Lit(l) => s
-            .strip_prefix(l.as_str())
-            .is_some_and(|r| match_parts(rest, r)),
-        Part::Query => {
-            s.is_empty() || (s.starts_with('?') && rest.is_empty()) || match_parts(rest, s)
+    /// Whether `uri` matches, and the work it took (offsets visited plus
+    /// literal bytes compared). The walk keeps, after each part, the sorted
+    /// set of offsets at which the parts so far can end, so it costs at most
+    /// about (parts + literal bytes) × URI length, with the URI capped at
+    /// [`MAX_TEMPLATE_URI`].
+    fn match_counting(&self, uri: &str) -> (bool, u64) {
+        if uri.len() > MAX_TEMPLATE_URI {
+            return (false, 0);
         }
-        Part::Var { reserved } => {
-            // Try every split point; a plain variable stops at '/', '?' and '#'.
-            let limit = if *reserved {
-                s.len()
-            } else {
-                s.find(['/', '?', '#']).unwrap_or(s.len())
-            };
-            (1..=limit)
-                .rev()
-                .any(|n| s.is_char_boundary(n) && match_parts(rest, &s[n..]))
+        let bytes = uri.as_bytes();
+        let n = bytes.len();
+        let mut work = 0u64;
+        let mut at = vec![0usize];
+        for (i, part) in self.parts.iter().enumerate() {
+            let last = i + 1 == self.parts.len();
+            let mut next = Vec::new();
+            match part {
+                Part::Lit(l) => {
+                    for &off in &at {
+                        work += 1 + l.len() as u64;
+                        if bytes[off..].starts_with(l.as_bytes()) {
+                            next.push(off + l.len());
+                        }
+                    }
+                }
+                Part::Query => {
+                    // An optional query: it may match nothing, or (as the
+                    // last part) everything from a `?` on.
+                    for &off in &at {
+                        work += 1;
+                        if off == n || (last && bytes[off] == b'?') {
+                            return (true, work);
+                        }
+                    }
+                    next = at;
+                }
+                Part::Var { reserved } => {
+                    // Each start `p` may end anywhere in (p, stop(p)]: the
+                    // end of the URI, or for a plain variable the next `/`,
+                    // `?` or `#`. Starts are sorted and stop(p) grows with
+                    // p, so the union is one forward sweep.
+                    let mut emitted = 0usize;
+                    let mut sep = 0usize;
+                    for &p in &at {
+                        let stop = if *reserved {
+                            n
+                        } else {
+                            sep = sep.max(p);
+                            while sep < n && !matches!(bytes[sep], b'/' | b'?' | b'#') {
+                                sep += 1;
+                                work += 1;
+                            }
+                            sep
+                        };
+                        for q in (p + 1).max(emitted + 1)..=stop {
+                            work += 1;
+                            if uri.is_char_boundary(q) {
+                                next.push(q);
+                            }
+                        }
+                        emitted = emitted.max(stop);
+                    }
+                }
+            }
+            if next.is_empty() {
+                return (false, work);
+            }
+            at = next;
         }
+        (at.last() == Some(&n), work)
     }
 }
 
@@ -615,5 +670,89 @@ mod tests {
                 .matches("demo://resource/dynamic/text/7")
         );
         assert!(UriTemplate::parse("s://q{?x,y}").matches("s://q?x=1"));
+        assert!(UriTemplate::parse("s://q{?x,y}").matches("s://q"));
+        assert!(!UriTemplate::parse("s://{a}/{b}").matches("s://a/"));
+        assert!(UriTemplate::parse("s://{a}/{b}").matches("s://é/ü"));
+        assert!(UriTemplate::parse("s://{a}{b}.txt").matches("s://ab.txt"));
+        assert!(!UriTemplate::parse("s://{a}{b}.txt").matches("s://a.txt"));
+    }
+
+    /// The matcher as it was: tries every split point of every variable.
+    /// Exponential in adjacent variables, but obviously right; the new walk
+    /// must agree with it on every small case.
+    fn backtracking(parts: &[Part], s: &str) -> bool {
+        let Some((first, rest)) = parts.split_first() else {
+            return s.is_empty();
+        };
+        match first {
+            Part::Lit(l) => s
+                .strip_prefix(l.as_str())
+                .is_some_and(|r| backtracking(rest, r)),
+            Part::Query => {
+                s.is_empty() || (s.starts_with('?') && rest.is_empty()) || backtracking(rest, s)
+            }
+            Part::Var { reserved } => {
+                let limit = if *reserved {
+                    s.len()
+                } else {
+                    s.find(['/', '?', '#']).unwrap_or(s.len())
+                };
+                (1..=limit)
+                    .rev()
+                    .any(|n| s.is_char_boundary(n) && backtracking(rest, &s[n..]))
+            }
+        }
+    }
+
+    #[test]
+    fn template_walk_agrees_with_backtracking() {
+        // A fixed pseudo-random sequence (xorshift), so a failure reproduces.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let pieces = ["{a}", "{+b}", "{#c}", "{?q}", "/", "a", "ab", "?", "é"];
+        let alphabet = ["a", "b", "/", "?", "#", "é"];
+        let mut matched = 0;
+        for _ in 0..20_000 {
+            let tpl: String = (0..1 + next(5))
+                .map(|_| pieces[next(pieces.len() as u64) as usize])
+                .collect();
+            let uri: String = (0..next(9))
+                .map(|_| alphabet[next(alphabet.len() as u64) as usize])
+                .collect();
+            let t = UriTemplate::parse(&tpl);
+            let want = backtracking(&t.parts, &uri);
+            assert_eq!(t.matches(&uri), want, "template {tpl:?}, uri {uri:?}");
+            matched += usize::from(want);
+        }
+        assert!(matched > 1_000, "the cases exercise matches too: {matched}");
+    }
+
+    #[test]
+    fn regression_template_matching_does_not_backtrack_on_a_huge_uri() {
+        // Adjacent variables and a literal that never comes: backtracking
+        // tried every way to split the URI among the variables.
+        let t = UriTemplate::parse("x://{+a}{+b}{c}{+d}{e}/z");
+        let parts = t.parts.len() as u64;
+
+        // 4 MiB from a client: over the cap, refused without looking.
+        let huge = format!("x://{}", "a".repeat(4 << 20));
+        assert_eq!(t.match_counting(&huge), (false, 0));
+
+        // Just under the cap: one linear pass per part.
+        let long = format!("x://{}", "a".repeat(MAX_TEMPLATE_URI - 4));
+        let (hit, work) = t.match_counting(&long);
+        assert!(!hit);
+        let bound = 3 * parts * (long.len() as u64 + 1);
+        assert!(work <= bound, "work {work} > bound {bound}");
+        // The same shape that does match is found, at the same cost.
+        let fits = format!("x://{}/z", "a".repeat(MAX_TEMPLATE_URI - 6));
+        let (hit, work) = t.match_counting(&fits);
+        assert!(hit);
+        assert!(work <= bound, "work {work} > bound {bound}");
     }
 }
