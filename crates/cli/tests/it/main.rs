@@ -9,6 +9,7 @@ mod conformance;
 mod http_behaviour;
 mod inputs_and_records;
 mod interop;
+mod isolation;
 mod lifecycle;
 mod modern;
 mod relay;

@@ -2,7 +2,8 @@
 //! server's connection (shared, or per session), ask its breaker, remap the
 //! progress token, give a 2026-07-28 upstream its `_meta`, run one relayed
 //! `Exchange`, let `mrtr` answer a 2026-07-28 upstream's input rounds for a
-//! session-based client, and count the outcome on the server.
+//! session-based client, and count the outcome on the server (only what it
+//! says about the server's health: see `state::servers::Breaker`).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use super::mrtr;
 use super::relay::{Exchange, remap_progress};
 use super::supervise::connection_for;
 use crate::state::error::CallError;
+use crate::state::servers::Health;
 
 /// Forwards one request to `server` and relays what it sends about it until it answers.
 pub(crate) async fn forward(
@@ -29,20 +31,22 @@ pub(crate) async fn forward(
         .server(server)
         .ok_or_else(|| CallError::Internal(format!("route to unknown server {server}")))?
         .clone();
-    if let Err(left) = srv.breaker.admit() {
-        return Err(CallError::Unavailable {
-            server: server.to_string(),
-            reason: format!(
-                "circuit open after {} consecutive failures; next probe in {} ms",
-                srv.cfg.breaker_failures,
-                left.as_millis()
-            ),
-        });
-    }
+    let admission = srv.breaker.admit().map_err(|left| CallError::Unavailable {
+        server: server.to_string(),
+        reason: format!(
+            "circuit open after {} consecutive failures; next probe in {} ms",
+            srv.cfg.breaker_failures,
+            left.as_millis()
+        ),
+    })?;
+    // A failed connect counts against the server; a refusal that never
+    // reached it (not ready yet, per-session instances used up) does not.
     let conn = match connection_for(app, &srv, ctx.session.as_ref()).await {
         Ok(c) => c,
         Err(e) => {
-            srv.breaker.record(false);
+            if matches!(e, CallError::Upstream(_)) {
+                admission.record(Health::Down);
+            }
             return Err(e);
         }
     };
@@ -72,6 +76,6 @@ pub(crate) async fn forward(
     if ctx.modern.is_none() {
         outcome = mrtr::input_rounds(ctx, &srv, params.as_deref(), outcome, &exchange).await?;
     }
-    srv.record_outcome(&outcome);
+    srv.record_outcome(admission, &outcome);
     outcome.map_err(CallError::Upstream)
 }

@@ -4,8 +4,9 @@
 //! reconnect with exponential backoff (0.5 s doubling to 30 s, reset after a
 //! minute of health). The gateway serves while any of them are down; a server
 //! that comes up later adds its tools and the client sessions hear
-//! `list_changed`. Per-session servers get one extra connection per client
-//! session, created on first use, capped, and closed with the session.
+//! `list_changed`. A completed handshake closes the server's circuit breaker.
+//! Per-session servers get one extra connection per client session, created
+//! on first use, capped, and closed with the session.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -60,6 +61,9 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
         match attempt {
             Ok((conn, lists)) => {
                 let up_at = Instant::now();
+                // The handshake just succeeded: whatever opened the breaker
+                // is over, so calls go through as soon as the server is Ready.
+                server.breaker.reset();
                 app.update_servers(true, || {
                     let mut st = lock(&server.state);
                     st.status = Status::Ready;

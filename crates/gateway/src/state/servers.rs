@@ -42,8 +42,14 @@ impl Status {
     }
 }
 
-/// Fails calls fast after `threshold` consecutive failures; after `cooldown`
-/// one probe call goes through, and its success closes the breaker again.
+/// Fails calls fast after `threshold` consecutive failures of the upstream
+/// itself; after `cooldown` one probe call goes through, and its success
+/// closes the breaker again, as does the server completing a new handshake
+/// (`reset`). Only the upstream's health counts: a connect failure, a
+/// protocol error, a crash or closed connection. A call that ran past its
+/// caller's timeout, or that its client cancelled, says nothing about the
+/// server (one tenant's slow calls must not shut a healthy server for every
+/// tenant), and neither does a refusal before the request was sent.
 pub(crate) struct Breaker {
     threshold: u32,
     cooldown: Duration,
@@ -57,6 +63,53 @@ struct BreakerState {
     probing: bool,
 }
 
+/// What a forwarded request's outcome says about the upstream's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// It answered (a JSON-RPC error still proves it works).
+    Up,
+    /// It could not be reached, broke the protocol, crashed or closed.
+    Down,
+    /// Nothing: the call timed out on its caller's clock or was cancelled.
+    Unknown,
+}
+
+impl Health {
+    pub(crate) fn of(outcome: &Result<Reply, UpstreamError>) -> Health {
+        match outcome {
+            Ok(_) => Health::Up,
+            Err(UpstreamError::Timeout { .. } | UpstreamError::Cancelled { .. }) => Health::Unknown,
+            Err(_) => Health::Down,
+        }
+    }
+}
+
+/// One call the breaker let through. `record` says how it went; dropped
+/// without that (the call ended before it reached the upstream), it counts
+/// for nothing, and a half-open breaker's probe slot is given back.
+#[must_use = "record the call's health, or drop the admission to count nothing"]
+pub(crate) struct Admission<'a> {
+    breaker: &'a Breaker,
+    /// This call is the half-open breaker's one probe.
+    probe: bool,
+    recorded: bool,
+}
+
+impl Admission<'_> {
+    pub(crate) fn record(mut self, health: Health) {
+        self.breaker.record(health, self.probe);
+        self.recorded = true;
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.breaker.record(Health::Unknown, self.probe);
+        }
+    }
+}
+
 impl Breaker {
     pub(crate) fn new(threshold: u32, cooldown: Duration) -> Breaker {
         Breaker {
@@ -66,58 +119,60 @@ impl Breaker {
         }
     }
 
-    /// Ok when a call may go through; Err with the time left while open.
-    pub(crate) fn admit(&self) -> Result<(), Duration> {
-        if self.threshold == 0 {
-            return Ok(());
-        }
-        let mut st = lock(&self.state);
-        match st.open_until {
-            None => Ok(()),
-            Some(until) => {
+    /// An admission when a call may go through; Err with the time left while open.
+    pub(crate) fn admit(&self) -> Result<Admission<'_>, Duration> {
+        let mut probe = false;
+        if self.threshold > 0 {
+            let mut st = lock(&self.state);
+            if let Some(until) = st.open_until {
                 let now = Instant::now();
                 if now < until {
-                    Err(until - now)
-                } else if st.probing {
-                    Err(Duration::ZERO)
-                } else {
-                    st.probing = true; // half-open: this one call probes
-                    Ok(())
+                    return Err(until - now);
+                }
+                if st.probing {
+                    return Err(Duration::ZERO);
+                }
+                st.probing = true; // half-open: this one call probes
+                probe = true;
+            }
+        }
+        Ok(Admission {
+            breaker: self,
+            probe,
+            recorded: false,
+        })
+    }
+
+    fn record(&self, health: Health, probe: bool) {
+        if self.threshold == 0 {
+            return;
+        }
+        let mut st = lock(&self.state);
+        if probe {
+            st.probing = false;
+        }
+        match health {
+            Health::Unknown => {}
+            Health::Up => {
+                st.failures = 0;
+                st.open_until = None;
+            }
+            Health::Down => {
+                st.failures = st.failures.saturating_add(1);
+                if st.failures >= self.threshold {
+                    st.open_until = Some(Instant::now() + self.cooldown);
                 }
             }
         }
     }
 
-    pub(crate) fn record(&self, ok: bool) {
-        if self.threshold == 0 {
-            return;
-        }
-        let mut st = lock(&self.state);
-        st.probing = false;
-        if ok {
-            st.failures = 0;
-            st.open_until = None;
-        } else {
-            st.failures = st.failures.saturating_add(1);
-            if st.failures >= self.threshold {
-                st.open_until = Some(Instant::now() + self.cooldown);
-            }
-        }
+    /// Closes the breaker: the server just completed a new handshake.
+    pub(crate) fn reset(&self) {
+        *lock(&self.state) = BreakerState::default();
     }
 
     pub(crate) fn is_open(&self) -> bool {
         lock(&self.state).open_until.is_some()
-    }
-
-    /// Counts how a forwarded request went. A JSON-RPC error from the server
-    /// still proves it works; only transport failures count against it, and a
-    /// client's cancel counts for nothing.
-    pub(crate) fn record_outcome(&self, outcome: &Result<Reply, UpstreamError>) {
-        match outcome {
-            Ok(_) => self.record(true),
-            Err(UpstreamError::Cancelled { .. }) => {}
-            Err(_) => self.record(false),
-        }
     }
 }
 
@@ -158,10 +213,15 @@ impl Server {
         }
     }
 
-    /// Records a forwarded request's outcome: the breaker counts it, and a
-    /// refused credential marks the server `auth_failed` for `/health`.
-    pub(crate) fn record_outcome(&self, outcome: &Result<Reply, UpstreamError>) {
-        self.breaker.record_outcome(outcome);
+    /// Records a forwarded request's outcome: the breaker counts what it says
+    /// about the server's health, and a refused credential marks the server
+    /// `auth_failed` for `/health`.
+    pub(crate) fn record_outcome(
+        &self,
+        admission: Admission<'_>,
+        outcome: &Result<Reply, UpstreamError>,
+    ) {
+        admission.record(Health::of(outcome));
         if let Err(e @ UpstreamError::AuthFailed { .. }) = outcome {
             let mut st = lock(&self.state);
             st.status = Status::AuthFailed;
@@ -311,31 +371,88 @@ fn contribution(s: &Snapshot) -> Contribution<'_> {
 mod tests {
     use super::*;
 
+    fn fail(b: &Breaker) {
+        b.admit().expect("admitted").record(Health::Down);
+    }
+
     #[test]
     fn breaker_opens_after_threshold_and_one_probe_closes_it() {
         let b = Breaker::new(3, Duration::from_millis(50));
         for _ in 0..2 {
-            b.record(false);
+            fail(&b);
         }
         assert!(b.admit().is_ok(), "two failures keep it closed");
-        b.record(false);
+        fail(&b);
         assert!(b.admit().is_err(), "the third failure opens it");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(
-            b.admit().is_ok(),
-            "after the cooldown one probe goes through"
-        );
+        let probe = b
+            .admit()
+            .expect("after the cooldown one probe goes through");
         assert!(b.admit().is_err(), "but only one");
-        b.record(true);
+        probe.record(Health::Up);
         assert!(
             b.admit().is_ok() && !b.is_open(),
             "a successful probe closes it"
         );
         let off = Breaker::new(0, Duration::ZERO);
         for _ in 0..100 {
-            off.record(false);
+            fail(&off);
         }
         assert!(off.admit().is_ok(), "threshold 0 disables the breaker");
+    }
+
+    /// Issue 14: five of one tenant's calls to a slow tool timed out and the
+    /// next tenant's call to a healthy tool was refused "circuit open".
+    #[test]
+    fn timeouts_and_cancels_do_not_open_the_breaker() {
+        let b = Breaker::new(2, Duration::from_secs(60));
+        let server = || "s".to_owned();
+        for _ in 0..10 {
+            let timeout = Err(UpstreamError::Timeout {
+                server: server(),
+                ms: 10,
+            });
+            b.admit().expect("closed").record(Health::of(&timeout));
+            let cancel = Err(UpstreamError::Cancelled { server: server() });
+            b.admit().expect("closed").record(Health::of(&cancel));
+            drop(b.admit().expect("closed")); // refused before it was sent
+        }
+        assert!(!b.is_open(), "only the upstream's health counts");
+        let crash = Err(UpstreamError::Closed {
+            server: server(),
+            reason: "exited".into(),
+        });
+        for _ in 0..2 {
+            b.admit().expect("closed").record(Health::of(&crash));
+        }
+        assert!(b.is_open(), "crashes count");
+    }
+
+    #[test]
+    fn a_probe_that_ends_unrecorded_frees_the_probe_slot() {
+        let b = Breaker::new(1, Duration::from_millis(20));
+        fail(&b);
+        std::thread::sleep(Duration::from_millis(30));
+        let probe = b.admit().expect("the probe");
+        let closed = Err(UpstreamError::Cancelled { server: "s".into() });
+        probe.record(Health::of(&closed));
+        let probe = b
+            .admit()
+            .expect("a cancelled probe lets the next one probe");
+        drop(probe);
+        assert!(
+            b.admit().is_ok(),
+            "so does a probe refused before it was sent"
+        );
+    }
+
+    #[test]
+    fn a_new_handshake_closes_the_breaker() {
+        let b = Breaker::new(1, Duration::from_secs(60));
+        fail(&b);
+        assert!(b.admit().is_err());
+        b.reset();
+        assert!(b.admit().is_ok() && !b.is_open());
     }
 
     /// The race behind "health says ok but the tool is unknown": a reader
