@@ -1,7 +1,8 @@
 //! The `mcpgate` crate's integration tests, as one test binary: real
 //! `mcpgate serve` processes (and the fixture, reference servers and SDK
-//! clients) on port 0, one module per area. One binary means `common/`, the
-//! shared harness, compiles and links once instead of once per file.
+//! clients) on port 0, one module per area, and `tidy`, which reads the
+//! workspace's sources instead of running them. One binary means `common/`,
+//! the shared harness, compiles and links once instead of once per file.
 
 mod common;
 
@@ -14,5 +15,6 @@ mod lifecycle;
 mod modern;
 mod relay;
 mod tenancy;
+mod tidy;
 mod tool_commands;
 mod upstream_http;
