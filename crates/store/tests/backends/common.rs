@@ -4,7 +4,8 @@
 //! `postgres://postgres@127.0.0.1:5432/test` unless
 //! `MCPGATE_TEST_POSTGRES_URL` says otherwise. If it cannot be reached the
 //! test fails, unless `MCPGATE_SKIP_POSTGRES=1`, which turns the failure
-//! into a loud `SKIPPED:` line on stderr.
+//! into a loud `SKIPPED:` line on stderr. `backend_tests!` makes each
+//! scenario one test per backend; the PostgreSQL ones are the peers tier.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -37,11 +38,36 @@ impl Db {
         store
     }
 
+    /// Locks `tenant`'s row from a connection of its own (on SQLite: the
+    /// whole database's write lock), so no reservation for it can commit
+    /// until [`RowLock::release`].
+    pub(crate) async fn lock_tenant(&self, tenant: &str) -> RowLock {
+        let mut conn = AnyConnection::connect(&self.url).await.expect("connect");
+        conn.execute("BEGIN").await.expect("begin");
+        let locked = sqlx::query("UPDATE tenants SET plan = plan WHERE name = $1")
+            .bind(tenant)
+            .execute(&mut conn)
+            .await
+            .expect("lock the tenant's row");
+        assert_eq!(locked.rows_affected(), 1, "no tenant {tenant}");
+        RowLock(conn)
+    }
+
     /// Runs one statement outside the store (to set up odd states).
     pub(crate) async fn exec(&self, sql: &str) {
         let mut conn = AnyConnection::connect(&self.url).await.expect("connect");
         conn.execute(sql).await.expect("exec");
         conn.close().await.ok();
+    }
+}
+
+/// A transaction holding a tenant's row; see [`Db::lock_tenant`].
+pub(crate) struct RowLock(AnyConnection);
+
+impl RowLock {
+    pub(crate) async fn release(mut self) {
+        self.0.execute("ROLLBACK").await.expect("rollback");
+        self.0.close().await.ok();
     }
 }
 
@@ -124,21 +150,47 @@ pub(crate) fn sqlite_db(test: &str) -> (Db, PathBuf) {
     (db, dir)
 }
 
-/// Runs `scenario` on a fresh SQLite file, then on a fresh PostgreSQL database.
-pub(crate) async fn on_each_backend<F, Fut>(test: &str, scenario: F)
+/// Declares the tests of scenario `$name`, an `async fn(Backend)`, one per
+/// backend: `$name::sqlite`, and `$name::postgres`, which is in the peers
+/// tier (ignored unless `-- --ignored`) because it needs PostgreSQL. This is
+/// the one place that decides which half a plain `cargo test` runs.
+macro_rules! backend_tests {
+    ($name:ident, worker_threads = $threads:literal) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+            async fn sqlite() {
+                super::$name(mcpgate_store::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+            #[ignore = "peers tier: needs PostgreSQL at 127.0.0.1:5432 (scripts/test.sh runs it)"]
+            async fn postgres() {
+                super::$name(mcpgate_store::Backend::Postgres).await;
+            }
+        }
+    };
+}
+pub(crate) use backend_tests;
+
+/// Runs `scenario` on a fresh database of `backend`: a SQLite file, or a
+/// PostgreSQL database created for it and dropped after.
+pub(crate) async fn on_backend<F, Fut>(backend: Backend, test: &str, scenario: F)
 where
-    F: Fn(Db) -> Fut,
+    F: FnOnce(Db) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let (db, dir) = sqlite_db(test);
-    match tokio::spawn(scenario(db)).await {
-        Ok(()) => {
-            std::fs::remove_dir_all(&dir).ok();
+    if backend == Backend::Sqlite {
+        let (db, dir) = sqlite_db(test);
+        match tokio::spawn(scenario(db)).await {
+            Ok(()) => {
+                std::fs::remove_dir_all(&dir).ok();
+            }
+            Err(e) => {
+                eprintln!("{test} failed on SQLite; files kept in {}", dir.display());
+                resume(e)
+            }
         }
-        Err(e) => {
-            eprintln!("{test} failed on SQLite; files kept in {}", dir.display());
-            resume(e)
-        }
+        return;
     }
 
     let (url, name) = match create_postgres(test).await {

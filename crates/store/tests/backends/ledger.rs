@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use mcpgate_store::{AuditFilter, Outcome, ReserveError, Store, now_ms};
+use mcpgate_store::{AuditFilter, Backend, Outcome, ReserveError, Store, now_ms};
 
-use crate::common::{Db, call, call_at, on_each_backend};
+use crate::common::{Db, backend_tests, call, call_at, on_backend};
 
 /// The quota race: 64 concurrent reservations of cost 1, spread over
 /// `stores` (all on one database, where `acme` holds 50 tokens), must grant
@@ -75,20 +75,20 @@ async fn race_64_calls_for_50_tokens(stores: &[Store]) {
     assert_eq!(ids.len(), 64, "usage ids are unique");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn quota_race_never_overspends() {
-    on_each_backend("quota_race", |db: Db| async move {
+backend_tests!(quota_race_never_overspends, worker_threads = 4);
+async fn quota_race_never_overspends(backend: Backend) {
+    on_backend(backend, "quota_race", |db: Db| async move {
         let store = db.open_with_acme(Some(50)).await;
         race_64_calls_for_50_tokens(&[store]).await;
     })
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn quota_race_across_two_stores() {
+backend_tests!(quota_race_across_two_stores, worker_threads = 4);
+async fn quota_race_across_two_stores(backend: Backend) {
     // Two stores = two pools and two writers, as two replicas would have
     // (on SQLite: two writers contending for one file).
-    on_each_backend("quota_race_two", |db: Db| async move {
+    on_backend(backend, "quota_race_two", |db: Db| async move {
         let a = db.open_with_acme(Some(50)).await;
         let b = db.open().await;
         race_64_calls_for_50_tokens(&[a, b]).await;
@@ -96,9 +96,9 @@ async fn quota_race_across_two_stores() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finish_refund_and_deny() {
-    on_each_backend("finish_refund_deny", |db: Db| async move {
+backend_tests!(finish_refund_and_deny, worker_threads = 2);
+async fn finish_refund_and_deny(backend: Backend) {
+    on_backend(backend, "finish_refund_deny", |db: Db| async move {
         let store = db.open_with_acme(Some(10)).await;
         store.add_tenant("free", "free", None, None).await.unwrap();
         let ledger = store.ledger();
@@ -242,9 +242,9 @@ async fn finish_refund_and_deny() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn monthly_allowance_refills() {
-    on_each_backend("monthly_refill", |db: Db| async move {
+backend_tests!(monthly_allowance_refills, worker_threads = 2);
+async fn monthly_allowance_refills(backend: Backend) {
+    on_backend(backend, "monthly_refill", |db: Db| async move {
         let store = db.open().await;
         let t = store
             .add_tenant("acme", "pro", None, Some(10))
@@ -308,9 +308,9 @@ async fn monthly_allowance_refills() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reservations_are_durable_and_drops_flush() {
-    on_each_backend("durability", |db: Db| async move {
+backend_tests!(reservations_are_durable_and_drops_flush, worker_threads = 2);
+async fn reservations_are_durable_and_drops_flush(backend: Backend) {
+    on_backend(backend, "durability", |db: Db| async move {
         let store = db.open_with_acme(Some(5)).await;
         let ledger = store.ledger();
         let r = ledger
@@ -354,9 +354,9 @@ async fn reservations_are_durable_and_drops_flush() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_batch_applies_nothing() {
-    on_each_backend("failed_batch", |db: Db| async move {
+backend_tests!(a_failed_batch_applies_nothing, worker_threads = 2);
+async fn a_failed_batch_applies_nothing(backend: Backend) {
+    on_backend(backend, "failed_batch", |db: Db| async move {
         let store = db.open_with_acme(Some(10)).await;
         let ledger = store.ledger();
         ledger.reserve(call("acme", "before", 1)).await.unwrap();
@@ -396,18 +396,23 @@ async fn a_failed_batch_applies_nothing() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_abandoned_reservation_is_refunded() {
-    on_each_backend("abandoned", |db: Db| async move {
+backend_tests!(an_abandoned_reservation_is_refunded, worker_threads = 2);
+async fn an_abandoned_reservation_is_refunded(backend: Backend) {
+    on_backend(backend, "abandoned", |db: Db| async move {
         let store = db.open_with_acme(Some(10)).await;
         let ledger = store.ledger();
         // The caller stops waiting (a cancelled request): it will never
         // forward or finish the call, so the writer gives the cost back.
+        // While another connection holds acme's row the reservation cannot
+        // commit, so the caller is sure to give up first (with nothing
+        // held, a fast commit could answer before the zero timeout).
+        let lock = db.lock_tenant("acme").await;
         let gone = tokio::time::timeout(Duration::ZERO, ledger.reserve(call("acme", "gone", 3)));
         assert!(
             gone.await.is_err(),
             "the reservation cannot have answered yet"
         );
+        lock.release().await;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             ledger.flush().await.unwrap();
