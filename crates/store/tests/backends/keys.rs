@@ -1,9 +1,9 @@
 //! API keys: create, verify, the rejections, revoke, expiry, admin keys,
 //! listing without secrets, and `last_used` through the ledger.
 
-use mcpgate_store::{KeyRejection, Store, StoreError, now_ms};
+use mcpgate_store::{Backend, KeyRejection, Store, StoreError, now_ms};
 
-use crate::common::{Db, on_each_backend};
+use crate::common::{Db, backend_tests, on_backend};
 use crate::tenants::bumped;
 
 /// The ids `list_keys(tenant)` returns, in its order.
@@ -17,9 +17,9 @@ fn is_hex(s: &str) -> bool {
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_lifecycle() {
-    on_each_backend("keys_lifecycle", |db: Db| async move {
+backend_tests!(keys_lifecycle, worker_threads = 2);
+async fn keys_lifecycle(backend: Backend) {
+    on_backend(backend, "keys_lifecycle", |db: Db| async move {
         let store = db.open_with_acme(Some(10)).await;
         store.add_tenant("beta", "free", None, None).await.unwrap();
         let mut rev = store.revision().await.unwrap();
@@ -196,9 +196,9 @@ async fn keys_lifecycle() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn last_used_is_coalesced() {
-    on_each_backend("last_used", |db: Db| async move {
+backend_tests!(last_used_is_coalesced, worker_threads = 2);
+async fn last_used_is_coalesced(backend: Backend) {
+    on_backend(backend, "last_used", |db: Db| async move {
         let store = db.open_with_acme(None).await;
         let key = store.create_key(Some("acme"), None, None).await.unwrap();
         let rev = store.revision().await.unwrap();
@@ -225,12 +225,15 @@ async fn last_used_is_coalesced() {
     .await;
 }
 
+backend_tests!(
+    keys_created_in_one_millisecond_list_in_creation_order,
+    worker_threads = 2
+);
 /// Regression: `keys_lifecycle` failed 2 runs in 20 because keys created in
 /// the same millisecond were listed by their random ids. Here every key
 /// shares one `created_at`, so only the order of creation can tell them apart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_created_in_one_millisecond_list_in_creation_order() {
-    on_each_backend("keys_one_ms", |db: Db| async move {
+async fn keys_created_in_one_millisecond_list_in_creation_order(backend: Backend) {
+    on_backend(backend, "keys_one_ms", |db: Db| async move {
         let store = db.open_with_acme(None).await;
         let mut created = Vec::new();
         for i in 0..8 {
@@ -254,12 +257,15 @@ async fn keys_created_in_one_millisecond_list_in_creation_order() {
     .await;
 }
 
+backend_tests!(
+    keys_from_schema_1_list_first_after_the_upgrade,
+    worker_threads = 2
+);
 /// A store made before keys recorded their creation order (schema 1)
 /// upgrades in place: its keys keep listing by time, then id, and keys
 /// created after the upgrade list after them, in creation order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_from_schema_1_list_first_after_the_upgrade() {
-    on_each_backend("keys_schema_1", |db: Db| async move {
+async fn keys_from_schema_1_list_first_after_the_upgrade(backend: Backend) {
+    on_backend(backend, "keys_schema_1", |db: Db| async move {
         let store = db.open_with_acme(None).await;
         let old_a = store.create_key(Some("acme"), None, None).await.unwrap();
         let old_b = store.create_key(Some("acme"), None, None).await.unwrap();

@@ -1,9 +1,9 @@
 //! Reading the ledger back: usage summaries and audit filters (tenant,
 //! name glob, since, limit), with the same answers on both backends.
 
-use mcpgate_store::{AuditFilter, Outcome, UsageSummary};
+use mcpgate_store::{AuditFilter, Backend, Outcome, UsageSummary};
 
-use crate::common::{Db, call_at, on_each_backend};
+use crate::common::{Db, backend_tests, call_at, on_backend};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -21,9 +21,9 @@ fn filter(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn summaries_and_audit_filters() {
-    on_each_backend("summaries_audit", |db: Db| async move {
+backend_tests!(summaries_and_audit_filters, worker_threads = 2);
+async fn summaries_and_audit_filters(backend: Backend) {
+    on_backend(backend, "summaries_audit", |db: Db| async move {
         let store = db.open_with_acme(Some(100)).await;
         store.add_tenant("beta", "free", None, None).await.unwrap();
         let ledger = store.ledger();

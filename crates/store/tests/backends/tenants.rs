@@ -3,7 +3,7 @@
 
 use mcpgate_store::{Backend, Store, StoreError, now_ms};
 
-use crate::common::{Db, on_each_backend};
+use crate::common::{Db, backend_tests, on_backend};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -14,9 +14,9 @@ pub(crate) async fn bumped(store: &Store, rev: &mut i64) {
     *rev = now;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_lifecycle_and_revision() {
-    on_each_backend("tenants_lifecycle", |db: Db| async move {
+backend_tests!(tenants_lifecycle_and_revision, worker_threads = 2);
+async fn tenants_lifecycle_and_revision(backend: Backend) {
+    on_backend(backend, "tenants_lifecycle", |db: Db| async move {
         let store = db.open().await;
         assert_eq!(store.backend(), db.backend);
         let mut rev = store.revision().await.unwrap();
@@ -145,9 +145,12 @@ async fn tenants_lifecycle_and_revision() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrations_are_idempotent_and_safe_to_race() {
-    on_each_backend("migrations", |db: Db| async move {
+backend_tests!(
+    migrations_are_idempotent_and_safe_to_race,
+    worker_threads = 2
+);
+async fn migrations_are_idempotent_and_safe_to_race(backend: Backend) {
+    on_backend(backend, "migrations", |db: Db| async move {
         // Several processes opening a fresh database at once.
         let opens: Vec<_> = (0..4)
             .map(|_| {
