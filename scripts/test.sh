@@ -40,3 +40,18 @@ if ((${#failed[@]})); then
     exit 1
 fi
 step "all tests passed (Rust tier and peers tier)"
+
+# Fuzz smoke run (issue 14, item 13): each cargo-fuzz target in fuzz/ for a few
+# seconds, so a target that no longer builds or crashes on its seeds fails CI.
+# The long runs are `scripts/fuzz.sh SECONDS` (see fuzz/README.md).
+step "fuzz smoke run: each cargo-fuzz target for ${MCPGATE_FUZZ_SECONDS:-20} s (scripts/fuzz.sh; needs nightly)"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    ./scripts/fuzz.sh "${MCPGATE_FUZZ_SECONDS:-20}"
+    step "fuzz smoke run passed"
+else
+    printf '\n%s\n%s\n%s\n\n' \
+        '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!' \
+        '!!! FUZZING SKIPPED: no nightly toolchain (rustup toolchain list); cargo fuzz needs it.' \
+        '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!' >&2
+fi
