@@ -12,6 +12,8 @@ use mcpgate_gateway::admin::{self, AdminError};
 use mcpgate_gateway::{App, Config};
 use mcpgate_store::{AuditFilter, KeyInfo, Store, Tenant, format_ts};
 
+use crate::terminal::safe;
+
 #[derive(Args)]
 pub(crate) struct At {
     /// Config file (finds the data directory, `database`, `[plans]` and `[tiers]`).
@@ -144,8 +146,8 @@ pub(crate) async fn tenants(at: &At, cmd: TenantsCmd) -> ExitCode {
                 } else {
                     println!(
                         "tenant {} added: plan {}, balance {}",
-                        t.name,
-                        t.plan,
+                        safe(&t.name),
+                        safe(&t.plan),
                         balance(&t)
                     );
                 }
@@ -163,13 +165,13 @@ pub(crate) async fn tenants(at: &At, cmd: TenantsCmd) -> ExitCode {
                 if at.json {
                     print_json(&t);
                 } else {
-                    println!("tenant {}: balance {}", t.name, balance(&t));
+                    println!("tenant {}: balance {}", safe(&t.name), balance(&t));
                 }
             }
             TenantsCmd::SetPlan { name, plan } => {
                 admin::check_plan(&cfg, &plan)?;
                 let t = store.set_plan(&name, &plan).await?;
-                println!("tenant {}: plan {}", t.name, t.plan);
+                println!("tenant {}: plan {}", safe(&t.name), safe(&t.plan));
             }
             TenantsCmd::List => {
                 let list = store.list_tenants().await?;
@@ -189,9 +191,9 @@ pub(crate) async fn tenants(at: &At, cmd: TenantsCmd) -> ExitCode {
                         let _ = writeln!(
                             out,
                             "{:<24} {:<14} {:<16} {:<20} {}",
-                            t.name,
-                            t.plan,
-                            tier,
+                            safe(&t.name),
+                            safe(&t.plan),
+                            safe(&tier),
                             ts(Some(t.created_at_ms)),
                             balance(t)
                         );
@@ -226,11 +228,13 @@ fn show_text(cfg: &Config, v: &admin::TenantView, offline: bool) -> String {
     let t = &v.tenant;
     let mut out = format!(
         "tenant   {}\nplan     {}\ntier     {}\nbalance  {}\n",
-        t.name,
-        t.plan,
-        v.tier
-            .as_deref()
-            .unwrap_or("(unmapped: add this plan to [plans])"),
+        safe(&t.name),
+        safe(&t.plan),
+        safe(
+            v.tier
+                .as_deref()
+                .unwrap_or("(unmapped: add this plan to [plans])")
+        ),
         balance(t)
     );
     let _ = writeln!(out, "rate     {}", v.rate.as_deref().unwrap_or("unlimited"));
@@ -258,7 +262,7 @@ fn show_text(cfg: &Config, v: &admin::TenantView, offline: bool) -> String {
         v.catalog_tools
     );
     for n in &v.tools {
-        let _ = writeln!(out, "  {n}");
+        let _ = writeln!(out, "  {}", safe(n));
     }
     for (what, list) in [
         ("prompts", &v.prompts),
@@ -267,7 +271,7 @@ fn show_text(cfg: &Config, v: &admin::TenantView, offline: bool) -> String {
     ] {
         let _ = writeln!(out, "{} {what}:", list.len());
         for n in list {
-            let _ = writeln!(out, "  {n}");
+            let _ = writeln!(out, "  {}", safe(n));
         }
     }
     out
@@ -292,8 +296,8 @@ pub(crate) async fn keys(at: &At, cmd: KeysCmd) -> ExitCode {
                     println!("{}", k.token);
                     eprintln!(
                         "key {} for {} created{}; this is the only time it is shown",
-                        k.info.id,
-                        k.info.tenant.as_deref().unwrap_or("admin"),
+                        safe(&k.info.id),
+                        safe(k.info.tenant.as_deref().unwrap_or("admin")),
                         k.info
                             .expires_at_ms
                             .map(|e| format!(", expires {}", format_ts(e)))
@@ -314,7 +318,7 @@ pub(crate) async fn keys(at: &At, cmd: KeysCmd) -> ExitCode {
                 if at.json {
                     print_json(&k);
                 } else {
-                    println!("key {} revoked at {}", k.id, ts(k.revoked_at_ms));
+                    println!("key {} revoked at {}", safe(&k.id), ts(k.revoked_at_ms));
                 }
             }
         }
@@ -338,9 +342,9 @@ fn keys_table(list: &[KeyInfo]) -> String {
         let _ = writeln!(
             out,
             "{:<14} {:<20} {:<16} {:<20} {:<20} {:<20} {state}",
-            k.id,
-            k.tenant.as_deref().unwrap_or("(admin)"),
-            k.label.as_deref().unwrap_or("-"),
+            safe(&k.id),
+            safe(k.tenant.as_deref().unwrap_or("(admin)")),
+            safe(k.label.as_deref().unwrap_or("-")),
             ts(Some(k.created_at_ms)),
             ts(k.last_used_ms),
             ts(k.expires_at_ms),
@@ -375,8 +379,8 @@ pub(crate) async fn usage(at: &At, a: UsageArgs) -> ExitCode {
             let _ = writeln!(
                 out,
                 "{:<20} {:<40} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10.2}",
-                u.tenant,
-                u.name,
+                safe(&u.tenant),
+                safe(&u.name),
                 u.calls,
                 u.ok,
                 u.errors,
@@ -427,11 +431,11 @@ pub(crate) async fn audit(at: &At, a: AuditArgs) -> ExitCode {
                 out,
                 "{:<24} {:<16} {:<14} {:<14} {:<36} {:<18} {:>9} {:>5}",
                 format_ts(r.ts_ms),
-                r.tenant,
-                r.key_id.as_deref().unwrap_or("-"),
-                r.method,
-                r.name,
-                r.outcome,
+                safe(&r.tenant),
+                safe(r.key_id.as_deref().unwrap_or("-")),
+                safe(&r.method),
+                safe(&r.name),
+                safe(&r.outcome),
                 r.duration_us
                     .map(|d| format!("{:.2}", d as f64 / 1000.0))
                     .unwrap_or_else(|| "-".into()),

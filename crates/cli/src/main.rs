@@ -13,6 +13,7 @@ mod remote;
 mod serve;
 mod servers;
 mod setup;
+mod terminal;
 mod toolcmd;
 
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use mcpgate_gateway::App;
 
 use crate::setup::{load_config, open_store};
+use crate::terminal::safe;
 
 /// Starts every upstream once, waits until each is up or has failed, and reports.
 pub(crate) async fn check(path: Option<&Path>, json: bool) -> ExitCode {
@@ -91,21 +92,24 @@ fn report(health: &serde_json::Value, json: bool) -> ExitCode {
     }
 }
 
+/// The health document as a table. Its text comes from upstreams (server
+/// names and versions, error messages) or from a remote gateway, so every
+/// string is escaped for the terminal.
 fn servers_table(h: &serde_json::Value) -> String {
     use std::fmt::Write as _;
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let s = |v: &serde_json::Value| safe(v.as_str().unwrap_or("")).into_owned();
     let mut out = format!(
         "{:<20} {:<6} {:<15} {:>5} {:>10}  DETAIL\n",
         "SERVER", "KIND", "STATUS", "TOOLS", "LATENCY"
     );
     for srv in h["servers"].as_array().into_iter().flatten() {
         let detail = match srv.get("error").and_then(|e| e.as_str()) {
-            Some(e) => e.to_owned(),
+            Some(e) => safe(e).into_owned(),
             None => format!(
                 "{} {} (protocol {})",
                 s(&srv["server_name"]),
                 s(&srv["server_version"]),
-                srv["protocol_version"].as_str().unwrap_or("?")
+                safe(srv["protocol_version"].as_str().unwrap_or("?"))
             ),
         };
         let latency = srv["latency_ms"]
@@ -132,4 +136,29 @@ fn servers_table(h: &serde_json::Value) -> String {
         let _ = writeln!(out, "collision: {}", s(c));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn regression_upstream_text_cannot_forge_rows_or_drive_the_terminal() {
+        let h = json!({"status": "degraded", "servers": [
+            {"name": "a", "transport": "stdio", "status": "ready", "tools": 1,
+             "server_name": "srv\u{1b}]0;pwned\u{7}", "server_version": "1\nb      stdio  ready",
+             "protocol_version": "2025-11-25"},
+            {"name": "b", "transport": "http", "status": "failed", "tools": 0,
+             "error": "refused\r\n\u{1b}[2Jc      http   ready"}
+        ], "collisions": ["x\ny"]});
+        let table = servers_table(&h);
+        assert_eq!(table.lines().count(), 1 + 2 + 1, "{table}");
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(table.contains("srv\\u{1b}]0;pwned\\u{7} 1\\nb"), "{table}");
+        assert!(table.contains("refused\\r\\n\\u{1b}[2Jc"), "{table}");
+    }
 }

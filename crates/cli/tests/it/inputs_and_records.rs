@@ -82,3 +82,68 @@ fn regression_check_with_a_huge_timeout_is_a_config_error_not_a_panic() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// A keyed gateway fronting the fixture as `fx`; tier `free` sees only `fx__echo`
+/// and `fx__sleep`.
+fn keyed_gateway(tag: &str) -> Gateway {
+    let config = format!(
+        "auth = \"keys\"\naudit_arguments = true\n[plans]\nfree = \"free\"\n\
+         [tiers.free]\ntools = [\"fx__echo\", \"fx__sleep\"]\n{}",
+        fixture_server("fx", "")
+    );
+    let gw = Gateway::start(tag, &config);
+    gw.wait_ready(std::time::Duration::from_secs(20));
+    gw
+}
+
+/// Characters a terminal acts on, or that end a line.
+fn has_raw_controls(s: &str) -> bool {
+    s.chars().any(|c| c.is_control() && c != '\n')
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_audit_and_usage_escape_client_chosen_names() {
+    use crate::common::admin::*;
+    let gw = keyed_gateway("escape");
+    let key = tenant_with_key(&gw, "acme", "free", None);
+    let mut c = keyed(&gw, &key);
+    c.initialize().await;
+    // Hidden names are denied, and every denial is audited under the name
+    // the client chose.
+    let forged =
+        "fx__x\n2000-01-01T00:00:00Z     acme             forged         tools/call     fx__echo";
+    let noisy = "fx__y\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{202e}";
+    for name in [forged, noisy] {
+        let r = c.call(name, serde_json::json!({})).await;
+        assert!(!r.has_result(), "{name:?} is hidden: {}", r.text());
+    }
+    // One honest call, so the tables have an ordinary row too.
+    c.assert_echo("fx__echo", "hello").await;
+
+    let table = cli_ok(&gw, &["audit", "--tenant", "acme"]);
+    assert!(!has_raw_controls(&table), "raw controls in:\n{table:?}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1 + 3,
+        "a header and one line per record:\n{table}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("2000-01-01")),
+        "no forged row: {table}"
+    );
+    assert!(table.contains("fx__x\\n2000-01-01"), "{table}");
+    assert!(table.contains("fx__y\\u{1b}]0;pwned\\u{7}"), "{table}");
+
+    let usage = cli_ok(&gw, &["usage", "--tenant", "acme"]);
+    assert!(!has_raw_controls(&usage), "raw controls in:\n{usage:?}");
+    assert_eq!(usage.lines().count(), 1 + 3, "{usage}");
+
+    // JSON is the exact record.
+    let rows = audit(&gw, "acme");
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(
+        names.contains(&forged) && names.contains(&noisy),
+        "{names:?}"
+    );
+}
