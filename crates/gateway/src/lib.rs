@@ -9,7 +9,7 @@ mod mcp;
 mod state;
 
 pub use config::Config;
-pub use http::{bind, router, serve};
+pub use http::{EdgeLimits, bind, router, serve, serve_with};
 pub use mcp::admin;
 pub use mcp::health;
 pub use mcp::lifecycle::{probe, stop};

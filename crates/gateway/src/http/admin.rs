@@ -15,7 +15,8 @@ use mcpgate_store::AuditFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::guard::admit_admin;
+use super::edge::is_body_timeout;
+use super::guard::{admit_admin, body_timed_out};
 use super::refusal::Refusal;
 use crate::mcp::admin::{AdminError, check_plan, expiry_from, since_from, tenant_view};
 use crate::state::App;
@@ -41,10 +42,16 @@ fn done<T: Serialize>(status: StatusCode, v: T) -> Answer {
     Ok((status, Json(v)).into_response())
 }
 
-/// A JSON body the handler could not read is the admin API's 400.
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, AdminError> {
-    b.map(|Json(t)| t)
-        .map_err(|e| AdminError::BadRequest(e.body_text()))
+/// A JSON body the handler could not read is the admin API's 400; one that
+/// did not arrive in time is 408.
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Refusal> {
+    b.map(|Json(t)| t).map_err(|e| {
+        if is_body_timeout(&e) {
+            body_timed_out()
+        } else {
+            AdminError::BadRequest(e.body_text()).into()
+        }
+    })
 }
 
 async fn list_tenants(State(app): State<Arc<App>>, h: HeaderMap) -> Answer {

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use bytes::Bytes;
 use mcpgate_proto::version;
 
+use super::edge::is_body_timeout;
 use super::host::{HostPort, parse_host};
 use super::refusal::Refusal;
 use crate::state::App;
@@ -197,7 +198,8 @@ fn quality_above_zero<'a>(params: impl Iterator<Item = &'a str>) -> Option<bool>
 }
 
 /// A POST's media types and body: 415 unless JSON, 406 unless the client
-/// takes JSON or SSE back, 413 past `max_body_bytes` (announced or read).
+/// takes JSON or SSE back, 413 past `max_body_bytes` (announced or read),
+/// 408 when the body is not all there by its deadline.
 pub(crate) async fn read_post(
     app: &App,
     h: &HeaderMap,
@@ -231,10 +233,24 @@ pub(crate) async fn read_post(
     {
         return Err(too_big());
     }
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_big())?;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if is_body_timeout(&e) {
+            body_timed_out()
+        } else {
+            too_big()
+        }
+    })?;
     Ok((bytes, acc))
+}
+
+/// 408 for a body still arriving at its deadline (`edge::Deadline`); the
+/// connection closes, since the rest of that body will never be read.
+pub(crate) fn body_timed_out() -> Refusal {
+    Refusal::invalid(
+        StatusCode::REQUEST_TIMEOUT,
+        "Request Timeout: the request body did not arrive in time; send it whole, promptly",
+    )
+    .with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }
 
 /// `MCP-Protocol-Version`, when sent, must be a session-based revision we serve.

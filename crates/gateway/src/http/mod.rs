@@ -5,6 +5,7 @@
 //! and serving. What a request does once admitted is `mcp`'s business.
 
 mod admin;
+mod edge;
 mod guard;
 mod health;
 mod host;
@@ -24,6 +25,7 @@ use axum::routing::get;
 use crate::config::{AuthMode, Config};
 use crate::mcp::lifecycle;
 use crate::state::App;
+pub use edge::EdgeLimits;
 use refusal::Refusal;
 
 /// The gateway's routes: `/mcp` (and `/mcp/`), `/health`, `/admin/…`; every
@@ -77,33 +79,40 @@ pub async fn bind(cfg: &Config, listen: SocketAddr) -> Result<tokio::net::TcpLis
         .map_err(|e| format!("cannot listen on {listen}: {e}"))
 }
 
+/// Serves with the default [`EdgeLimits`]; see [`serve_with`].
+pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    serve_with(app, listener, EdgeLimits::default()).await
+}
+
 /// Serves until `app.shutdown` is cancelled, then ends every session (which
 /// closes open SSE streams, so graceful shutdown cannot hang on them), gives
 /// in-flight responses up to five seconds, and stops the upstreams (SIGTERM,
-/// then SIGKILL for children).
-pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// then SIGKILL for children). `limits` bound what a client may hold before
+/// its request is read: header and body read time, connections per address.
+pub async fn serve_with(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    limits: EdgeLimits,
+) -> std::io::Result<()> {
     lifecycle::start(&app);
     let router = router(app.clone());
+    let drain = tokio_util::sync::CancellationToken::new();
     let shutdown = app.shutdown.clone();
     let closer = app.clone();
-    // SSE replies are several small writes; without TCP_NODELAY, Nagle plus the
-    // client's delayed ACK can hold an event back for ~40 ms.
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let draining = drain.clone();
+    tokio::spawn(async move {
         shutdown.cancelled().await;
         lifecycle::end_all_sessions(&closer);
+        draining.cancel();
     });
     let deadline = app.shutdown.clone();
-    let r = tokio::select! {
-        r = server => r,
+    tokio::select! {
+        () = edge::run(listener, router, limits, drain) => {}
         _ = async {
             deadline.cancelled().await;
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        } => Ok(()),
-    };
+        } => {}
+    }
     lifecycle::stop(&app).await;
-    r
+    Ok(())
 }
