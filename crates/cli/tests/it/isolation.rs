@@ -111,3 +111,123 @@ async fn the_breaker_closes_when_a_restarted_server_completes_its_handshake() {
     // Not 60 s later: now.
     bob.assert_echo("fx__echo", "right after the restart").await;
 }
+
+// ---------------------------------------------------------------------------
+// Item 2: one tenant cannot fill the session table
+// ---------------------------------------------------------------------------
+
+/// Starts a `fx__sleep` call of `ms` in `session` and returns once the call
+/// is running upstream (its first progress notification came back); the
+/// returned task reads the rest of the answer.
+async fn slow_call_in_flight(
+    gw: &Gateway,
+    key: &str,
+    session: &str,
+    ms: u64,
+) -> tokio::task::JoinHandle<String> {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "fx__sleep", "arguments": {"ms": ms}, "_meta": {"progressToken": "p"}}});
+    let mut resp = reqwest::Client::new()
+        .post(&gw.url)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", session)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("slow call sent");
+    let mut seen = String::new();
+    while !seen.contains("notifications/progress") {
+        let chunk = resp
+            .chunk()
+            .await
+            .expect("slow call stream")
+            .unwrap_or_else(|| panic!("the slow call ended before any progress: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        seen
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_cannot_fill_the_session_table() {
+    // Room for 6 sessions in all; each tenant may hold 3.
+    let gw = started(
+        "iso-sessions",
+        &config("max_sessions = 6", "", "max_sessions = 3"),
+    );
+    let alice_key = tenant_with_key(&gw, "alice", "pro", None);
+    let bob_key = tenant_with_key(&gw, "bob", "pro", None);
+    // Alice opens many more sessions than her cap (and than the gateway
+    // holds): each new one ends her own session idle longest.
+    let mut alice = Vec::new();
+    for _ in 0..10 {
+        alice.push(session(&gw, &alice_key).await);
+    }
+    for (i, c) in alice.iter().enumerate() {
+        let r = c.request("ping", json!({})).await;
+        let expected = if i < 7 { 404 } else { 200 };
+        assert_eq!(r.status, expected, "alice's session {i}: {}", r.body);
+    }
+    // Bob is not crowded out.
+    let bob = session(&gw, &bob_key).await;
+    bob.assert_echo("fx__echo", "room for bob").await;
+
+    // With a call in flight in each of her 3 sessions, Alice has nothing
+    // idle to give up: her next initialize is refused, 429 with Retry-After.
+    let mut calls = Vec::new();
+    for c in &alice[7..] {
+        let id = c.session.as_deref().expect("session id");
+        calls.push(slow_call_in_flight(&gw, &alice_key, id, 1500).await);
+    }
+    let r = keyed(&gw, &alice_key).initialize_raw().await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.error_code(), -32029, "{}", r.body);
+    assert!(
+        r.error_message().contains("3 sessions"),
+        "the refusal says which cap: {}",
+        r.body
+    );
+    assert_eq!(r.header("retry-after"), Some("1"), "{}", r.body);
+    // Bob still opens sessions, and Alice's busy sessions kept their calls.
+    let bob2 = session(&gw, &bob_key).await;
+    bob2.assert_echo("fx__echo", "still room for bob").await;
+    for call in calls {
+        let text = call.await.expect("slow call task");
+        assert!(text.contains("slept 1500 ms"), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initialize_is_rate_limited_per_key_like_a_call() {
+    let gw = started("iso-init-rate", &config("", "", "rate = \"2/min\""));
+    let alice_key = tenant_with_key(&gw, "alice", "pro", None);
+    let bob_key = tenant_with_key(&gw, "bob", "pro", None);
+    let alice = session(&gw, &alice_key).await;
+    session(&gw, &alice_key).await;
+    let r = keyed(&gw, &alice_key).initialize_raw().await;
+    assert_eq!(
+        r.status, 429,
+        "the third initialize in a minute: {}",
+        r.body
+    );
+    assert_eq!(r.error_code(), -32029, "{}", r.body);
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("a numeric Retry-After");
+    assert!((29..=30).contains(&retry), "Retry-After {retry}");
+    // Opening sessions spent none of Alice's calls, and Bob's key has its own bucket.
+    alice.assert_echo("fx__echo", "one").await;
+    alice.assert_echo("fx__echo", "two").await;
+    session(&gw, &bob_key)
+        .await
+        .assert_echo("fx__echo", "bob")
+        .await;
+}

@@ -1,7 +1,8 @@
 //! Who may do what: the `auth` mode, `[plans]` (a tenant's plan → a tier) and
 //! `[tiers.NAME]` (glob allow/deny rules over namespaced tool names, resource
 //! URIs and prompt names; a rate limit per key; a cap on concurrent calls per
-//! tenant; the compute-token cost of a call). A plan that names no tier is a
+//! tenant; a cap on open sessions per tenant; the compute-token cost of a
+//! call). A plan that names no tier is a
 //! configuration error: a mistake here must stop the gateway, never quietly
 //! hand out an empty or a full tier.
 
@@ -28,6 +29,10 @@ pub enum AuthMode {
 pub const LOCAL_TENANT: &str = "local";
 /// The plan of the `local` tenant; unless `[plans]` maps it, it gets [`Tier::unrestricted`].
 pub const LOCAL_PLAN: &str = "local";
+
+/// Sessions one tenant may hold open when its tier does not say
+/// (`max_sessions`): one tenant can never fill the gateway's whole table.
+pub(crate) const DEFAULT_TENANT_MAX_SESSIONS: usize = 1000;
 
 /// Glob allow and deny lists: a name is allowed when some allow rule matches and no deny rule does.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +80,9 @@ pub struct Tier {
     pub rate: Option<Rate>,
     /// Per tenant: calls in flight at once.
     pub max_concurrent: Option<usize>,
+    /// Per tenant: sessions open at once (the gateway-wide `max_sessions`
+    /// still bounds them all).
+    pub max_sessions: usize,
     /// Compute tokens a `tools/call` costs unless a `costs` glob matches first.
     pub cost: i64,
     /// `(tool glob, cost)` in config order; the first match wins. Also applies to
@@ -83,7 +91,9 @@ pub struct Tier {
 }
 
 impl Tier {
-    /// Everything visible, no limits: the anonymous `local` tenant's default tier.
+    /// Everything visible, no limits: the anonymous `local` tenant's default
+    /// tier. It is the only tenant, so only the gateway-wide `max_sessions`
+    /// bounds its sessions.
     pub fn unrestricted() -> Tier {
         Tier {
             name: "builtin:unrestricted".into(),
@@ -92,6 +102,7 @@ impl Tier {
             prompts: Rules::everything(),
             rate: None,
             max_concurrent: None,
+            max_sessions: usize::MAX,
             cost: 1,
             costs: Vec::new(),
         }
@@ -167,6 +178,7 @@ const TIER_KEYS: &[&str] = &[
     "rate",
     "burst",
     "max_concurrent",
+    "max_sessions",
     "cost",
     "costs",
 ];
@@ -318,6 +330,25 @@ impl Walker {
                         })?,
                 ),
             },
+            max_sessions: match t.get("max_sessions") {
+                None => DEFAULT_TENANT_MAX_SESSIONS,
+                Some(v) => v
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        self.err(
+                            &k("max_sessions"),
+                            format!(
+                                "must be a positive integer (sessions one tenant may hold open), found {}",
+                                match v {
+                                    Value::Number(n) => n.to_string(),
+                                    other => type_name(other).to_owned(),
+                                }
+                            ),
+                        )
+                    })?,
+            },
             cost: match t.get("cost") {
                 Some(v) => cost(&k("cost"), v)?,
                 None => 1,
@@ -402,6 +433,19 @@ prompts = ["*"]
         );
         assert!(p.tier_for_plan("gold").is_none());
         assert!(p.tier_for_plan(LOCAL_PLAN).is_some());
+        assert_eq!(free.max_sessions, DEFAULT_TENANT_MAX_SESSIONS);
+    }
+
+    #[test]
+    fn max_sessions_is_a_positive_integer() {
+        let c = load("[tiers.small]\nmax_sessions = 3\n").expect("valid");
+        assert_eq!(c.policy.tiers["small"].max_sessions, 3);
+        for bad in ["0", "-1", "2.5", "\"10\"", "true"] {
+            let e = load(&format!("[tiers.small]\nmax_sessions = {bad}\n")).expect_err(bad);
+            assert_eq!(e.key, "tiers.small.max_sessions", "{bad}");
+            assert!(e.message.contains("positive integer"), "{}", e.message);
+        }
+        assert_eq!(Tier::unrestricted().max_sessions, usize::MAX);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use mcpgate_proto::jsonrpc::{self, Message};
@@ -94,7 +94,12 @@ fn initialize(app: &App, msg: &Message, acc: Accept, who: &Principal) -> Result<
                 StatusCode::SERVICE_UNAVAILABLE,
                 codes::INTERNAL_ERROR,
                 format!("Service Unavailable: {e}"),
-            ),
+            )
+            .answering(msg),
+            // The caller's own limits: 429, like a call over its rate. A
+            // full tenant retries after a second, when a call may have ended.
+            InitError::RateLimited { retry_after, .. } => limited(msg, e.to_string(), retry_after),
+            InitError::TenantFull { .. } => limited(msg, e.to_string(), 1),
         })?;
     let body = jsonrpc::response_result(id, &result);
     let mut resp = if acc.json {
@@ -106,6 +111,13 @@ fn initialize(app: &App, msg: &Message, acc: Accept, who: &Principal) -> Result<
         resp.headers_mut().insert(version::HEADER_SESSION_ID, v);
     }
     Ok(resp)
+}
+
+/// 429 with `Retry-After` and the rate-limit code, answering `msg`.
+fn limited(msg: &Message, message: String, retry_after: u64) -> Refusal {
+    Refusal::new(StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, message)
+        .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after))
+        .answering(msg)
 }
 
 /// The messages of a session-based call: [`Out::Input`] is only produced

@@ -1,7 +1,8 @@
 //! The gateway's and a session's life: starting the upstream supervisors,
 //! the key-revocation watcher and the idle reaper; probing upstreams once
 //! (`check`, `tenants show`); stopping (sessions ended, upstreams closed, the
-//! ledger flushed); and a client session's `initialize` and end.
+//! ledger flushed); and a client session's `initialize` (rate-limited, and
+//! capped per tenant) and end.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ use super::health::initialize_result;
 use super::supervise::supervise;
 use crate::state::App;
 use crate::state::auth::Principal;
-use crate::state::sessions::{ClientCaps, Session};
+use crate::state::policy::retry_after_secs;
+use crate::state::sessions::{ClientCaps, Full, Session};
 use mcpgate_proto::locks::lock;
 
 /// Starts every upstream's supervisor, the revocation watcher and the reaper
@@ -106,10 +108,33 @@ pub(crate) enum InitError {
     NoRandom,
     #[error("too many sessions")]
     TooMany,
+    /// The key opened sessions faster than its tier's rate.
+    #[error("rate limit of tier '{tier}' exceeded for initialize; retry in {retry_after} s")]
+    RateLimited { tier: String, retry_after: u64 },
+    /// The tenant holds its tier's `max_sessions`, each with a call in flight.
+    #[error(
+        "tenant '{tenant}' already has {limit} sessions open, the most tier '{tier}' allows, and none is idle; end one (DELETE /mcp) or retry later"
+    )]
+    TenantFull {
+        tenant: String,
+        tier: String,
+        limit: usize,
+    },
 }
+
+/// Attempts to make room in a full tenant before refusing: each ends one of
+/// its idle sessions, unless concurrent `initialize`s take the room first.
+const EVICTION_ATTEMPTS: usize = 4;
 
 /// `initialize`: the negotiated result, and (unless the gateway is
 /// stateless) a new session bound to the caller's tenant.
+///
+/// Opening sessions is rate-limited per key at the tier's rate, and a tenant
+/// holds at most its tier's `max_sessions`: at the cap, that tenant's own
+/// session idle longest (with nothing in flight) is ended to make room, and
+/// only when every one of them is busy is the new one refused. Another
+/// tenant's sessions are never touched, so one tenant cannot crowd out the
+/// rest; the gateway-wide `max_sessions` still bounds the whole table.
 pub(crate) fn initialize(
     app: &App,
     params: Option<&RawValue>,
@@ -124,6 +149,12 @@ pub(crate) fn initialize(
         .and_then(|p| serde_json::from_str::<P>(p.get()).ok())
         .ok_or(InitError::NoVersion)?
         .protocol_version;
+    app.gate
+        .admit_initialize(who)
+        .map_err(|wait| InitError::RateLimited {
+            tier: who.tier.name.clone(),
+            retry_after: retry_after_secs(wait),
+        })?;
     let negotiated = version::negotiate(&requested);
     let result = initialize_result(app, negotiated);
     if app.cfg.stateless {
@@ -136,8 +167,33 @@ pub(crate) fn initialize(
         })?;
     let session = Arc::new(session);
     session.touch();
-    if !app.sessions.add(session.clone(), app.cfg.max_sessions) {
-        return Err(InitError::TooMany);
+    let limit = who.tier.max_sessions;
+    for _ in 0..EVICTION_ATTEMPTS {
+        match app
+            .sessions
+            .add(session.clone(), app.cfg.max_sessions, limit)
+        {
+            Ok(()) => return Ok((result, Some(session))),
+            Err(Full::Gateway) => return Err(InitError::TooMany),
+            Err(Full::Tenant) => {
+                let Some(id) = app.sessions.longest_idle_of(&who.tenant) else {
+                    break;
+                };
+                if let Some(old) = app.sessions.get(&id) {
+                    tracing::info!(
+                        tenant = %who.tenant,
+                        session = %id,
+                        "session ended after {:?} idle: its tenant is at its cap of {limit} sessions",
+                        old.idle_for()
+                    );
+                    end_session(app, &old);
+                }
+            }
+        }
     }
-    Ok((result, Some(session)))
+    Err(InitError::TenantFull {
+        tenant: who.tenant.to_string(),
+        tier: who.tier.name.clone(),
+        limit,
+    })
 }

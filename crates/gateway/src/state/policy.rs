@@ -11,7 +11,9 @@
 //!    row is finished with the outcome afterwards. Upstream failures (down,
 //!    timeout) are refunded: a tenant never pays for our outage.
 //!
-//! Denials at any step are recorded in the ledger too.
+//! Denials at any step are recorded in the ledger too. `initialize` is
+//! rate-limited per key at the tier's rate as well, in a bucket of its own
+//! (`Gate::admit_initialize`), so a flood of new sessions is refused early.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Principal;
 use super::error::CallError;
+use crate::config::Rate;
 use mcpgate_proto::locks::lock;
 
 /// A billable request: what it names.
@@ -117,6 +120,9 @@ impl Denial {
 pub(crate) struct Gate {
     /// Key (or tenant, when anonymous) → theoretical arrival time of the next call.
     buckets: Mutex<HashMap<Arc<str>, Instant>>,
+    /// The same, for `initialize`: a session costs no call, but opening
+    /// sessions is limited at the tier's rate too.
+    init_buckets: Mutex<HashMap<Arc<str>, Instant>>,
     inflight: Mutex<HashMap<Arc<str>, Arc<Semaphore>>>,
 }
 
@@ -132,21 +138,8 @@ impl Gate {
             return Err(Denial::Hidden);
         }
         if let Some(rate) = p.tier.rate {
-            let who = p.key_id.as_ref().unwrap_or(&p.tenant);
-            let now = Instant::now();
-            let t = rate.interval();
-            let tolerance = t * rate.burst.saturating_sub(1);
-            let mut buckets = lock(&self.buckets);
-            let tat = buckets.get(who).copied().unwrap_or(now).max(now);
-            if tat - now > tolerance {
-                return Err(Denial::Rate {
-                    retry_after: tat - tolerance - now,
-                });
-            }
-            if buckets.len() > 50_000 {
-                buckets.retain(|_, v| *v > now);
-            }
-            buckets.insert(who.clone(), tat + t);
+            take_token(&self.buckets, p, rate)
+                .map_err(|retry_after| Denial::Rate { retry_after })?;
         }
         match p.tier.max_concurrent {
             None => Ok(None),
@@ -161,6 +154,38 @@ impl Gate {
             }
         }
     }
+
+    /// Rate-limits `initialize` per key at the tier's rate, in a bucket of
+    /// its own (opening a session does not spend a call); Err with the wait.
+    pub(crate) fn admit_initialize(&self, p: &Principal) -> Result<(), Duration> {
+        match p.tier.rate {
+            Some(rate) => take_token(&self.init_buckets, p, rate),
+            None => Ok(()),
+        }
+    }
+}
+
+/// GCRA: takes one token from the caller's bucket, or says how long until
+/// one comes back.
+fn take_token(
+    buckets: &Mutex<HashMap<Arc<str>, Instant>>,
+    p: &Principal,
+    rate: Rate,
+) -> Result<(), Duration> {
+    let who = p.key_id.as_ref().unwrap_or(&p.tenant);
+    let now = Instant::now();
+    let t = rate.interval();
+    let tolerance = t * rate.burst.saturating_sub(1);
+    let mut buckets = lock(buckets);
+    let tat = buckets.get(who).copied().unwrap_or(now).max(now);
+    if tat - now > tolerance {
+        return Err(tat - tolerance - now);
+    }
+    if buckets.len() > 50_000 {
+        buckets.retain(|_, v| *v > now);
+    }
+    buckets.insert(who.clone(), tat + t);
+    Ok(())
 }
 
 /// The Retry-After value for a wait: whole seconds, rounded up, at least 1.
@@ -333,7 +358,7 @@ fn short(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Rate, Tier};
+    use crate::config::Tier;
 
     fn principal(rate: Option<Rate>, max_concurrent: Option<usize>) -> Principal {
         let mut tier = Tier::unrestricted();
@@ -370,6 +395,32 @@ mod tests {
             }
             other => panic!("expected a rate denial, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn initialize_has_its_own_bucket_at_the_tiers_rate() {
+        let gate = Gate::default();
+        let p = principal(
+            Some(Rate {
+                count: 2,
+                per: Duration::from_secs(60),
+                burst: 2,
+            }),
+            None,
+        );
+        assert!(gate.admit_initialize(&p).is_ok());
+        assert!(gate.admit_initialize(&p).is_ok());
+        let wait = gate.admit_initialize(&p).expect_err("the third is limited");
+        assert_eq!(retry_after_secs(wait), 30);
+        let call = Call::Tool("x".into());
+        assert!(
+            gate.admit(&p, &call).is_ok(),
+            "opening sessions spends no call"
+        );
+        assert!(
+            gate.admit_initialize(&principal(None, None)).is_ok(),
+            "no rate, no limit"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! with `Last-Event-ID` and get exactly what it missed. Disconnecting never
 //! cancels the work; the events wait in the buffer. Idle sessions expire.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -314,36 +314,92 @@ impl Drop for Inflight {
     }
 }
 
-/// The table of live client sessions, capped at `max_sessions`.
+/// The table of live client sessions, capped at `max_sessions` in all and
+/// per tenant at its tier's `max_sessions`.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    map: RwLock<HashMap<String, Arc<Session>>>,
+    map: RwLock<Table>,
     /// Client sessions initialized since start (a metric: session reuse shows here).
     opened: AtomicU64,
 }
 
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<String, Arc<Session>>,
+    /// Tenant → the ids of its sessions: a tenant's cap is checked, and its
+    /// idle sessions found, without walking everyone else's.
+    by_tenant: HashMap<Arc<str>, HashSet<String>>,
+}
+
+/// Why a session could not be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The gateway holds `max_sessions` sessions.
+    Gateway,
+    /// The tenant holds as many as its tier allows.
+    Tenant,
+}
+
 impl Sessions {
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
-        read(&self.map).get(id).cloned()
+        read(&self.map).by_id.get(id).cloned()
     }
 
-    /// Adds a session; false when `max` sessions are live already.
-    pub(crate) fn add(&self, s: Arc<Session>, max: usize) -> bool {
-        let mut map = write(&self.map);
-        if map.len() >= max {
-            return false;
+    /// Adds a session unless the gateway holds `max` sessions or its tenant
+    /// holds `tenant_max`.
+    pub(crate) fn add(&self, s: Arc<Session>, max: usize, tenant_max: usize) -> Result<(), Full> {
+        let mut t = write(&self.map);
+        if t.by_tenant.get(&s.tenant).map_or(0, HashSet::len) >= tenant_max {
+            return Err(Full::Tenant);
         }
-        map.insert(s.id.clone(), s);
+        if t.by_id.len() >= max {
+            return Err(Full::Gateway);
+        }
+        t.by_tenant
+            .entry(s.tenant.clone())
+            .or_default()
+            .insert(s.id.clone());
+        t.by_id.insert(s.id.clone(), s);
         self.opened.fetch_add(1, Ordering::Relaxed);
-        true
+        Ok(())
     }
 
     pub(crate) fn remove(&self, id: &str) -> Option<Arc<Session>> {
-        write(&self.map).remove(id)
+        let mut t = write(&self.map);
+        let s = t.by_id.remove(id)?;
+        if let Some(ids) = t.by_tenant.get_mut(&s.tenant) {
+            ids.remove(id);
+            if ids.is_empty() {
+                t.by_tenant.remove(&s.tenant);
+            }
+        }
+        Some(s)
     }
 
     pub(crate) fn len(&self) -> usize {
-        read(&self.map).len()
+        read(&self.map).by_id.len()
+    }
+
+    /// Sessions `tenant` holds open.
+    #[cfg(test)]
+    fn count_of(&self, tenant: &str) -> usize {
+        read(&self.map)
+            .by_tenant
+            .get(tenant)
+            .map_or(0, HashSet::len)
+    }
+
+    /// The tenant's session that has been idle longest with nothing in
+    /// flight: the one to end when the tenant is at its cap.
+    pub(crate) fn longest_idle_of(&self, tenant: &str) -> Option<String> {
+        let t = read(&self.map);
+        t.by_tenant
+            .get(tenant)?
+            .iter()
+            .filter_map(|id| t.by_id.get(id))
+            .filter(|s| !s.is_busy())
+            .max_by_key(|s| s.idle_for())
+            .map(|s| s.id.clone())
     }
 
     pub(crate) fn opened(&self) -> u64 {
@@ -351,17 +407,18 @@ impl Sessions {
     }
 
     pub(crate) fn ids(&self) -> Vec<String> {
-        read(&self.map).keys().cloned().collect()
+        read(&self.map).by_id.keys().cloned().collect()
     }
 
     /// Every live session (a snapshot: the table is not held while the caller works).
     pub(crate) fn all(&self) -> Vec<Arc<Session>> {
-        read(&self.map).values().cloned().collect()
+        read(&self.map).by_id.values().cloned().collect()
     }
 
     /// Sessions idle for longer than `idle` with nothing in flight.
     pub(crate) fn idle(&self, idle: Duration) -> Vec<String> {
         read(&self.map)
+            .by_id
             .values()
             .filter(|s| s.idle_for() > idle && !s.is_busy())
             .map(|s| s.id.clone())
@@ -370,7 +427,9 @@ impl Sessions {
 
     /// Removes and returns every session (shutdown).
     pub(crate) fn drain(&self) -> Vec<Arc<Session>> {
-        write(&self.map).drain().map(|(_, s)| s).collect()
+        let mut t = write(&self.map);
+        t.by_tenant.clear();
+        t.by_id.drain().map(|(_, s)| s).collect()
     }
 }
 
@@ -420,6 +479,48 @@ mod tests {
             st.next(1, g1, Duration::from_millis(10)).await,
             Some(Next::Superseded)
         ));
+    }
+
+    fn new_session(tenant: &str) -> Arc<Session> {
+        let s = Arc::new(Session::new(Arc::from(tenant), ClientCaps::default()).unwrap());
+        s.touch();
+        s
+    }
+
+    #[test]
+    fn each_tenant_has_its_own_cap_under_the_gateways() {
+        let t = Sessions::default();
+        let a1 = new_session("a");
+        t.add(a1.clone(), 10, 2).expect("a's first");
+        t.add(new_session("a"), 10, 2).expect("a's second");
+        assert_eq!(t.add(new_session("a"), 10, 2), Err(Full::Tenant));
+        t.add(new_session("b"), 10, 2)
+            .expect("b is not held back by a");
+        assert_eq!(t.add(new_session("c"), 3, 2), Err(Full::Gateway));
+        assert_eq!((t.count_of("a"), t.count_of("b"), t.len()), (2, 1, 3));
+        t.remove(&a1.id).expect("removed");
+        assert_eq!(t.count_of("a"), 1);
+        t.add(new_session("a"), 10, 2).expect("room again");
+    }
+
+    #[test]
+    fn the_longest_idle_session_of_the_tenant_without_calls_is_picked() {
+        let t = Sessions::default();
+        let busy = new_session("a");
+        let old = new_session("a");
+        let fresh = new_session("a");
+        let other = new_session("b");
+        // `old` and `busy` were last seen at their start; `fresh` just now.
+        std::thread::sleep(Duration::from_millis(20));
+        fresh.touch();
+        for s in [&old, &busy, &fresh, &other] {
+            t.add(s.clone(), 10, 10).expect("added");
+        }
+        // `busy` has been idle about as long as `old`, but a call is in flight.
+        let _call = busy.track("1".into(), CancellationToken::new());
+        assert_eq!(t.longest_idle_of("a").as_deref(), Some(old.id.as_str()));
+        assert_eq!(t.longest_idle_of("b").as_deref(), Some(other.id.as_str()));
+        assert_eq!(t.longest_idle_of("nobody"), None);
     }
 
     #[test]
