@@ -23,24 +23,19 @@ use std::path::{Path, PathBuf};
 use cycles::{Edges, circles};
 use modules::{Read, Target};
 
-/// Every crate target under `root/crates/*/src`: `lib.rs`, `main.rs`,
-/// `bin/*.rs` and `bin/*/main.rs`.
-fn target_roots(root: &Path) -> Vec<PathBuf> {
-    let mut roots = Vec::new();
-    for krate in sorted_dir(&root.join("crates")) {
-        let src = krate.join("src");
-        roots.extend(
-            ["lib.rs", "main.rs"]
-                .iter()
-                .map(|f| src.join(f))
-                .filter(|f| f.is_file()),
-        );
-        for bin in sorted_dir(&src.join("bin")) {
-            if bin.extension().is_some_and(|e| e == "rs") {
-                roots.push(bin);
-            } else if bin.join("main.rs").is_file() {
-                roots.push(bin.join("main.rs"));
-            }
+/// The usual crate roots in `src`: `lib.rs`, `main.rs`, `bin/*.rs` and
+/// `bin/*/main.rs`.
+fn usual_roots(src: &Path) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = ["lib.rs", "main.rs"]
+        .iter()
+        .map(|f| src.join(f))
+        .filter(|f| f.is_file())
+        .collect();
+    for bin in sorted_dir(&src.join("bin")) {
+        if bin.extension().is_some_and(|e| e == "rs") {
+            roots.push(bin);
+        } else if bin.join("main.rs").is_file() {
+            roots.push(bin.join("main.rs"));
         }
     }
     roots
@@ -95,13 +90,28 @@ fn read_disk(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
-/// Every target of the workspace, read from disk.
+/// Every target of the workspace, read from disk: the usual roots of each
+/// crate, then each file no target reached yet (a `[[bin]]` with its own
+/// `path`, like testkit's `mock_model.rs`) as the root of one more.
 fn workspace_targets(root: &Path) -> Vec<Target> {
     let read: Read = &read_disk;
-    target_roots(root)
-        .iter()
-        .map(|r| Target::load(r, read).unwrap_or_else(|e| panic!("tidy cannot read a crate: {e}")))
-        .collect()
+    let load = |r: &Path| {
+        Target::load(r, read).unwrap_or_else(|e| panic!("tidy cannot read a crate: {e}"))
+    };
+    let mut targets = Vec::new();
+    for krate in sorted_dir(&root.join("crates")) {
+        let src = krate.join("src");
+        let mut reached = std::collections::BTreeSet::new();
+        for file in usual_roots(&src).into_iter().chain(rust_files(&src)) {
+            if reached.contains(&file) {
+                continue;
+            }
+            let target = load(&file);
+            reached.extend(target.files.values().cloned());
+            targets.push(target);
+        }
+    }
+    targets
 }
 
 /// The circles of every target, written out for a person.
