@@ -29,7 +29,10 @@
 //!   `mcpgate` (`wire_api = "responses"`, key from `MCPGATE_KEY`), the
 //!   gateway as MCP server with `default_tools_approval_mode = "approve"`
 //!   (otherwise `codex exec` cannot call it), analytics, update checks and
-//!   plugins off, then `codex exec --json --skip-git-repo-check`.
+//!   plugins off, then `codex exec --json --strict-config
+//!   --skip-git-repo-check` (strict, so a key this Codex does not know fails
+//!   the run instead of being ignored; Codex 0.171.0 accepts this config and
+//!   posts to `BASE_URL/responses`).
 //! - `command`: the workflow's argv, as is.
 
 use std::collections::BTreeMap;
@@ -211,6 +214,7 @@ pub(crate) fn prepare(input: &AgentInput<'_>) -> Result<Prepared, AdapterError> 
                 program()?,
                 "exec".into(),
                 "--json".into(),
+                "--strict-config".into(),
                 "--skip-git-repo-check".into(),
                 "--cd".into(),
                 path_text(&input.paths.workspace),

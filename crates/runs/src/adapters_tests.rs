@@ -157,6 +157,7 @@ fn codex_home_config() {
             "/opt/claude",
             "exec",
             "--json",
+            "--strict-config",
             "--skip-git-repo-check",
             "--cd",
             "/workspace",
