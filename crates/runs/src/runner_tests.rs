@@ -47,18 +47,21 @@ fn hooks(permits: usize) -> Arc<GatedHooks> {
     })
 }
 
-fn scratch() -> PathBuf {
-    std::env::temp_dir().join(format!(
+/// A data directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch() -> Scratch {
+    Scratch(std::env::temp_dir().join(format!(
         "mcpgate-runner-unit-{}-{}",
         std::process::id(),
         RunId::generate()
-    ))
-}
-
-fn config(max: usize) -> RunnerConfig {
-    let mut config = RunnerConfig::new(&scratch());
-    config.max_concurrent = max;
-    config
+    )))
 }
 
 /// A backend whose `sandbox-init` does not exist: launching fails.
@@ -88,16 +91,24 @@ fn request(x: Option<&str>) -> SubmitRequest {
     }
 }
 
-async fn runner(max: usize, hooks: Arc<GatedHooks>, store: Arc<MemoryRunStore>) -> Runner {
-    Runner::start(config(max), broken_backend(), store, hooks)
+async fn runner(
+    max: usize,
+    hooks: Arc<GatedHooks>,
+    store: Arc<MemoryRunStore>,
+) -> (Runner, Scratch) {
+    let data = scratch();
+    let mut config = RunnerConfig::new(&data.0);
+    config.max_concurrent = max;
+    let runner = Runner::start(config, broken_backend(), store, hooks)
         .await
-        .expect("starts")
+        .expect("starts");
+    (runner, data)
 }
 
 #[tokio::test]
 async fn bad_params_are_refused_and_nothing_is_stored() {
     let store = Arc::new(MemoryRunStore::new());
-    let r = runner(1, hooks(0), store.clone()).await;
+    let (r, _data_r) = runner(1, hooks(0), store.clone()).await;
     let error = r.submit(request(None)).await.expect_err("missing x");
     assert!(matches!(error, RunError::Params(ParamError::Missing { ref name }) if name == "x"));
     assert!(
@@ -112,7 +123,7 @@ async fn bad_params_are_refused_and_nothing_is_stored() {
 async fn a_launch_failure_fails_the_run_with_the_reason() {
     let store = Arc::new(MemoryRunStore::new());
     let gate = hooks(1);
-    let r = runner(1, gate.clone(), store).await;
+    let (r, _data_r) = runner(1, gate.clone(), store).await;
     let run = r.submit(request(Some("hi"))).await.expect("queued");
     assert_eq!(run.state, RunState::Queued);
     assert_eq!(run.prompt, "");
@@ -146,7 +157,7 @@ async fn a_launch_failure_fails_the_run_with_the_reason() {
 async fn cancel_queued_and_starting_runs() {
     let store = Arc::new(MemoryRunStore::new());
     let gate = hooks(0);
-    let r = runner(1, gate.clone(), store).await;
+    let (r, _data_r) = runner(1, gate.clone(), store).await;
     let first = r.submit(request(Some("1"))).await.expect("queued");
     let second = r.submit(request(Some("2"))).await.expect("queued");
     // The first holds the only slot (its grant is held back); the second waits.
@@ -188,7 +199,7 @@ async fn cancel_queued_and_starting_runs() {
 #[tokio::test]
 async fn a_restart_fails_interrupted_runs_and_starts_queued_ones() {
     let store = Arc::new(MemoryRunStore::new());
-    let before = runner(1, hooks(0), store.clone()).await;
+    let (before, _data_before) = runner(1, hooks(0), store.clone()).await;
     let running = before.submit(request(Some("a"))).await.expect("queued");
     let queued = before.submit(request(Some("b"))).await.expect("queued");
     // Pretend the gateway died with `running` in its sandbox.
@@ -197,7 +208,7 @@ async fn a_restart_fails_interrupted_runs_and_starts_queued_ones() {
     store.update_run(&record).await.expect("update");
     drop(before);
 
-    let after = runner(1, hooks(1), store.clone()).await;
+    let (after, _data_after) = runner(1, hooks(1), store.clone()).await;
     let interrupted = after.get(&running.id).await.expect("run");
     assert_eq!(interrupted.state, RunState::Failed);
     assert_eq!(interrupted.reason.as_deref(), Some("gateway restarted"));
@@ -220,7 +231,7 @@ async fn a_restart_fails_interrupted_runs_and_starts_queued_ones() {
 #[tokio::test]
 async fn usage_adds_up() {
     let store = Arc::new(MemoryRunStore::new());
-    let r = runner(1, hooks(0), store).await;
+    let (r, _data_r) = runner(1, hooks(0), store).await;
     let run = r.submit(request(Some("u"))).await.expect("queued");
     let delta = UsageDelta {
         cost: 5,
