@@ -231,3 +231,116 @@ async fn initialize_is_rate_limited_per_key_like_a_call() {
         .assert_echo("fx__echo", "bob")
         .await;
 }
+
+// ---------------------------------------------------------------------------
+// Item 1: logging/setLevel is per session
+// ---------------------------------------------------------------------------
+
+/// Two fixture servers, `fx` and `fy`; tier `free` sees only `fx`.
+fn two_servers() -> String {
+    format!(
+        r#"
+auth = "keys"
+
+[plans]
+free = "free"
+pro = "pro"
+
+[tiers.free]
+tools = ["fx__*"]
+
+[tiers.pro]
+tools = ["*"]
+{}{}"#,
+        fixture_server("fx", ""),
+        fixture_server("fy", "")
+    )
+}
+
+async fn set_level(c: &Client, level: &str) {
+    let r = c
+        .request("logging/setLevel", json!({ "level": level }))
+        .await;
+    assert_eq!(r.result(), &json!({}), "setLevel {level}: {}", r.body);
+}
+
+/// The levels of the log messages relayed during one call of `TOOL`
+/// (`test_tool_with_logging` logs three messages at `info`).
+async fn logs_during(c: &Client, tool: &str) -> Vec<String> {
+    let r = c.call(tool, json!({})).await;
+    r.result();
+    r.notifications("notifications/message")
+        .iter()
+        .map(|m| m["params"]["level"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_log_level_does_not_change_anothers() {
+    let gw = started("iso-levels", &two_servers());
+    let bob = session(&gw, &tenant_with_key(&gw, "bob", "pro", None)).await;
+    let alice = session(&gw, &tenant_with_key(&gw, "alice", "pro", None)).await;
+    let carol = session(&gw, &tenant_with_key(&gw, "carol", "pro", None)).await;
+    let info = vec!["info".to_owned(); 3];
+    // Bob asks for info, then Alice for error: the shared upstream is sent
+    // the most verbose (info), and each session gets its own.
+    set_level(&bob, "info").await;
+    set_level(&alice, "error").await;
+    assert_eq!(logs_during(&bob, "fx__test_tool_with_logging").await, info);
+    assert!(
+        logs_during(&alice, "fx__test_tool_with_logging")
+            .await
+            .is_empty()
+    );
+    // Alice turning the upstream up to debug does not reach Bob at warning.
+    set_level(&bob, "warning").await;
+    set_level(&alice, "debug").await;
+    assert!(
+        logs_during(&bob, "fx__test_tool_with_logging")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        logs_during(&alice, "fx__test_tool_with_logging").await,
+        info
+    );
+    // Carol never set a level: she gets what the upstream sends, which
+    // follows the sessions still open. Alice leaves; Bob's warning remains.
+    assert_eq!(
+        logs_during(&carol, "fx__test_tool_with_logging").await,
+        info
+    );
+    assert_eq!(alice.delete().await.status, 204);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !logs_during(&carol, "fx__test_tool_with_logging")
+        .await
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream level never went back to warning after the debug session ended"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_level_reaches_only_servers_the_tenant_can_see() {
+    let gw = started("iso-level-reach", &two_servers());
+    let free = session(&gw, &tenant_with_key(&gw, "small", "free", None)).await;
+    let pro = session(&gw, &tenant_with_key(&gw, "big", "pro", None)).await;
+    set_level(&free, "error").await;
+    let info = vec!["info".to_owned(); 3];
+    // `fy` is hidden from the free tier: its level is untouched, and a
+    // session that set none gets its info messages.
+    assert_eq!(logs_during(&pro, "fy__test_tool_with_logging").await, info);
+    // `fx` is visible to it, so there the free tenant's level counts.
+    assert!(
+        logs_during(&pro, "fx__test_tool_with_logging")
+            .await
+            .is_empty()
+    );
+    let bad = free
+        .request("logging/setLevel", json!({"level": "loud"}))
+        .await;
+    assert_eq!(bad.error_code(), -32602, "{}", bad.body);
+}

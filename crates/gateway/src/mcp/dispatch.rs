@@ -1,7 +1,7 @@
 //! What each MCP request method does, in one closed match: answer locally
-//! (ping, the `*/list` pages filtered by tier), fan out (`logging/setLevel`),
-//! or resolve the name to its upstream and `forward` (billable calls through
-//! their `Meter`). Three methods are not here because their answer shapes the
+//! (ping, the `*/list` pages filtered by tier), keep the session's log level
+//! (`logging/setLevel`, in `logging`), or resolve the name to its upstream
+//! and `forward` (billable calls through their `Meter`). Three methods are not here because their answer shapes the
 //! HTTP exchange itself: `initialize` (it opens a session: `lifecycle`),
 //! `server/discover` (`modern`) and `subscriptions/listen` (a stream: `listen`).
 
@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use mcpgate_proto::jsonrpc::{self, Message};
 use mcpgate_store::Outcome;
-use mcpgate_upstream::{Connection, Reply, RequestOpts};
+use mcpgate_upstream::Reply;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::ctx::Ctx;
 use super::forward::forward;
+use super::logging;
 use super::params::Params;
 use crate::config::Prefix;
 use crate::state::App;
@@ -124,7 +125,7 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
         }
         "completion/complete" => complete(ctx, params, msg).await,
         "logging/setLevel" => {
-            set_level(ctx, params).await;
+            logging::set_level(ctx, params).await?;
             Ok(empty_result())
         }
         "initialize" => Err(CallError::InvalidParams(
@@ -288,35 +289,4 @@ async fn complete(ctx: &Ctx, params: Option<&RawValue>, msg: &Message) -> Result
             "\"ref\" must be ref/prompt with a name or ref/resource with a uri".into(),
         )),
     }
-}
-
-/// Sends the level to every ready upstream that supports logging (and this session's own).
-async fn set_level(ctx: &Ctx, params: Option<&RawValue>) {
-    let mut conns: Vec<Connection> = ctx
-        .app
-        .servers
-        .list
-        .iter()
-        .filter_map(|s| {
-            let st = lock(&s.state);
-            (st.status == Status::Ready)
-                .then(|| st.conn.clone())
-                .flatten()
-        })
-        .collect();
-    if let Some(s) = &ctx.session {
-        conns.extend(s.private.lock().await.values().cloned());
-    }
-    let calls = conns
-        .into_iter()
-        .filter(|c| c.init_info().is_some_and(|i| i.has_capability("logging")))
-        .map(|c| async move {
-            if let Err(e) = c
-                .request("logging/setLevel", params, RequestOpts::default())
-                .await
-            {
-                tracing::debug!(server = %c.name(), "logging/setLevel failed: {e}");
-            }
-        });
-    futures::future::join_all(calls).await;
 }

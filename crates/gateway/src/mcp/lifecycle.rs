@@ -1,5 +1,6 @@
 //! The gateway's and a session's life: starting the upstream supervisors,
-//! the key-revocation watcher and the idle reaper; probing upstreams once
+//! the key-revocation watcher, the keeper of upstream log levels and the
+//! idle reaper; probing upstreams once
 //! (`check`, `tenants show`); stopping (sessions ended, upstreams closed, the
 //! ledger flushed); and a client session's `initialize` (rate-limited, and
 //! capped per tenant) and end.
@@ -11,6 +12,7 @@ use mcpgate_proto::version;
 use serde_json::value::RawValue;
 
 use super::health::initialize_result;
+use super::logging::keep_levels;
 use super::supervise::supervise;
 use crate::state::App;
 use crate::state::auth::Principal;
@@ -25,6 +27,7 @@ pub(crate) fn start(app: &Arc<App>) {
         tokio::spawn(supervise(app.clone(), s.clone()));
     }
     tokio::spawn(app.auth.clone().watch(app.shutdown.clone()));
+    tokio::spawn(keep_levels(app.clone()));
     let app = app.clone();
     tokio::spawn(async move {
         let tick = (app.cfg.session_idle_timeout / 4)
@@ -160,11 +163,15 @@ pub(crate) fn initialize(
     if app.cfg.stateless {
         return Ok((result, None));
     }
-    let session =
-        Session::new(who.tenant.clone(), ClientCaps::from_initialize(params)).map_err(|e| {
-            tracing::error!("cannot create a session id: the OS random generator failed: {e}");
-            InitError::NoRandom
-        })?;
+    let session = Session::new(
+        who.tenant.clone(),
+        Arc::from(who.tier.name.as_str()),
+        ClientCaps::from_initialize(params),
+    )
+    .map_err(|e| {
+        tracing::error!("cannot create a session id: the OS random generator failed: {e}");
+        InitError::NoRandom
+    })?;
     let session = Arc::new(session);
     session.touch();
     let limit = who.tier.max_sessions;

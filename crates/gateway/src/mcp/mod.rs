@@ -3,7 +3,7 @@
 //! eras), `forward` and `relay` (one request to its upstream and what it sends
 //! back), `mrtr` (bridging the two eras' ways of asking the client for input),
 //! `modern` (the 2026-07-28 call's life and its replies), `listen`
-//! (`subscriptions/listen`), `supervise` (upstream lifecycles), `lifecycle`
+//! (`subscriptions/listen`), `logging` (per-session log levels), `supervise` (upstream lifecycles), `lifecycle`
 //! (start, probe, stop, a session's initialize and end), `health` and `admin`.
 //! Nothing here imports `http`.
 
@@ -15,6 +15,7 @@ pub(crate) mod forward;
 pub mod health;
 pub(crate) mod lifecycle;
 pub(crate) mod listen;
+pub(crate) mod logging;
 pub(crate) mod modern;
 pub(crate) mod mrtr;
 pub(crate) mod params;

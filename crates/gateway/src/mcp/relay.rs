@@ -2,8 +2,8 @@
 //! upstream, and what the upstream sends about it (progress, logs, sampling,
 //! elicitation, roots, cancellation) is relayed to this call's client with
 //! progress tokens and server-request ids remapped, so two sessions can never
-//! collide. Also here: a client's answer to a relayed request, and a client's
-//! cancellation.
+//! collide, and log messages below the session's own level dropped. Also
+//! here: a client's answer to a relayed request, and a client's cancellation.
 
 use mcpgate_proto::jsonrpc::{self, Message};
 use mcpgate_upstream::{Connection, Incoming, Reply, RequestOpts, UpstreamError};
@@ -16,6 +16,7 @@ use super::ctx::Ctx;
 use super::params::{Params, replace_key};
 use crate::state::App;
 use crate::state::error::CallError;
+use crate::state::log_levels::message_rank;
 use crate::state::server_requests::Answer;
 use crate::state::sessions::Session;
 
@@ -160,8 +161,9 @@ async fn relay(ctx: &Ctx, conn: &Connection, inc: Incoming, progress: Option<&Pr
                         None => return,
                     }
                 }
-                ("notifications/message", Some(p)) => match &ctx.modern {
-                    Some(m) if !m.wants_log(&p) => return,
+                ("notifications/message", Some(p)) => match (&ctx.modern, &ctx.session) {
+                    (Some(m), _) if !m.wants_log(&p) => return,
+                    (_, Some(s)) if !s.wants_log(message_rank(Some(&p))) => return,
                     _ => p,
                 },
                 (_, p) => match p {

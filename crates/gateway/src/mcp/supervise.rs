@@ -5,6 +5,8 @@
 //! minute of health). The gateway serves while any of them are down; a server
 //! that comes up later adds its tools and the client sessions hear
 //! `list_changed`. A completed handshake closes the server's circuit breaker.
+//! A log message sent outside any call goes to the sessions whose tier sees
+//! the server, at or above each one's own level.
 //! Per-session servers get one extra connection per client session, created
 //! on first use, capped, and closed with the session.
 
@@ -18,10 +20,12 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use super::logging::send_level;
 use crate::config::Isolation;
 use crate::state::App;
 use crate::state::catalog::ServerLists;
 use crate::state::error::CallError;
+use crate::state::log_levels::message_rank;
 use crate::state::server_requests::Answer;
 use crate::state::servers::{Server, Status};
 use crate::state::sessions::Session;
@@ -137,9 +141,7 @@ async fn shared_events(
                     }
                 }
                 "notifications/resources/updated" => app.resource_updated(params.as_deref()),
-                "notifications/message" => {
-                    app.broadcast(jsonrpc::notification(&method, params.as_deref()).into());
-                }
+                "notifications/message" => app.broadcast_log(&server.name, params.as_deref()),
                 _ => tracing::debug!(server = %server.name, "dropped unattributed {method}"),
             },
             Event::Incoming(Incoming::Request { id, method, .. }) => {
@@ -251,6 +253,9 @@ pub(crate) async fn connection_for(
     let (tx, rx) = mpsc::unbounded_channel();
     match Connection::connect(&server.cfg.spec, caps, tx).await {
         Ok(conn) => {
+            if let Some(rank) = session.log_level() {
+                send_level(&conn, rank).await;
+            }
             private.insert(server.name.to_string(), conn.clone());
             tokio::spawn(private_events(
                 app.clone(),
@@ -282,6 +287,11 @@ async fn private_events(
         match ev {
             None | Some(Event::Closed { .. }) => break,
             Some(Event::Incoming(Incoming::Notification { method, params })) => {
+                if method == "notifications/message"
+                    && !session.wants_log(message_rank(params.as_deref()))
+                {
+                    continue;
+                }
                 session.push_standalone(jsonrpc::notification(&method, params.as_deref()).into());
             }
             Some(Event::Incoming(Incoming::Request { id, method, params })) => {

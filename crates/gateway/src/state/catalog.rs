@@ -63,13 +63,17 @@ pub struct Catalog {
     tool_headers: HashMap<String, Vec<(String, String)>>,
 }
 
-/// What one tier sees: positions into the catalog's lists.
+/// What one tier sees: positions into the catalog's lists, and the servers
+/// behind them.
 #[derive(Debug, Default)]
 pub struct View {
     pub tools: Vec<u32>,
     pub prompts: Vec<u32>,
     pub resources: Vec<u32>,
     pub templates: Vec<u32>,
+    /// Servers offering at least one thing the tier sees (sorted): the only
+    /// ones its `logging/setLevel` may reach and whose logs it may read.
+    pub servers: Vec<Arc<str>>,
 }
 
 /// Which list a `*/list` request asks for.
@@ -260,12 +264,14 @@ impl Catalog {
                 .collect()
         }
         for tier in tiers {
-            let view = View {
+            let mut view = View {
                 tools: pick(&self.tools, "name", &tier.tools),
                 prompts: pick(&self.prompts, "name", &tier.prompts),
                 resources: pick(&self.resources, "uri", &tier.resources),
                 templates: pick(&self.templates, "template", &tier.resources),
+                servers: Vec::new(),
             };
+            view.servers = self.servers_behind(tier, &view.templates);
             let msg = format!(
                 "tier '{}' exposes {} of {} tools, {} of {} prompts, {} of {} resources, {} of {} resource templates",
                 tier.name,
@@ -289,9 +295,48 @@ impl Catalog {
         }
     }
 
+    /// The servers offering something `tier` sees (`templates`: the
+    /// positions of the templates it sees, which `template_routes` shares).
+    fn servers_behind(&self, tier: &Tier, templates: &[u32]) -> Vec<Arc<str>> {
+        let named = |routes: &HashMap<String, Route>, rules: &Rules| -> Vec<Arc<str>> {
+            routes
+                .iter()
+                .filter(|(name, _)| rules.allows(name))
+                .map(|(_, r)| r.server.clone())
+                .collect()
+        };
+        let mut servers = named(&self.tool_routes, &tier.tools);
+        servers.extend(named(&self.prompt_routes, &tier.prompts));
+        servers.extend(
+            self.resource_routes
+                .iter()
+                .filter(|(uri, _)| tier.resources.allows(uri))
+                .map(|(_, s)| s.clone()),
+        );
+        servers.extend(
+            templates
+                .iter()
+                .filter_map(|i| self.template_routes.get(usize::try_from(*i).ok()?))
+                .map(|(_, s)| s.clone()),
+        );
+        servers.sort();
+        servers.dedup();
+        servers
+    }
+
     /// What a tier sees; `None` when the catalog was not indexed for it (everything).
     pub fn view(&self, tier: &str) -> Option<&View> {
         self.views.get(tier)
+    }
+
+    /// Whether `tier` sees anything `server` offers (a tier the catalog was
+    /// not indexed for sees everything, as in `view`).
+    pub(crate) fn tier_sees_server(&self, tier: &str, server: &str) -> bool {
+        self.view(tier).is_none_or(|v| {
+            v.servers
+                .binary_search_by(|s| s.as_ref().cmp(server))
+                .is_ok()
+        })
     }
 
     /// One page of a merged list as a raw result object, with `nextCursor` when
@@ -659,6 +704,69 @@ mod tests {
         let prompts: Value =
             serde_json::from_str(c.page(ListKind::Prompts, None, 10, view).unwrap().get()).unwrap();
         assert_eq!(prompts["prompts"], json!([]));
+    }
+
+    #[test]
+    fn a_tier_sees_the_servers_behind_what_it_sees() {
+        let (a, b, c, d): (Arc<str>, Arc<str>, Arc<str>, Arc<str>) = (
+            Arc::from("a"),
+            Arc::from("b"),
+            Arc::from("c"),
+            Arc::from("d"),
+        );
+        let tools = ServerLists {
+            tools: vec![obj(json!({"name": "echo"}))],
+            ..Default::default()
+        };
+        let prompts = ServerLists {
+            prompts: vec![obj(json!({"name": "p"}))],
+            ..Default::default()
+        };
+        let resources = ServerLists {
+            resources: vec![obj(json!({"uri": "file:///r"}))],
+            ..Default::default()
+        };
+        let templates = ServerLists {
+            templates: vec![obj(json!({"uriTemplate": "t://{id}"}))],
+            ..Default::default()
+        };
+        let part = |server, lists| Contribution {
+            server,
+            prefix: Prefix::Always,
+            lists,
+        };
+        let mut cat = Catalog::build(
+            1,
+            "__",
+            &[
+                part(&a, &tools),
+                part(&b, &prompts),
+                part(&c, &resources),
+                part(&d, &templates),
+            ],
+        );
+        let mut narrow = Tier::unrestricted();
+        narrow.name = "narrow".into();
+        narrow.tools = Rules::default();
+        narrow.prompts = Rules {
+            allow: vec!["*".into()],
+            deny: Vec::new(),
+        };
+        narrow.resources = Rules {
+            allow: vec!["t://*".into()],
+            deny: Vec::new(),
+        };
+        let all = Tier::unrestricted();
+        cat.index_tiers([&narrow, &all]);
+        let seen = |tier: &str| -> Vec<&str> {
+            ["a", "b", "c", "d"]
+                .into_iter()
+                .filter(|s| cat.tier_sees_server(tier, s))
+                .collect()
+        };
+        assert_eq!(seen("narrow"), ["b", "d"]);
+        assert_eq!(seen(&all.name), ["a", "b", "c", "d"]);
+        assert_eq!(seen("not indexed"), ["a", "b", "c", "d"]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod error;
 pub(crate) mod listeners;
+pub(crate) mod log_levels;
 pub(crate) mod parking;
 pub(crate) mod policy;
 pub(crate) mod server_requests;
@@ -32,6 +33,7 @@ use crate::config::Config;
 use auth::Authenticator;
 use catalog::Catalog;
 use listeners::Listeners;
+use log_levels::{LogLevels, message_rank};
 use parking::Parking;
 use policy::Gate;
 use server_requests::ServerRequests;
@@ -54,6 +56,8 @@ pub struct App {
     pub(crate) parking: Parking,
     /// Open 2026-07-28 `subscriptions/listen` streams.
     pub(crate) listeners: Listeners,
+    /// The log level each session asked for, counted per tier.
+    pub(crate) log_levels: LogLevels,
     pub shutdown: CancellationToken,
     pub(crate) started: Instant,
 }
@@ -65,8 +69,10 @@ impl App {
             store.clone(),
             cfg.policy.clone(),
         ));
+        let servers = Servers::new(&cfg);
         Arc::new(App {
-            servers: Servers::new(&cfg),
+            log_levels: LogLevels::new(servers.list.iter().map(|s| &s.name)),
+            servers,
             cfg,
             store,
             auth,
@@ -102,6 +108,8 @@ impl App {
             .map(AsRef::as_ref)
             .chain([self.auth.local().tier.as_ref()]);
         let changed = self.servers.update(&self.cfg.separator, tiers, change);
+        // A server (re)connected, or what tiers see changed: levels to send.
+        self.log_levels.notify();
         if notify {
             for method in changed.notifications() {
                 self.broadcast(jsonrpc::notification(method, None).into());
@@ -117,13 +125,29 @@ impl App {
         }
     }
 
-    /// Ends a session: cancels its calls and drops its relayed requests and
-    /// subscriptions (its per-session upstreams close with it, in `mcp`).
+    /// Sends an upstream's `notifications/message` from outside any call to
+    /// the sessions that may read it: their tier sees something `server`
+    /// offers, and the message is at or above the level they asked for.
+    pub(crate) fn broadcast_log(&self, server: &str, params: Option<&RawValue>) {
+        let rank = message_rank(params);
+        let catalog = self.catalog();
+        let msg: Bytes = jsonrpc::notification("notifications/message", params).into();
+        for s in self.sessions.all() {
+            if s.wants_log(rank) && catalog.tier_sees_server(&s.tier, server) {
+                s.push_standalone(msg.clone());
+            }
+        }
+    }
+
+    /// Ends a session: cancels its calls and drops its relayed requests,
+    /// subscriptions and log level (its per-session upstreams close with it,
+    /// in `mcp`).
     pub(crate) fn end_session(&self, id: &str) -> Option<Arc<sessions::Session>> {
         let s = self.sessions.remove(id)?;
         s.end();
         self.server_requests.drop_session(id);
         self.subscriptions.drop_holder(id);
+        self.log_levels.forget(&s);
         Some(s)
     }
 
@@ -155,5 +179,72 @@ impl App {
                 s.push_standalone(msg.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::sessions::{ClientCaps, Next, Session};
+    use std::time::Duration;
+
+    /// What reached a session's standalone stream, without waiting for more.
+    async fn standalone(s: &Session) -> Vec<String> {
+        let stream = s.standalone();
+        let (reader, mut at) = stream.attach();
+        let mut got = Vec::new();
+        while let Some(Next::Event(seq, b)) = stream.next(at, reader, Duration::ZERO).await {
+            got.push(String::from_utf8_lossy(&b).into_owned());
+            at = seq + 1;
+        }
+        got
+    }
+
+    /// A log an upstream sends outside any call reaches only the sessions
+    /// whose tier sees that server, at or above each one's own level.
+    #[tokio::test]
+    async fn standalone_logs_reach_the_sessions_that_may_read_them() {
+        let dir = std::env::temp_dir().join(format!(
+            "mcpgate-broadcast-log-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let text = format!(
+            "data_dir = {:?}\n[tiers.narrow]\ntools = [\"a__*\"]\n[servers.a]\ncommand = \"true\"\n[servers.b]\ncommand = \"true\"\n",
+            dir.display().to_string()
+        );
+        let cfg = Config::parse(std::path::Path::new("t.toml"), &text).expect("config");
+        let store = Store::open_in_dir(&dir).await.expect("store");
+        let app = App::new(cfg, store);
+        for s in &app.servers.list {
+            app.update_servers(false, || {
+                let mut st = mcpgate_proto::locks::lock(&s.state);
+                st.status = servers::Status::Ready;
+                st.lists.tools = vec![
+                    serde_json::from_str(r#"{"name":"echo","inputSchema":{"type":"object"}}"#)
+                        .expect("tool"),
+                ];
+            });
+        }
+        let session = |tier: &str| {
+            let s = Arc::new(
+                Session::new(Arc::from("t"), Arc::from(tier), ClientCaps::default()).expect("id"),
+            );
+            app.sessions.add(s.clone(), 10, 10).expect("room");
+            s
+        };
+        let narrow = session("narrow");
+        let quiet = session("narrow");
+        app.log_levels.set(&quiet, 4); // error
+        let log = |level: &str| {
+            RawValue::from_string(format!(r#"{{"level":"{level}","data":"x"}}"#)).expect("json")
+        };
+        app.broadcast_log("a", Some(&log("warning")));
+        app.broadcast_log("b", Some(&log("warning")));
+        let got = standalone(&narrow).await;
+        assert_eq!(got.len(), 1, "only server a's log: {got:?}");
+        assert!(got[0].contains("warning"), "{got:?}");
+        assert!(standalone(&quiet).await.is_empty(), "below its level");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -6,7 +6,7 @@
 //! cancels the work; the events wait in the buffer. Idle sessions expire.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ use mcpgate_proto::locks::{lock, read, write};
 const STANDALONE_BACKLOG: usize = 512;
 /// Finished POST streams kept for resumption, per session.
 const FINISHED_STREAMS_KEPT: usize = 32;
+/// `Session::log_level` before `logging/setLevel`.
+const LEVEL_UNSET: u8 = u8::MAX;
 
 /// What the client declared it can do, as far as relaying needs to know.
 #[derive(Debug, Clone, Default)]
@@ -76,7 +78,13 @@ pub(crate) struct Session {
     pub id: String,
     /// The tenant that opened the session; no other tenant may use it.
     pub tenant: Arc<str>,
+    /// The name of the tenant's tier when the session opened: which
+    /// upstreams its log level reaches and whose logs it reads.
+    pub tier: Arc<str>,
     pub caps: ClientCaps,
+    /// The rank of the level asked for with `logging/setLevel`, or
+    /// [`LEVEL_UNSET`]. Changed only through `LogLevels`, which counts it.
+    log_level: AtomicU8,
     last_seen_ms: AtomicU64,
     epoch: Instant,
     streams: Mutex<StreamTable>,
@@ -95,11 +103,17 @@ struct StreamTable {
 }
 
 impl Session {
-    pub(crate) fn new(tenant: Arc<str>, caps: ClientCaps) -> Result<Session, getrandom::Error> {
+    pub(crate) fn new(
+        tenant: Arc<str>,
+        tier: Arc<str>,
+        caps: ClientCaps,
+    ) -> Result<Session, getrandom::Error> {
         let s = Session {
             id: new_session_id()?,
             tenant,
+            tier,
             caps,
+            log_level: AtomicU8::new(LEVEL_UNSET),
             last_seen_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             streams: Mutex::new(StreamTable::default()),
@@ -112,6 +126,31 @@ impl Session {
             .live
             .insert(0, Arc::new(EventStream::new(0, STANDALONE_BACKLOG)));
         Ok(s)
+    }
+
+    /// The rank of the log level this session asked for, if it did.
+    pub(crate) fn log_level(&self) -> Option<u8> {
+        Some(self.log_level.load(Ordering::Relaxed)).filter(|l| *l != LEVEL_UNSET)
+    }
+
+    /// Sets (or clears) the level; returns the one it replaces.
+    pub(super) fn swap_log_level(&self, rank: Option<u8>) -> Option<u8> {
+        let old = self
+            .log_level
+            .swap(rank.unwrap_or(LEVEL_UNSET), Ordering::Relaxed);
+        Some(old).filter(|l| *l != LEVEL_UNSET)
+    }
+
+    /// Whether a `notifications/message` of this rank (see
+    /// `log_levels::message_rank`) reaches the session. One that never set a
+    /// level gets every message relayed to it, as the spec's default leaves
+    /// it to the server; one that did gets those at or above its level, and
+    /// none whose level is not one MCP defines.
+    pub(crate) fn wants_log(&self, rank: Option<u8>) -> bool {
+        match self.log_level() {
+            None => true,
+            Some(min) => rank.is_some_and(|r| r >= min),
+        }
     }
 
     pub(crate) fn touch(&self) {
@@ -451,7 +490,7 @@ mod tests {
 
     #[tokio::test]
     async fn resume_after_last_event_id_gets_only_what_was_missed() {
-        let s = Session::new(Arc::from("t"), ClientCaps::default()).unwrap();
+        let s = Session::new(Arc::from("t"), Arc::from("tier"), ClientCaps::default()).unwrap();
         let st = s.open_stream();
         st.push(Bytes::from_static(b"a"));
         st.push(Bytes::from_static(b"b"));
@@ -482,7 +521,9 @@ mod tests {
     }
 
     fn new_session(tenant: &str) -> Arc<Session> {
-        let s = Arc::new(Session::new(Arc::from(tenant), ClientCaps::default()).unwrap());
+        let s = Arc::new(
+            Session::new(Arc::from(tenant), Arc::from("tier"), ClientCaps::default()).unwrap(),
+        );
         s.touch();
         s
     }
@@ -521,6 +562,21 @@ mod tests {
         assert_eq!(t.longest_idle_of("a").as_deref(), Some(old.id.as_str()));
         assert_eq!(t.longest_idle_of("b").as_deref(), Some(other.id.as_str()));
         assert_eq!(t.longest_idle_of("nobody"), None);
+    }
+
+    #[test]
+    fn a_session_reads_logs_at_or_above_its_own_level() {
+        let s = new_session("a");
+        assert!(
+            s.wants_log(Some(0)) && s.wants_log(None),
+            "unset: everything"
+        );
+        s.swap_log_level(Some(3));
+        assert!(!s.wants_log(Some(1)), "info is below warning");
+        assert!(s.wants_log(Some(3)) && s.wants_log(Some(7)));
+        assert!(!s.wants_log(None), "an unknown level is not at or above it");
+        assert_eq!(s.swap_log_level(None), Some(3));
+        assert_eq!(s.log_level(), None);
     }
 
     #[test]
