@@ -25,6 +25,7 @@ use crate::http::Http;
 use crate::legacy_sse::LegacySse;
 use crate::message::{EventTx, RelayTx, Reply};
 use crate::modern::{listen_request, params_with_meta};
+use crate::redact::Secrets;
 use crate::routes::Routes;
 use crate::spec::{TransportSpec, UpstreamSpec};
 use crate::stdio::Stdio;
@@ -89,7 +90,18 @@ impl Connection {
     /// HTTP server whose initialize POST is answered 400, 404 or 405 is retried
     /// as a legacy HTTP+SSE server; [`Connection::transport_kind`] tells which
     /// one answered. The whole attempt is bounded by the connect timeout.
+    /// The server's configured secrets are masked in the error.
     pub async fn connect(
+        spec: &UpstreamSpec,
+        capabilities: Box<RawValue>,
+        events: EventTx,
+    ) -> Result<Connection, UpstreamError> {
+        Self::try_connect(spec, capabilities, events)
+            .await
+            .map_err(|e| Secrets::of(spec).error(e))
+    }
+
+    async fn try_connect(
         spec: &UpstreamSpec,
         capabilities: Box<RawValue>,
         events: EventTx,
@@ -148,7 +160,8 @@ impl Connection {
                 }
                 tracing::info!(
                     server = %spec.name,
-                    "not a legacy HTTP+SSE server either: {legacy_err}"
+                    "not a legacy HTTP+SSE server either: {}",
+                    Secrets::of(spec).error(legacy_err.clone())
                 );
                 Err(match (err, legacy_err) {
                     (_, auth @ UpstreamError::AuthFailed { .. }) => auth,
@@ -396,8 +409,22 @@ impl Connection {
         }
     }
 
-    /// Sends a request and waits for its reply.
+    /// Sends a request and waits for its reply. The server's configured
+    /// secrets are masked in an error, and in an error reply's text.
     pub async fn request(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        opts: RequestOpts,
+    ) -> Result<Reply, UpstreamError> {
+        let secrets = self.inner.routes.secrets();
+        self.request_unmasked(method, params, opts)
+            .await
+            .map(|r| secrets.reply(r))
+            .map_err(|e| secrets.error(e))
+    }
+
+    async fn request_unmasked(
         &self,
         method: &str,
         params: Option<&RawValue>,
@@ -458,6 +485,7 @@ impl Connection {
         self.inner
             .send_oneway(jsonrpc::notification(method, params))
             .await
+            .map_err(|e| self.inner.routes.secrets().error(e))
     }
 
     /// Answers a server-to-client request with the `id` it came with.
@@ -467,7 +495,10 @@ impl Connection {
             Reply::Result(r) => jsonrpc::response_result(id, r),
             Reply::Error(e) => jsonrpc::response_error_raw(Some(id), e),
         };
-        self.inner.send_oneway(bytes).await
+        self.inner
+            .send_oneway(bytes)
+            .await
+            .map_err(|e| self.inner.routes.secrets().error(e))
     }
 
     /// Ends the session: SIGTERM then SIGKILL after `grace` for a child, DELETE
@@ -543,7 +574,9 @@ impl Inner {
             Inner {
                 spec: spec.clone(),
                 transport: OnceLock::new(),
-                routes: Arc::new(Routes::new(&spec.name, events, answer_ping)),
+                routes: Arc::new(
+                    Routes::new(&spec.name, events, answer_ping).with_secrets(Secrets::of(spec)),
+                ),
                 init: Mutex::new(None),
                 reinit: tokio::sync::Mutex::new(()),
                 reinit_generation: AtomicU64::new(0),

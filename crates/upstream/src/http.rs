@@ -448,7 +448,7 @@ fn dispatch_event(routes: &Routes, ev: &sse::Event, hint: Option<u64>) {
     match Message::parse(ev.data.as_bytes()) {
         Ok(msg) => routes.dispatch(msg, hint),
         Err(e) => {
-            tracing::warn!(server = %routes.name(), "bad SSE message ignored: {}", e.message())
+            tracing::warn!(server = %routes.name(), "bad SSE message ignored: {}", routes.secrets().redact(&e.message()))
         }
     }
 }

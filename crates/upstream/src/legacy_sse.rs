@@ -190,6 +190,10 @@ fn dispatch_event(routes: &Routes, name: &str, ev: &sse::Event) {
     }
     match Message::parse(ev.data.as_bytes()) {
         Ok(msg) => routes.dispatch(msg, None),
-        Err(e) => tracing::warn!(server = %name, "bad SSE message ignored: {}", e.message()),
+        Err(e) => tracing::warn!(
+            server = %name,
+            "bad SSE message ignored: {}",
+            routes.secrets().redact(&e.message())
+        ),
     }
 }

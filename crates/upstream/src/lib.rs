@@ -9,7 +9,8 @@
 //! The modules stand on each other one way: `conn` owns the transports
 //! (`stdio`, `http`, `legacy_sse`), which report what the server sends into
 //! `routes`; the HTTP transports share `http_client`; `spec`, `message`,
-//! `error`, `handshake` and `modern` are leaves.
+//! `error`, `handshake` and `modern` are leaves; `redact` keeps a server's
+//! configured secrets out of its stderr and error text.
 
 mod conn;
 mod error;
@@ -19,6 +20,7 @@ mod http_client;
 mod legacy_sse;
 mod message;
 mod modern;
+mod redact;
 mod routes;
 mod spec;
 mod stdio;

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::UpstreamError;
 use crate::message::{Event, EventTx, Incoming, RelayTx, Reply};
+use crate::redact::Secrets;
 use mcpgate_proto::locks::lock;
 
 /// Sends bytes back to the server (the answer to its `ping`), in the background.
@@ -52,6 +53,8 @@ pub(crate) struct Routes {
     closed_reason: Mutex<Option<String>>,
     closed: CancellationToken,
     answer_ping: SendBack,
+    /// The server's configured secrets, masked in what we log or report of it.
+    secrets: Secrets,
 }
 
 #[derive(Deserialize)]
@@ -79,7 +82,19 @@ impl Routes {
             closed_reason: Mutex::new(None),
             closed: CancellationToken::new(),
             answer_ping,
+            secrets: Secrets::default(),
         }
+    }
+
+    /// The same routes, masking `secrets` in what they log and in why they closed.
+    pub(crate) fn with_secrets(mut self, secrets: Secrets) -> Routes {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The server's configured secrets.
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// The server's configured name.
@@ -166,6 +181,7 @@ impl Routes {
     /// Marks the connection dead and fails every request in flight at once.
     pub(crate) fn mark_closed(&self, reason: String) {
         if self.alive.swap(false, Ordering::AcqRel) {
+            let reason = self.secrets.redact(&reason).into_owned();
             *lock(&self.closed_reason) = Some(reason.clone());
             let drained: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
             let err = self.closed_error();
@@ -183,7 +199,7 @@ impl Routes {
         let kind = match msg.kind() {
             Ok(k) => k,
             Err(e) => {
-                tracing::warn!(server = %self.name, "ignoring malformed message: {}", e.message());
+                tracing::warn!(server = %self.name, "ignoring malformed message: {}", self.secrets.redact(&e.message()));
                 return;
             }
         };

@@ -2,7 +2,8 @@
 //! child gets a cleared environment (only its configured variables plus `PATH`
 //! and `HOME`), runs in its own process group so that SIGTERM/SIGKILL reach
 //! grandchildren too (npx → node), and is always reaped. Its stderr goes to the
-//! gateway log, tagged with the server name and rate-limited.
+//! gateway log, tagged with the server name, rate-limited, and with the
+//! server's configured `env` values masked (a child may print its environment).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,7 +116,7 @@ impl Stdio {
                             Err(e) => tracing::warn!(
                                 server = %reader_routes.name(),
                                 "non-JSON-RPC line on stdout ignored: {}",
-                                e.message()
+                                reader_routes.secrets().redact(&e.message())
                             ),
                         }
                     }
@@ -131,6 +132,7 @@ impl Stdio {
         });
 
         let name = spec.name.clone();
+        let secrets = routes.secrets().clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             let mut window = Instant::now();
@@ -146,7 +148,7 @@ impl Stdio {
                 }
                 count += 1;
                 if count <= STDERR_LINES_PER_SEC {
-                    tracing::info!(server = %name, "stderr: {line}");
+                    tracing::info!(server = %name, "stderr: {}", secrets.redact(&line));
                 } else {
                     dropped += 1;
                 }

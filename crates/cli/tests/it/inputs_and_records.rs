@@ -147,3 +147,110 @@ async fn regression_audit_and_usage_escape_client_chosen_names() {
         "{names:?}"
     );
 }
+
+/// Waits until the gateway's log holds `needle` (the relayed line is the
+/// signal), or panics with the log.
+fn wait_log(gw: &Gateway, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let log = gw.stderr();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in the log:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn regression_a_stdio_servers_env_secret_never_reaches_the_log() {
+    let secret = format!("tok-{}-s3cr3t-env", std::process::id());
+    // The server prints its whole environment to stderr, then serves.
+    let config = format!(
+        "[servers.leaky]\ncommand = \"sh\"\nargs = [\"-c\", \"env >&2; exec \\\"$0\\\" stdio\", {}]\n\
+         env = {{ LEAKY_TOKEN = {}, LEAKY_MODE = \"debug\" }}\n",
+        q(fixture_bin().display().to_string()),
+        q(&secret)
+    );
+    let gw = Gateway::start("env-secret", &config);
+    gw.wait_ready(std::time::Duration::from_secs(20));
+    let log = wait_log(&gw, "LEAKY_TOKEN=");
+    assert!(
+        log.contains("LEAKY_TOKEN=[redacted]"),
+        "the line is relayed, masked:\n{log}"
+    );
+    assert!(
+        log.contains("LEAKY_MODE=debug"),
+        "short values are not secrets:\n{log}"
+    );
+    assert!(!log.contains(&secret), "the secret is in the log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_an_http_servers_error_text_never_carries_its_header_secret() {
+    use crate::common::client::{Client, status_is};
+    use crate::common::mock_upstream::{Behaviour, MockUpstream, Reject};
+    let secret = format!("tok-{}-s3cr3t-hdr", std::process::id());
+    // A server that echoes the credentials it was sent, in its error body.
+    // The client keeps 200 characters of it: the second copy straddles the
+    // cut, 8 characters of it before.
+    let before = "echo: Bearer ".len() + secret.len() + " and again ".len();
+    let pad = "x".repeat(192 - before);
+    let echo = MockUpstream::start(Behaviour {
+        reject: Some(Reject {
+            status: 500,
+            www_authenticate: None,
+            body: format!("echo: Bearer {secret} and again {pad}{secret}"),
+        }),
+        ..Behaviour::default()
+    });
+    let challenger = MockUpstream::start(Behaviour {
+        reject: Some(Reject {
+            status: 401,
+            www_authenticate: Some(format!(
+                "Bearer error=\"invalid_token\", token=\"{secret}\""
+            )),
+            body: String::new(),
+        }),
+        ..Behaviour::default()
+    });
+    let config = format!(
+        "[servers.echo]\nurl = {}\nheaders = {{ Authorization = {} }}\n\
+         [servers.challenger]\nurl = {}\nheaders = {{ Authorization = {} }}\n",
+        q(&echo.url),
+        q(format!("Bearer {secret}")),
+        q(&challenger.url),
+        q(format!("Bearer {secret}")),
+    );
+    let gw = Gateway::start_with_env("hdr-secret", &config, &[("RUST_LOG", "debug")]);
+    let c = Client::new(&gw);
+    let h = c
+        .wait_health(
+            "both servers failed",
+            std::time::Duration::from_secs(30),
+            |h| status_is(h, "echo", "protocol_error") && status_is(h, "challenger", "auth_failed"),
+        )
+        .await;
+    let health = h.to_string();
+    assert!(
+        !health.contains(&secret),
+        "the secret is in /health: {health}"
+    );
+    assert!(
+        health.contains("echo: [redacted] and again xxx"),
+        "the error text is kept, masked: {health}"
+    );
+    assert!(
+        health.contains("xxx[redacted]\""),
+        "the copy cut off at the end is masked too: {health}"
+    );
+    assert!(
+        health.contains("token=\\\"[redacted]\\\""),
+        "the challenge is masked: {health}"
+    );
+    let log = gw.stderr();
+    assert!(!log.contains(&secret), "the secret is in the log:\n{log}");
+}
