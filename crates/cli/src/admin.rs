@@ -371,20 +371,21 @@ pub(crate) async fn usage(at: &At, a: UsageArgs) -> ExitCode {
             return Ok(());
         }
         let mut out = format!(
-            "{:<20} {:<40} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}\n",
-            "TENANT", "NAME", "CALLS", "OK", "ERRORS", "DENIED", "COST", "AVG MS"
+            "{:<20} {:<40} {:>7} {:>7} {:>7} {:>7} {:>11} {:>9} {:>10}\n",
+            "TENANT", "NAME", "CALLS", "OK", "ERRORS", "DENIED", "INTERRUPTED", "COST", "AVG MS"
         );
         for u in &rows {
             let finished = (u.ok + u.errors).max(1);
             let _ = writeln!(
                 out,
-                "{:<20} {:<40} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10.2}",
+                "{:<20} {:<40} {:>7} {:>7} {:>7} {:>7} {:>11} {:>9} {:>10.2}",
                 safe(&u.tenant),
                 safe(&u.name),
                 u.calls,
                 u.ok,
                 u.errors,
                 u.denied,
+                u.interrupted,
                 u.cost,
                 u.total_duration_us as f64 / 1000.0 / finished as f64
             );

@@ -20,6 +20,8 @@ pub(crate) struct Target {
     pub(crate) backend: Backend,
     pub(crate) options: AnyConnectOptions,
     pub(crate) description: String,
+    /// The SQLite file; `None` on PostgreSQL.
+    pub(crate) sqlite_file: Option<PathBuf>,
 }
 
 /// Per-connection settings for SQLite. WAL lets readers run beside the one
@@ -69,6 +71,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, StoreError> {
             backend: Backend::Postgres,
             options,
             description: describe_postgres(url),
+            sqlite_file: None,
         });
     }
     Err(StoreError::Invalid(
@@ -110,6 +113,7 @@ pub(crate) fn sqlite_target(path: &Path) -> Result<Target, StoreError> {
         backend: Backend::Sqlite,
         options,
         description: format!("sqlite {text}"),
+        sqlite_file: Some(path),
     })
 }
 

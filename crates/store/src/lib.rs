@@ -19,6 +19,7 @@ mod clock;
 mod connect;
 mod error;
 mod glob;
+mod interrupted;
 mod keys;
 mod ledger;
 mod migrate;

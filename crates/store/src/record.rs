@@ -36,7 +36,8 @@ pub struct CallRecord {
 }
 
 /// How a call ended; stored as snake_case text (`"ok"`, `"tool_error"`, ...).
-/// A reserved call that has not finished is stored as `"pending"`.
+/// A reserved call that has not finished is stored as `"pending"`, and one
+/// whose gateway stopped first as `"interrupted"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -128,6 +129,11 @@ pub(crate) use usage_columns;
 
 /// The stored outcome of a reserved call that has not finished yet.
 pub(crate) const PENDING: &str = "pending";
+
+/// The stored outcome of a reserved call whose gateway stopped before it
+/// finished, set at a later start (see `Store::interrupt_pending`). Not an
+/// [`Outcome`]: no running gateway ends a call this way.
+pub(crate) const INTERRUPTED: &str = "interrupted";
 
 /// A committed reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::{StoreError, db};
 use crate::glob::{to_like, to_sqlite_glob};
-use crate::record::{Outcome, usage_columns};
+use crate::record::{INTERRUPTED, Outcome, usage_columns};
 use crate::{Backend, Store};
 
 /// Usage of one name by one tenant.
@@ -27,6 +27,9 @@ pub struct UsageSummary {
     pub errors: i64,
     /// Calls refused by a `denied_*` rule.
     pub denied: i64,
+    /// Calls in flight when their gateway stopped (`kill -9`, a crash),
+    /// marked `interrupted` at its next start; their cost stays charged.
+    pub interrupted: i64,
     /// Compute tokens charged (after refunds).
     pub cost: i64,
     /// Sum of the recorded durations, in microseconds.
@@ -68,7 +71,8 @@ pub struct AuditRecord {
     pub name: String,
     /// The upstream that served it, if known.
     pub upstream: Option<String>,
-    /// An [`Outcome`] as text, or `pending`.
+    /// An [`Outcome`] as text, `pending`, or `interrupted` (its gateway
+    /// stopped before it finished).
     pub outcome: String,
     /// How long the call took, once finished.
     pub duration_us: Option<i64>,
@@ -110,8 +114,9 @@ fn summary_from_row(row: &AnyRow) -> Result<UsageSummary, sqlx::Error> {
         ok: row.try_get(3)?,
         errors: row.try_get(4)?,
         denied: row.try_get(5)?,
-        cost: row.try_get(6)?,
-        total_duration_us: row.try_get(7)?,
+        interrupted: row.try_get(6)?,
+        cost: row.try_get(7)?,
+        total_duration_us: row.try_get(8)?,
     })
 }
 
@@ -194,6 +199,7 @@ impl Store {
                 CAST(COALESCE(SUM(CASE WHEN outcome IN ({ok}) THEN 1 ELSE 0 END), 0) AS BIGINT),
                 CAST(COALESCE(SUM(CASE WHEN outcome IN ({errors}) THEN 1 ELSE 0 END), 0) AS BIGINT),
                 CAST(COALESCE(SUM(CASE WHEN outcome IN ({denied}) THEN 1 ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN outcome = '{INTERRUPTED}' THEN 1 ELSE 0 END), 0) AS BIGINT),
                 CAST(COALESCE(SUM(cost), 0) AS BIGINT),
                 CAST(COALESCE(SUM(duration_us), 0) AS BIGINT)
              FROM usage{} GROUP BY tenant, name ORDER BY tenant, name",

@@ -21,6 +21,7 @@ use crate::checkpoint;
 use crate::clock::now_ms;
 use crate::connect::{Target, open_connection};
 use crate::error::{ReserveError, StoreError};
+use crate::interrupted;
 use crate::op::Op;
 use crate::record::Outcome;
 
@@ -45,6 +46,9 @@ pub(crate) async fn run(mut rx: mpsc::UnboundedReceiver<Op>, target: Arc<Target>
     // Dropped (stopping its task) when this task ends.
     let checkpointer =
         (target.backend == Backend::Sqlite).then(|| checkpoint::spawn(target.clone()));
+    // Says "a writer is alive" to a gateway starting beside this one (SQLite),
+    // until this task ends.
+    let _alive = interrupted::hold_writer_lock(&target).await;
     let mut w = Writer {
         target,
         conn: None,

@@ -254,3 +254,76 @@ async fn regression_an_http_servers_error_text_never_carries_its_header_secret()
     let log = gw.stderr();
     assert!(!log.contains(&secret), "the secret is in the log:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_call_in_flight_at_kill_9_is_interrupted_after_a_restart() {
+    use crate::common::admin::*;
+    let data = TempDir::new("kill9-data");
+    let config = format!(
+        "auth = \"keys\"\naudit_arguments = true\ndata_dir = {}\n[plans]\nfree = \"free\"\n\
+         [tiers.free]\ntools = [\"fx__sleep\"]\ncost = 3\n{}",
+        q(data.0.display().to_string()),
+        fixture_server("fx", "")
+    );
+    let mut gw = Gateway::start("kill9-a", &config);
+    gw.wait_ready(std::time::Duration::from_secs(20));
+    let key = tenant_with_key(&gw, "acme", "free", Some(100));
+    let mut c = keyed(&gw, &key);
+    c.initialize().await;
+    let call = tokio::spawn(async move {
+        let msg = serde_json::json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "fx__sleep", "arguments": {"ms": 60_000}}});
+        c.try_post(&msg).await
+    });
+
+    // The reservation is committed before the call is forwarded: wait for its row.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let row = loop {
+        let rows = audit(&gw, "acme");
+        if let Some(r) = rows.iter().find(|r| r["name"] == "fx__sleep") {
+            break r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no usage row: {rows:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(row["outcome"], "pending", "{row}");
+    gw.proc.child.kill().expect("SIGKILL the gateway");
+    let _ = gw.proc.child.wait();
+    let _ = call.await;
+
+    // Still pending while no gateway runs: nothing has looked at it yet.
+    let rows = audit(&gw, "acme");
+    assert_eq!(rows[0]["outcome"], "pending", "{rows:?}");
+
+    let again = Gateway::start("kill9-b", &config);
+    again.wait_ready(std::time::Duration::from_secs(20));
+    let rows = audit(&again, "acme");
+    let row = rows
+        .iter()
+        .find(|r| r["id"] == row["id"])
+        .expect("the same row");
+    assert_eq!(row["outcome"], "interrupted", "{row}");
+    assert_eq!(row["cost"], 3, "the debit is kept: {row}");
+    let tenant = cli_ok(&again, &["tenants", "list", "--json"]);
+    let tenants: serde_json::Value = serde_json::from_str(&tenant).expect("json");
+    assert_eq!(tenants[0]["balance"], 97, "{tenants}");
+
+    let table = cli_ok(&again, &["audit", "--tenant", "acme"]);
+    assert!(table.contains("interrupted"), "{table}");
+    let usage = cli_ok(&again, &["usage", "--tenant", "acme"]);
+    let line = usage
+        .lines()
+        .find(|l| l.contains("fx__sleep"))
+        .unwrap_or_else(|| panic!("{usage}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    // TENANT NAME CALLS OK ERRORS DENIED INTERRUPTED COST AVG
+    assert_eq!(cols[2..8], ["1", "0", "0", "0", "1", "3"], "{usage}");
+    assert!(
+        again.stderr().contains("1 call(s) left pending"),
+        "{}",
+        again.stderr()
+    );
+}

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // a test: a panic is the failure report
 
 mod common;
+mod interrupted;
 mod keys;
 mod ledger;
 mod report;

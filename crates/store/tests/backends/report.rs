@@ -76,6 +76,7 @@ async fn summaries_and_audit_filters(backend: Backend) {
                 ok,
                 errors,
                 denied,
+                interrupted: 0,
                 cost,
                 total_duration_us: dur,
             };
