@@ -1,8 +1,9 @@
 //! The local sandbox: each run in its own bubblewrap (`bwrap`) sandbox.
 //!
 //! - Namespaces: new user (the agent is uid/gid 1000 with every capability
-//!   dropped and no nested user namespaces), pid, ipc, uts, cgroup (when the
-//!   kernel allows) and network. The network namespace holds only loopback,
+//!   dropped), pid, ipc, uts, cgroup (when the
+//!   kernel allows) and network; nested user namespaces are refused where
+//!   bwrap can (0.8 and later). The network namespace holds only loopback,
 //!   so the agent reaches nothing but the relays of `sandbox-init`
 //!   ([`crate::relay`]), which lead to the gateway's Unix socket bound in at
 //!   `/run/mcpgate/relay-N.sock`. PostgreSQL, Redis, any other host port and
@@ -80,6 +81,8 @@ pub struct LocalSandbox {
     bwrap: PathBuf,
     init: InitProgram,
     roots: Vec<RootEntry>,
+    /// bwrap 0.8 or later: `--disable-userns` forbids nested user namespaces.
+    disable_userns: bool,
 }
 
 pub(super) fn paths() -> SandboxPaths {
@@ -148,6 +151,22 @@ impl LocalSandbox {
                 args: config.init.args,
             },
             roots: host_roots(),
+            disable_userns: false,
+        };
+        let version = Command::new(&sandbox.bwrap)
+            .arg("--version")
+            .env_clear()
+            .output()
+            .await
+            .map_err(|e| {
+                BackendError::Unavailable(format!(
+                    "cannot run {}: {e}. {UNAVAILABLE_HINT}",
+                    sandbox.bwrap.display()
+                ))
+            })?;
+        let sandbox = LocalSandbox {
+            disable_userns: version_at_least(&String::from_utf8_lossy(&version.stdout), (0, 8)),
+            ..sandbox
         };
         let mut probe = Command::new(&sandbox.bwrap);
         probe
@@ -183,7 +202,6 @@ impl LocalSandbox {
             "--unshare-uts",
             "--unshare-net",
             "--unshare-cgroup-try",
-            "--disable-userns",
             "--die-with-parent",
             "--new-session",
             "--cap-drop",
@@ -200,6 +218,9 @@ impl LocalSandbox {
         ]
         .map(OsString::from)
         .into();
+        if self.disable_userns {
+            args.push("--disable-userns".into());
+        }
         for root in &self.roots {
             match root {
                 RootEntry::Symlink { path, target } => {
@@ -262,6 +283,19 @@ impl LocalSandbox {
     }
 }
 
+/// Whether `bubblewrap X.Y.Z` (as `bwrap --version` prints it) is at least
+/// `major.minor`.
+fn version_at_least(text: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = text
+        .split_whitespace()
+        .last()
+        .unwrap_or("")
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
+}
+
 /// The sandbox's `passwd`, `group` and `hosts`: only the run's own user and
 /// loopback names.
 fn write_etc(dir: &Path) -> Result<(), BackendError> {
@@ -291,6 +325,15 @@ fn write_etc(dir: &Path) -> Result<(), BackendError> {
 mod tests {
     use super::*;
     use crate::backend::HostRelay;
+
+    #[test]
+    fn bwrap_versions() {
+        assert!(version_at_least("bubblewrap 0.8.0\n", (0, 8)));
+        assert!(version_at_least("bubblewrap 0.11.1", (0, 8)));
+        assert!(version_at_least("bubblewrap 1.0", (0, 8)));
+        assert!(!version_at_least("bubblewrap 0.6.1", (0, 8)));
+        assert!(!version_at_least("", (0, 8)));
+    }
     use crate::limits::Limits;
 
     fn sandbox() -> LocalSandbox {
@@ -309,6 +352,7 @@ mod tests {
                     path: "/lib64".into(),
                 },
             ],
+            disable_userns: true,
         }
     }
 
@@ -347,6 +391,7 @@ mod tests {
             "--die-with-parent",
             "--new-session",
             "--cap-drop ALL",
+            "--disable-userns",
             "--ro-bind /usr /usr",
             "--symlink usr/bin /bin",
             "--ro-bind /lib64 /lib64",

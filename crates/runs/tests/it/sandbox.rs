@@ -77,6 +77,7 @@ async fn the_agent_sees_only_its_own_world() {
         touch /usr/x 2>&1 || true; touch /x 2>&1 || true; \
         echo data > /workspace/w && echo workspace-writable; \
         echo data > /tmp/t && echo tmp-writable; \
+        if unshare --user true 2>/dev/null; then echo nested-userns; else echo no-nested-userns; fi; \
         ls /run/mcpgate; ps -e -o pid= | wc -l";
     let (run, events) = h.run(shell(script, r#", "env": {"GREETING": "hi"}"#)).await;
     assert_eq!(run.state, RunState::Succeeded, "{}", text(&events));
@@ -94,6 +95,7 @@ async fn the_agent_sees_only_its_own_world() {
         "MCPGATE_KEY=mcpg_run_test_key",
         "workspace-writable",
         "tmp-writable",
+        "no-nested-userns",
         "sandbox-init",
     ] {
         assert!(all.contains(want), "{want} missing from:\n{all}");
