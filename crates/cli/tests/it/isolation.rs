@@ -344,3 +344,168 @@ async fn set_level_reaches_only_servers_the_tenant_can_see() {
         .await;
     assert_eq!(bad.error_code(), -32602, "{}", bad.body);
 }
+
+// ---------------------------------------------------------------------------
+// The isolation load test: one tenant floods, the other is unharmed
+// ---------------------------------------------------------------------------
+
+/// B's calls under A's flood may take at most this many times B's own
+/// baseline (medians, measured in the same test on the same gateway).
+const LOAD_RATIO: f64 = 8.0;
+/// Sequential echo calls per measurement.
+const LOAD_CALLS: usize = 40;
+
+#[derive(Default)]
+struct Flood {
+    stop: std::sync::atomic::AtomicBool,
+    initialized: std::sync::atomic::AtomicU64,
+    init_refused: std::sync::atomic::AtomicU64,
+    timed_out: std::sync::atomic::AtomicU64,
+    levels_set: std::sync::atomic::AtomicU64,
+}
+
+impl Flood {
+    fn running(&self) -> bool {
+        !self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(n: &std::sync::atomic::AtomicU64) {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(n: &std::sync::atomic::AtomicU64) -> u64 {
+        n.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Opens a fresh session of tenant A in `c` (one HTTP client reused, as a
+/// flooding client would) and turns its level up to debug; false when refused.
+async fn flood_session(c: &mut Client, flood: &Flood) -> bool {
+    c.session = None;
+    let r = c.initialize_raw().await;
+    if r.status != 200 {
+        Flood::count(&flood.init_refused);
+        return false;
+    }
+    Flood::count(&flood.initialized);
+    c.session = r.header("mcp-session-id").map(str::to_owned);
+    let r = c
+        .request("logging/setLevel", json!({"level": "debug"}))
+        .await;
+    if r.has_result() {
+        Flood::count(&flood.levels_set);
+    }
+    true
+}
+
+/// Median and 90th percentile, in ms.
+fn p50_p90(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.9))
+}
+
+/// B's echo calls, one after another; every tenth opens a new session at
+/// level warning, whose call to a logging tool must bring no `info` log.
+async fn tenant_b_round(gw: &Gateway, b: &Client, key: &str) -> Vec<f64> {
+    let mut ms = Vec::with_capacity(LOAD_CALLS);
+    for i in 0..LOAD_CALLS {
+        let t = std::time::Instant::now();
+        b.assert_echo("fx__echo", &format!("b{i}")).await;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if i % 10 == 9 {
+            let fresh = session(gw, key).await;
+            set_level(&fresh, "warning").await;
+            let logs = logs_during(&fresh, "fx__test_tool_with_logging").await;
+            assert!(logs.is_empty(), "B's new session at warning got {logs:?}");
+        }
+    }
+    let logs = logs_during(b, "fx__test_tool_with_logging").await;
+    assert!(logs.is_empty(), "B's session at warning got {logs:?}");
+    ms
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_tenant_b_is_unharmed_while_tenant_a_floods() {
+    // One fixture upstream for both tenants; the gateway holds 200 sessions,
+    // each tenant 20; a call times out after 1 s; the breaker is the default.
+    let gw = started(
+        "iso-load",
+        &config(
+            "max_sessions = 200",
+            "timeout = \"1s\"",
+            "max_sessions = 20\nmax_concurrent = 32",
+        ),
+    );
+    let a_key = tenant_with_key(&gw, "tenant-a", "pro", None);
+    let b_key = tenant_with_key(&gw, "tenant-b", "pro", None);
+    let b = session(&gw, &b_key).await;
+    set_level(&b, "warning").await;
+    b.assert_echo("fx__echo", "warm up").await;
+    let baseline = tenant_b_round(&gw, &b, &b_key).await;
+
+    let gw = std::sync::Arc::new(gw);
+    let flood = std::sync::Arc::new(Flood::default());
+    let mut tasks = Vec::new();
+    // Initialize floods, each new session turning its level up to debug.
+    for _ in 0..2 {
+        let (gw, flood, key) = (gw.clone(), flood.clone(), a_key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = keyed(&gw, &key);
+            while flood.running() {
+                flood_session(&mut c, &flood).await;
+            }
+        }));
+    }
+    // Slow calls that run past the server's timeout, more at once than the
+    // breaker's default threshold of 5.
+    for _ in 0..6 {
+        let (gw, flood, key) = (gw.clone(), flood.clone(), a_key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = keyed(&gw, &key);
+            let mut open = false;
+            while flood.running() {
+                if !open {
+                    open = flood_session(&mut c, &flood).await;
+                    continue;
+                }
+                let r = c.call("fx__sleep", json!({"ms": 3000})).await;
+                if r.status == 404 {
+                    open = false; // evicted by the flood while between calls
+                } else if r.status == 200 && r.error_code() == REQUEST_TIMEOUT {
+                    Flood::count(&flood.timed_out);
+                }
+            }
+        }));
+    }
+    // The flood is on once A has gone past its session cap (so its own
+    // sessions are being evicted) and its slow calls have timed out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Flood::get(&flood.initialized) < 40 || Flood::get(&flood.timed_out) < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood did not get going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let loaded = tenant_b_round(&gw, &b, &b_key).await;
+    flood.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("flood task");
+    }
+
+    let (base50, base90) = p50_p90(baseline);
+    let (load50, load90) = p50_p90(loaded);
+    eprintln!(
+        "isolation load: B echo baseline p50 {base50:.2} ms p90 {base90:.2} ms; under A's flood p50 {load50:.2} ms p90 {load90:.2} ms (x{:.1}); A: {} sessions opened, {} initializes refused, {} setLevel debug, {} slow calls timed out",
+        load50 / base50,
+        Flood::get(&flood.initialized),
+        Flood::get(&flood.init_refused),
+        Flood::get(&flood.levels_set),
+        Flood::get(&flood.timed_out),
+    );
+    assert!(
+        load50 <= base50 * LOAD_RATIO,
+        "B's median call took {load50:.2} ms under A's flood, more than {LOAD_RATIO}x its baseline of {base50:.2} ms"
+    );
+}
