@@ -3,7 +3,9 @@
 //! fixture as the shared upstream, and two or more tenants' clients. Each
 //! test is named after the harm it pins: log levels set by one tenant
 //! changing another's, one tenant filling the session table, one tenant's
-//! slow calls opening the shared circuit breaker.
+//! slow calls opening the shared circuit breaker. Last, a load test: one
+//! tenant floods all three ways while the other's calls keep their latency
+//! (a ratio to its own baseline) and its logs keep its level.
 
 use std::time::Duration;
 
