@@ -1,5 +1,6 @@
 //! mcpgate's store: the only place in mcpgate with SQL. It owns tenants,
-//! API keys, compute-token balances and the usage/audit ledger, on SQLite (a
+//! API keys, compute-token balances, the usage/audit ledger, and runs
+//! (versioned workflows, runs and their logs), on SQLite (a
 //! file in the gateway's data directory, the default) or PostgreSQL (shared
 //! by several replicas), through the same portable SQL on sqlx's `Any`
 //! driver. [`Store`] is the handle for administrative reads and writes;
@@ -26,7 +27,9 @@ mod migrate;
 mod op;
 mod record;
 mod report;
+mod runs;
 mod tenants;
+mod workflows;
 mod writer;
 
 use std::path::Path;
@@ -42,7 +45,9 @@ pub use keys::{CreatedKey, KeyInfo};
 pub use ledger::Ledger;
 pub use record::{CallRecord, Outcome, Reservation};
 pub use report::{AuditFilter, AuditRecord, UsageSummary};
+pub use runs::{RunEventRow, RunRow, RunRowFilter};
 pub use tenants::Tenant;
+pub use workflows::WorkflowVersion;
 
 use crate::error::db;
 

@@ -58,6 +58,34 @@ const API_KEYS: &str = "CREATE TABLE api_keys (
     revoked_at BIGINT,
     is_admin INTEGER NOT NULL DEFAULT 0)";
 
+/// Every version of every workflow; a deleted workflow's versions are marked.
+const WORKFLOWS: &str = "CREATE TABLE IF NOT EXISTS workflows (
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    tenant TEXT,
+    definition TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    deleted_at BIGINT,
+    PRIMARY KEY (name, version))";
+
+/// Runs: the columns they are found by, and the whole record as JSON.
+const RUNS: &str = "CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    workflow_version BIGINT NOT NULL,
+    tenant TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    record TEXT NOT NULL)";
+
+/// Runs' logs, in the order the runner numbered them.
+const RUN_EVENTS: &str = "CREATE TABLE IF NOT EXISTS run_events (
+    run_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq))";
+
 /// The usage table with its id column's type: usage rows get their ids
 /// from the writer, so no RETURNING is needed; on SQLite the id is the
 /// rowid itself (`INTEGER PRIMARY KEY`, no second index).
@@ -112,10 +140,25 @@ const MIGRATIONS: &[Migration] = &[
             "ALTER TABLE api_keys ADD COLUMN created_rev BIGINT NOT NULL DEFAULT 0",
         )],
     },
+    Migration {
+        // Runs: versioned workflows, runs, and their logs. `IF NOT EXISTS`,
+        // so a database whose version was set back (as the upgrade tests do)
+        // migrates forward again.
+        version: 3,
+        steps: &[
+            Step::Both(WORKFLOWS),
+            Step::Both(RUNS),
+            Step::Both(
+                "CREATE INDEX IF NOT EXISTS runs_tenant_created ON runs (tenant, created_at)",
+            ),
+            Step::Both("CREATE INDEX IF NOT EXISTS runs_state ON runs (state)"),
+            Step::Both(RUN_EVENTS),
+        ],
+    },
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 2;
+pub(crate) const LATEST: i64 = 3;
 
 /// An arbitrary constant naming mcpgate's migration lock on PostgreSQL.
 const PG_LOCK_KEY: i64 = 0x6d63_7067_6174_6531;

@@ -10,4 +10,5 @@ mod interrupted;
 mod keys;
 mod ledger;
 mod report;
+mod runs;
 mod tenants;
