@@ -10,7 +10,9 @@
 //! gateway's Unix socket, and runs the agent, whose argv, environment and
 //! files come from [`adapters`]. The run's output becomes a log of
 //! [`RunEvent`]s, its files matching the artifact globs are kept
-//! ([`artifacts`]), and everything is stored through a [`RunStore`].
+//! ([`artifacts`]), and everything is stored through a [`RunStore`]: in
+//! memory, or in mcpgate's database ([`SqlRunStore`], which also keeps
+//! versioned workflows).
 //!
 //! Layering: this crate stands on `mcpgate-proto` (durations) and
 //! `mcpgate-store` (the tool glob), and below the gateway, which serves its
@@ -27,6 +29,7 @@ mod queue;
 pub mod relay;
 pub mod run;
 pub mod runner;
+pub mod sql_store;
 pub mod store;
 pub mod workflow;
 
@@ -37,5 +40,6 @@ pub use limits::Limits;
 pub use relay::{SandboxInitArgs, sandbox_init};
 pub use run::{EventBody, Run, RunEvent, RunId, RunState, Stream, UsageDelta};
 pub use runner::{AgentPrograms, RunError, Runner, RunnerConfig, SubmitRequest};
+pub use sql_store::{SqlRunStore, StoredWorkflow};
 pub use store::{MemoryRunStore, RunFilter, RunStore, RunStoreError};
 pub use workflow::{AgentKind, ParamError, ParamSpec, Workflow, WorkflowError};

@@ -780,6 +780,15 @@ impl Follow {
                         self.changes = None;
                     }
                 }
+                None if self.after == 0 => {
+                    // Not live and no log at all: is there such a run?
+                    self.done = true;
+                    return match self.inner.store.get_run(&self.id).await {
+                        Ok(Some(_)) => None,
+                        Ok(None) => Some((Err(RunError::NotFound(self.id.clone())), self)),
+                        Err(e) => Some((Err(RunError::Store(e)), self)),
+                    };
+                }
                 None => return None,
             }
         }

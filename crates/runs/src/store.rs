@@ -1,9 +1,9 @@
 //! Where runs and their events are kept: the [`RunStore`] trait the runner
 //! writes through, and [`MemoryRunStore`], which keeps everything in memory
-//! (tests, and a gateway without a database). The SQL implementation, on the
-//! same database as tenants and usage so runs survive a restart, lives in
-//! `mcpgate-store` and implements the same trait. The runner is the only
-//! writer of a run while it is live; the store never decides anything.
+//! (tests, and a gateway without a database). `SqlRunStore` (in
+//! `sql_store.rs`) keeps them in mcpgate's database, beside tenants and
+//! usage, so runs survive a restart. The runner is the only writer of a run
+//! while it is live; the store never decides anything.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
