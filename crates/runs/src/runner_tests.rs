@@ -252,3 +252,33 @@ async fn usage_adds_up() {
         (10, 2, 200, 14)
     );
 }
+
+#[tokio::test]
+async fn shutdown_ends_started_runs_and_keeps_queued_ones() {
+    let store = Arc::new(MemoryRunStore::new());
+    let (r, _data) = runner(1, hooks(0), store.clone()).await;
+    let started = r.submit(request(Some("1"))).await.expect("queued");
+    let waiting = r.submit(request(Some("2"))).await.expect("queued");
+    let mut log = Box::pin(r.follow(started.id.clone(), 0));
+    while !matches!(
+        log.next().await.expect("event").expect("ok").body,
+        EventBody::State {
+            state: RunState::Starting,
+            ..
+        }
+    ) {}
+    r.shutdown().await;
+    let ended = r.get(&started.id).await.expect("run");
+    assert_eq!(ended.state, RunState::Failed);
+    assert_eq!(ended.reason.as_deref(), Some("gateway shut down"));
+    let kept = store.get_run(&waiting.id).await.expect("get").expect("run");
+    assert_eq!(
+        kept.state,
+        RunState::Queued,
+        "it starts after the next start"
+    );
+    assert!(matches!(
+        r.submit(request(Some("3"))).await,
+        Err(RunError::ShuttingDown)
+    ));
+}
