@@ -1,6 +1,6 @@
 //! Agent adapters, shared by every backend: for each [`AgentKind`], the argv,
 //! environment and files that start the agent against the gateway, and a
-//! [`Transcript`] that turns its output into structured events and decides
+//! `Transcript` that turns its output into structured events and decides
 //! whether the run succeeded.
 //!
 //! Every agent gets a cleared environment with `HOME`, `PATH`, `TMPDIR`, the

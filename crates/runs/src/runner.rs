@@ -1,5 +1,5 @@
 //! The runner: what the gateway holds to execute runs. [`Runner::submit`]
-//! renders a workflow's prompt and queues a run; the queue ([`crate::queue`])
+//! renders a workflow's prompt and queues a run; the queue (`queue.rs`)
 //! starts it when a slot is free; one task per run then walks it through
 //! `starting` (credential from [`RunHooks`], agent prepared by the adapter,
 //! sandbox launched by the [`Backend`]) and `running` (output lines become

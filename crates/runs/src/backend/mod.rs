@@ -4,7 +4,7 @@
 //! when configured explicitly); a Kubernetes Jobs backend will be a third
 //! variant. Every backend starts the same first process, `sandbox-init`
 //! ([`crate::relay`]), which sets the rlimits, serves the relays and runs the
-//! agent, and every backend hands back a [`Launched`]: the output as
+//! agent, and every backend hands back a `Launched`: the output as
 //! timestamped lines, the exit code, and a kill that ends every process of
 //! the run.
 //!
