@@ -318,3 +318,24 @@ async fn a_request_in_flight_at_shutdown_is_still_answered() {
         .expect("serve task");
     assert!(done.is_ok(), "{done:?}");
 }
+
+#[tokio::test]
+async fn an_absolute_form_target_on_the_wire_is_checked_like_host() {
+    let s = start("absolute-form", limits(PATIENCE, PATIENCE, 64)).await;
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    for (target, want) in [
+        ("http://evil.example/mcp", 403),
+        ("http://127.0.0.1/mcp", 200),
+    ] {
+        let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).await.expect("head");
+        tcp.write_all(body).await.expect("body");
+        let (status, text) = response(&mut tcp).await.expect("an answer");
+        assert_eq!(status, want, "{target}: {text}");
+    }
+    stop(s).await;
+}
