@@ -26,7 +26,7 @@ pub async fn open_store(cfg: &Config) -> Result<Store, String> {
 /// crash) are marked `interrupted`, their debit kept: all of them when no
 /// other process is writing to a SQLite store, else (another gateway on the
 /// same file, or replicas on PostgreSQL) only those older than
-/// [`longest_call`], which no live call of this config outlasts. A live call
+/// `longest_call`, which no live call of this config outlasts. A live call
 /// marked by mistake (a replica with longer timeouts) writes its real outcome
 /// over the mark when it ends.
 pub async fn prepare_store(cfg: &Config, store: &Store) -> Result<(), String> {
