@@ -9,6 +9,9 @@
 //!    (input from `--tool-input`, default `{}`), `stop_reason: "tool_use"`;
 //! 2. a request carrying a `tool_result` block for that `tool_use` is answered
 //!    with text quoting the result: `MOCK model saw the tool result: TEXT`;
+//!    with `--write-file NAME`, it is first answered with a `tool_use` of the
+//!    agent's own `Write` tool, writing TEXT to `--workspace`/NAME, and the
+//!    quote comes once that write's result arrives (so a run leaves a file);
 //! 3. anything else (an agent's side requests, such as a title) gets a short
 //!    text answer that names the MOCK, so it can never pass for a real reply.
 //!
@@ -79,6 +82,13 @@ struct Cli {
     /// Append every request received, one JSON line each, to this file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// After the tool's result, have the agent write it to this file (with its
+    /// `Write` tool) before the final text.
+    #[arg(long, value_name = "NAME")]
+    write_file: Option<String>,
+    /// The agent's working directory, where `--write-file` goes.
+    #[arg(long, value_name = "DIR", default_value = "/workspace")]
+    workspace: String,
 }
 
 fn parse_object(text: &str) -> Result<Value, String> {
@@ -89,15 +99,19 @@ fn parse_object(text: &str) -> Result<Value, String> {
     }
 }
 
-/// Prefix of every `tool_use` id this MOCK hands out.
+/// Prefix of every `tool_use` id this MOCK hands out for the scripted tool.
 const TOOL_USE_PREFIX: &str = "toolu_mock_";
+/// Prefix of the `Write` tool uses (`--write-file`).
+const WRITE_PREFIX: &str = "toolu_mockwrite_";
 
 /// Which scripted answer a request got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Turn {
     /// First turn: call the scripted tool.
     ToolUse,
-    /// The request carries our tool's result: quote it.
+    /// The request carries our tool's result: write it to a file first.
+    WriteFile,
+    /// The request carries our tool's result (and the write's): quote it.
     QuoteResult,
     /// Anything else: a short text naming the MOCK.
     Aside,
@@ -107,6 +121,7 @@ impl Turn {
     fn name(self) -> &'static str {
         match self {
             Turn::ToolUse => "tool_use",
+            Turn::WriteFile => "write_file",
             Turn::QuoteResult => "quote_result",
             Turn::Aside => "aside",
         }
@@ -116,6 +131,8 @@ impl Turn {
 struct Mock {
     tool: String,
     tool_input: Value,
+    /// `--write-file`, as the absolute path the agent writes.
+    write_path: Option<String>,
     record: Option<std::sync::Mutex<std::fs::File>>,
     requests: AtomicU64,
 }
@@ -143,6 +160,11 @@ impl Mock {
 
 /// The text of our tool's result in the request, if it carries one.
 fn tool_result_text(body: &Value) -> Option<String> {
+    result_text(body, TOOL_USE_PREFIX)
+}
+
+/// The text of the last `tool_result` answering one of our ids with `prefix`.
+fn result_text(body: &Value, prefix: &str) -> Option<String> {
     let messages = body.get("messages")?.as_array()?;
     messages
         .iter()
@@ -154,7 +176,10 @@ fn tool_result_text(body: &Value) -> Option<String> {
             block
                 .get("tool_use_id")
                 .and_then(Value::as_str)
-                .is_some_and(|id| id.starts_with(TOOL_USE_PREFIX))
+                .is_some_and(|id| {
+                    id.starts_with(prefix)
+                        && (prefix == WRITE_PREFIX || !id.starts_with(WRITE_PREFIX))
+                })
         })
         .map(|block| match block.get("content") {
             Some(Value::String(text)) => text.clone(),
@@ -181,6 +206,17 @@ fn offers_tool(body: &Value, tool: &str) -> bool {
 /// Decides the turn and the content blocks of the answer.
 fn script(mock: &Mock, body: &Value, n: u64) -> (Turn, Vec<Value>) {
     if let Some(result) = tool_result_text(body) {
+        if let Some(path) = &mock.write_path
+            && result_text(body, WRITE_PREFIX).is_none()
+        {
+            let block = json!({
+                "type": "tool_use",
+                "id": format!("{WRITE_PREFIX}{n}"),
+                "name": "Write",
+                "input": {"file_path": path, "content": result},
+            });
+            return (Turn::WriteFile, vec![block]);
+        }
         let text = format!("MOCK model saw the tool result: {result}");
         return (
             Turn::QuoteResult,
@@ -223,7 +259,7 @@ async fn messages(State(mock): State<Arc<Mock>>, body: Bytes) -> Response {
         .to_owned();
     let input_tokens = approx_tokens(body.len());
     let output_tokens = 7 * blocks.len() as u64;
-    let stop_reason = if turn == Turn::ToolUse {
+    let stop_reason = if matches!(turn, Turn::ToolUse | Turn::WriteFile) {
         "tool_use"
     } else {
         "end_turn"
@@ -343,6 +379,10 @@ async fn run(cli: Cli) -> std::io::Result<()> {
     let mock = Arc::new(Mock {
         tool: cli.tool,
         tool_input: cli.tool_input,
+        write_path: cli
+            .write_file
+            .as_ref()
+            .map(|f| format!("{}/{f}", cli.workspace.trim_end_matches('/'))),
         record,
         requests: AtomicU64::new(0),
     });
@@ -390,9 +430,31 @@ mod tests {
         Mock {
             tool: "mcp__gw__echo".to_owned(),
             tool_input: json!({"message": "hi"}),
+            write_path: None,
             record: None,
             requests: AtomicU64::new(0),
         }
+    }
+
+    #[test]
+    fn with_write_file_the_result_is_written_before_it_is_quoted() {
+        let mut m = mock();
+        m.write_path = Some("/workspace/out.txt".into());
+        let result = |id: &str, text: &str| json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": text}]});
+        let after_tool = json!({"messages": [{"role": "user", "content": "go"}, result("toolu_mock_1", "echo: hi")]});
+        let (turn, blocks) = script(&m, &after_tool, 2);
+        assert_eq!(turn, Turn::WriteFile);
+        assert_eq!(blocks[0]["name"], "Write");
+        assert_eq!(blocks[0]["input"]["file_path"], "/workspace/out.txt");
+        assert_eq!(blocks[0]["input"]["content"], "echo: hi");
+        let after_write = json!({"messages": [{"role": "user", "content": "go"},
+            result("toolu_mock_1", "echo: hi"), result("toolu_mockwrite_2", "File created")]});
+        let (turn, blocks) = script(&m, &after_write, 3);
+        assert_eq!(turn, Turn::QuoteResult);
+        assert_eq!(
+            blocks[0]["text"],
+            "MOCK model saw the tool result: echo: hi"
+        );
     }
 
     #[test]
