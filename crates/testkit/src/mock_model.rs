@@ -16,7 +16,7 @@
 //!    text answer that names the MOCK, so it can never pass for a real reply.
 //!
 //! Every request it gets is appended as one JSON line (`{"n", "path", "turn",
-//! "body"}`) to the `--record` file, and logged to stderr as `MOCK model:
+//! "body", "headers"}`, the headers being the credentials it was sent) to the `--record` file, and logged to stderr as `MOCK model:
 //! request N ...`, so a test can check exactly which turns an agent took. It
 //! listens on TCP (`--listen`, port 0 by default) or on a Unix socket
 //! (`--unix PATH`), and prints one line to stdout once bound: `MOCK model
@@ -41,7 +41,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::State,
-    http::{StatusCode, Uri, header},
+    http::{HeaderMap, StatusCode, Uri, header},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -140,6 +140,22 @@ struct Mock {
 impl Mock {
     /// Appends the request to the record file and logs it; returns its number.
     fn record(&self, path: &str, turn: Option<Turn>, body: &Value) -> u64 {
+        self.record_with(path, turn, body, &HeaderMap::new())
+    }
+
+    /// As `record`, keeping the credential headers the request carried, so a
+    /// test can check which key reached the model (`x-api-key`, `authorization`).
+    fn record_with(
+        &self,
+        path: &str,
+        turn: Option<Turn>,
+        body: &Value,
+        headers: &HeaderMap,
+    ) -> u64 {
+        let creds: serde_json::Map<String, Value> = ["x-api-key", "authorization"]
+            .iter()
+            .filter_map(|h| Some((h.to_string(), json!(headers.get(*h)?.to_str().ok()?))))
+            .collect();
         let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         let turn = turn.map(Turn::name);
         eprintln!(
@@ -147,7 +163,7 @@ impl Mock {
             turn.unwrap_or("-")
         );
         if let Some(file) = &self.record {
-            let line = json!({"n": n, "path": path, "turn": turn, "body": body});
+            let line = json!({"n": n, "path": path, "turn": turn, "body": body, "headers": creds});
             let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Err(error) = writeln!(file, "{line}").and_then(|()| file.flush()) {
                 eprintln!("MOCK model: cannot write the record: {error}");
@@ -240,7 +256,7 @@ fn approx_tokens(bytes: usize) -> u64 {
     (bytes / 4).max(1) as u64
 }
 
-async fn messages(State(mock): State<Arc<Mock>>, body: Bytes) -> Response {
+async fn messages(State(mock): State<Arc<Mock>>, headers: HeaderMap, body: Bytes) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(error) => {
@@ -251,7 +267,7 @@ async fn messages(State(mock): State<Arc<Mock>>, body: Bytes) -> Response {
     };
     let n = mock.requests.load(Ordering::SeqCst) + 1;
     let (turn, blocks) = script(&mock, &request, n);
-    mock.record("/v1/messages", Some(turn), &request);
+    mock.record_with("/v1/messages", Some(turn), &request, &headers);
     let model = request
         .get("model")
         .and_then(Value::as_str)
