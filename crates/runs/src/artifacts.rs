@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::workflow::check_artifact_glob;
 
 /// One file a run left behind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Artifact {
     /// Its path relative to the workspace, with `/` separators.
     pub name: String,

@@ -17,7 +17,9 @@ use crate::artifacts::Artifact;
 use crate::workflow::Workflow;
 
 /// A run's id: `run_` and 20 lowercase hex digits, random.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct RunId(String);
 
@@ -59,7 +61,7 @@ impl fmt::Display for RunId {
 }
 
 /// Where a run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     /// Accepted, waiting for a slot.
@@ -135,7 +137,7 @@ impl fmt::Display for RunState {
 }
 
 /// One run: what it ran, for whom, and how it went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Run {
     /// Its id.
     pub id: RunId,
@@ -198,7 +200,7 @@ pub struct UsageDelta {
 }
 
 /// Which output stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// The agent's stdout.
@@ -208,7 +210,7 @@ pub enum Stream {
 }
 
 /// One MCP server as the agent reported it at start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct McpServerStatus {
     /// The server's name in the agent's config.
     pub name: String,
@@ -217,7 +219,7 @@ pub struct McpServerStatus {
 }
 
 /// What one log event says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
     /// The run changed state.
@@ -302,7 +304,7 @@ impl EventBody {
 }
 
 /// One event of a run's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunEvent {
     /// Position in the run's log, from 1; an SSE event id.
     pub seq: u64,

@@ -44,7 +44,7 @@ const RESERVED_ENV: &[&str] = &[
 ];
 
 /// Which agent a workflow runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AgentKind {
     /// Claude Code, headless (`claude -p`).
@@ -73,7 +73,7 @@ impl fmt::Display for AgentKind {
 }
 
 /// One parameter of a prompt template.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamSpec {
     /// What the param is for (shown to people who fire the workflow).
@@ -99,7 +99,7 @@ fn default_timeout() -> Duration {
 }
 
 /// A workflow definition, as written in `[workflows.NAME]` or sent as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workflow {
     /// One line on what the workflow does.
@@ -127,6 +127,7 @@ pub struct Workflow {
     pub model: Option<String>,
     /// Wall-clock limit of one run (`30m`, `2h`; a bare number is seconds).
     #[serde(default = "default_timeout", with = "timeout_serde")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
     /// Compute tokens one run may spend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
