@@ -345,7 +345,7 @@ impl Runner {
         &self,
         id: RunId,
         after: u64,
-    ) -> impl Stream<Item = Result<RunEvent, RunError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<RunEvent, RunError>> + Send + 'static + use<> {
         let follow = Follow {
             inner: self.inner.clone(),
             id,

@@ -13,7 +13,9 @@ use mcpgate_upstream::{TransportSpec, UpstreamSpec};
 use serde_json::{Map, Value};
 
 mod duration;
+mod runs;
 mod tiers;
+pub use runs::{ModelConfig, ModelKind, RunBackend, RunsSettings};
 pub use tiers::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Rate, Rules, Tier, parse_rate};
 
 /// A configuration error: `file: key: message`.
@@ -90,6 +92,12 @@ pub struct Config {
     pub policy: Policy,
     /// A database URL (`postgres://…`); unset means SQLite in `data_dir`.
     pub database: Option<String>,
+    /// `[runs]`.
+    pub runs: RunsSettings,
+    /// `[workflows.NAME]`: read-only workflows.
+    pub workflows: BTreeMap<String, mcpgate_runs::Workflow>,
+    /// `[models.NAME]`: model endpoints for the model proxy.
+    pub models: BTreeMap<String, ModelConfig>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -119,6 +127,9 @@ const TOP_KEYS: &[&str] = &[
     "plans",
     "tiers",
     "inputs",
+    "runs",
+    "workflows",
+    "models",
 ];
 const SERVER_KEYS: &[&str] = &[
     "command",
@@ -322,6 +333,9 @@ impl Walker {
                 })?),
                 None => None,
             },
+            runs: self.runs_settings(top)?,
+            workflows: self.workflows(top)?,
+            models: self.models(top)?,
         })
     }
 

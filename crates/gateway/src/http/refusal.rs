@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::mcp::admin::AdminError;
 use crate::mcp::call::Refused;
+use crate::mcp::runs::RunsError;
 use crate::state::auth::AuthError;
 use crate::state::error::CallError;
 
@@ -176,5 +177,22 @@ impl From<AdminError> for Refusal {
 impl From<mcpgate_store::StoreError> for Refusal {
     fn from(e: mcpgate_store::StoreError) -> Refusal {
         AdminError::from(e).into()
+    }
+}
+
+/// The runs service's statuses, as plain JSON `{"error": …}` like the admin API.
+impl From<RunsError> for Refusal {
+    fn from(e: RunsError) -> Refusal {
+        let status = match &e {
+            RunsError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RunsError::Forbidden(_) => StatusCode::FORBIDDEN,
+            RunsError::NotFound(_) => StatusCode::NOT_FOUND,
+            RunsError::Conflict(_) => StatusCode::CONFLICT,
+            RunsError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            RunsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut r = Refusal::new(status, codes::INVALID_REQUEST, e.to_string());
+        r.0.plain = true;
+        r
     }
 }

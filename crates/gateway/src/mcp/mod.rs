@@ -20,4 +20,5 @@ pub(crate) mod modern;
 pub(crate) mod mrtr;
 pub(crate) mod params;
 pub(crate) mod relay;
+pub(crate) mod runs;
 pub(crate) mod supervise;

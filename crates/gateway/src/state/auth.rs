@@ -15,6 +15,7 @@ use mcpgate_store::{KeyInfo, KeyRejection, Store, now_ms};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::runs::{RunScope, Scopes};
 use crate::config::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Tier};
 use mcpgate_proto::locks::lock;
 
@@ -24,6 +25,8 @@ pub(crate) struct Principal {
     pub tenant: Arc<str>,
     pub key_id: Option<Arc<str>>,
     pub tier: Arc<Tier>,
+    /// A run's key: the run, its tools and budget.
+    pub run: Option<Arc<RunScope>>,
 }
 
 /// Why a request was not authenticated.
@@ -74,6 +77,7 @@ pub(crate) struct Authenticator {
     store: Store,
     policy: Policy,
     local: Arc<Principal>,
+    scopes: Scopes,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
     revision: AtomicI64,
 }
@@ -83,19 +87,26 @@ pub(crate) struct Authenticator {
 const CACHE_CAP: usize = 100_000;
 
 impl Authenticator {
-    pub(crate) fn new(mode: AuthMode, store: Store, policy: Policy) -> Authenticator {
+    pub(crate) fn new(
+        mode: AuthMode,
+        store: Store,
+        policy: Policy,
+        scopes: Scopes,
+    ) -> Authenticator {
         let local = Arc::new(Principal {
             tenant: Arc::from(LOCAL_TENANT),
             key_id: None,
             tier: policy
                 .tier_for_plan(LOCAL_PLAN)
                 .unwrap_or_else(|| Arc::new(Tier::unrestricted())),
+            run: None,
         });
         Authenticator {
             mode,
             store,
             policy,
             local,
+            scopes,
             cache: Mutex::new(HashMap::new()),
             revision: AtomicI64::new(i64::MIN),
         }
@@ -147,10 +158,17 @@ impl Authenticator {
             tracing::error!("{msg}");
             AuthError::UnmappedPlan(msg)
         })?;
+        let run = lock(&self.scopes).get(&info.id).cloned();
+        if run.is_none() && info.label.as_deref().is_some_and(|l| l.starts_with("run:")) {
+            // A run's key whose run is not live here (it ended, or the
+            // gateway restarted): it must not act as a plain tenant key.
+            return Err(AuthError::Rejected(KeyRejection::Revoked));
+        }
         let principal = Arc::new(Principal {
             tenant: Arc::from(tenant.name.as_str()),
             key_id: Some(Arc::from(info.id.as_str())),
             tier,
+            run,
         });
         self.store.ledger().touch_key(&info.id, now);
         let mut cache = lock(&self.cache);

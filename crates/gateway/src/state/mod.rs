@@ -13,6 +13,7 @@ pub(crate) mod listeners;
 pub(crate) mod log_levels;
 pub(crate) mod parking;
 pub(crate) mod policy;
+pub(crate) mod runs;
 pub(crate) mod server_requests;
 pub(crate) mod servers;
 pub(crate) mod sessions;
@@ -58,21 +59,26 @@ pub struct App {
     pub(crate) listeners: Listeners,
     /// The log level each session asked for, counted per tier.
     pub(crate) log_levels: LogLevels,
+    /// Agent runs: workflows, the runner, live run keys (see `mcp::runs`).
+    pub(crate) runs: runs::RunsState,
     pub shutdown: CancellationToken,
     pub(crate) started: Instant,
 }
 
 impl App {
     pub fn new(cfg: Config, store: Store) -> Arc<App> {
+        let scopes = runs::Scopes::default();
         let auth = Arc::new(Authenticator::new(
             cfg.policy.auth,
             store.clone(),
             cfg.policy.clone(),
+            scopes.clone(),
         ));
         let servers = Servers::new(&cfg);
         Arc::new(App {
             log_levels: LogLevels::new(servers.list.iter().map(|s| &s.name)),
             servers,
+            runs: runs::RunsState::new(store.clone(), &cfg.data_dir, scopes),
             cfg,
             store,
             auth,

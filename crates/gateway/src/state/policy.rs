@@ -368,6 +368,7 @@ mod tests {
             tenant: Arc::from("t"),
             key_id: Some(Arc::from("k")),
             tier: Arc::new(tier),
+            run: None,
         }
     }
 

@@ -1,0 +1,237 @@
+//! The config sections of agent runs: `[runs]` (how many at once, which
+//! backend, where the agent CLIs are), `[workflows.NAME]` (read-only
+//! workflows, parsed by `mcpgate_runs::Workflow`) and `[models.NAME]` (the
+//! model endpoints the model proxy forwards to, with their secrets injected
+//! by the same `auth` rules as upstream servers). Kept apart from `mod.rs`
+//! so that file stays about the gateway itself.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use mcpgate_runs::Workflow;
+use serde_json::{Map, Value};
+
+use super::{ConfigError, Walker};
+
+/// Where runs execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunBackend {
+    /// bubblewrap on this machine (the default); runs are refused if it cannot be used.
+    Local,
+    /// Plain processes, no isolation: only when set explicitly; every run logs a warning.
+    Unsandboxed,
+}
+
+/// `[runs]`.
+#[derive(Debug, Clone)]
+pub struct RunsSettings {
+    /// Most runs at once (default 4).
+    pub max_concurrent: usize,
+    /// Most runs of one tenant at once.
+    pub per_tenant_max: Option<usize>,
+    pub backend: RunBackend,
+    /// `agents.claude-code`: the `claude` program (default: on `PATH`).
+    pub claude_code: Option<PathBuf>,
+    /// `agents.codex`: the `codex` program (default: on `PATH`).
+    pub codex: Option<PathBuf>,
+}
+
+impl Default for RunsSettings {
+    fn default() -> Self {
+        RunsSettings {
+            max_concurrent: 4,
+            per_tenant_max: None,
+            backend: RunBackend::Local,
+            claude_code: None,
+            codex: None,
+        }
+    }
+}
+
+/// The API a model endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    Anthropic,
+    OpenAi,
+}
+
+/// `[models.NAME]`: where `/models/NAME/…` is forwarded, with which secret.
+#[derive(Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub kind: ModelKind,
+    /// The base URL requests are forwarded to (no trailing `/`).
+    pub url: String,
+    /// Headers carrying the real key (secret: never logged).
+    pub auth: Vec<(String, String)>,
+    /// The model id agents should ask for.
+    pub model: Option<String>,
+}
+
+impl std::fmt::Debug for ModelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("auth", &format!("<{} header(s)>", self.auth.len()))
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+impl ModelConfig {
+    /// The secret header values, for masking.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.auth.iter().map(|(_, v)| v.as_str())
+    }
+}
+
+const RUNS_KEYS: &[&str] = &["max_concurrent", "per_tenant_max", "backend", "agents"];
+const MODEL_KEYS: &[&str] = &["kind", "url", "auth", "model"];
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl Walker {
+    pub(super) fn runs_settings(
+        &self,
+        top: &Map<String, Value>,
+    ) -> Result<RunsSettings, ConfigError> {
+        let mut out = RunsSettings::default();
+        let Some(v) = top.get("runs") else {
+            return Ok(out);
+        };
+        let t = v
+            .as_object()
+            .ok_or_else(|| self.err("runs", "must be a table"))?;
+        self.unknown_keys("runs", t, RUNS_KEYS)?;
+        if let Some(n) = self.opt_uint(t, "max_concurrent")? {
+            if n == 0 {
+                return Err(self.err("runs.max_concurrent", "must be at least 1"));
+            }
+            out.max_concurrent = n;
+        }
+        if let Some(n) = self.opt_uint(t, "per_tenant_max")? {
+            if n == 0 {
+                return Err(self.err("runs.per_tenant_max", "must be at least 1"));
+            }
+            out.per_tenant_max = Some(n);
+        }
+        if let Some(b) = t.get("backend") {
+            out.backend = match self.string("runs.backend", b)?.as_str() {
+                "local" => RunBackend::Local,
+                "unsandboxed" => RunBackend::Unsandboxed,
+                other => {
+                    return Err(self.err(
+                        "runs.backend",
+                        format!("{other:?} is not \"local\" or \"unsandboxed\""),
+                    ));
+                }
+            };
+        }
+        if let Some(a) = t.get("agents") {
+            let agents = a
+                .as_object()
+                .ok_or_else(|| self.err("runs.agents", "must be a table"))?;
+            self.unknown_keys("runs.agents", agents, &["claude-code", "codex"])?;
+            if let Some(p) = agents.get("claude-code") {
+                let s = self.string("runs.agents.claude-code", p)?;
+                out.claude_code = Some(self.base.join(s));
+            }
+            if let Some(p) = agents.get("codex") {
+                let s = self.string("runs.agents.codex", p)?;
+                out.codex = Some(self.base.join(s));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn workflows(
+        &self,
+        top: &Map<String, Value>,
+    ) -> Result<BTreeMap<String, Workflow>, ConfigError> {
+        let mut out = BTreeMap::new();
+        let Some(v) = top.get("workflows") else {
+            return Ok(out);
+        };
+        let t = v
+            .as_object()
+            .ok_or_else(|| self.err("workflows", "must be a table of workflows"))?;
+        for (name, w) in t {
+            let key = format!("workflows.{name}");
+            mcpgate_runs::workflow::validate_workflow_name(name)
+                .map_err(|e| self.err(&key, e.to_string()))?;
+            let wf =
+                Workflow::from_json_value(w.clone()).map_err(|e| self.err(&key, e.to_string()))?;
+            out.insert(name.clone(), wf);
+        }
+        Ok(out)
+    }
+
+    pub(super) fn models(
+        &self,
+        top: &Map<String, Value>,
+    ) -> Result<BTreeMap<String, ModelConfig>, ConfigError> {
+        let mut out = BTreeMap::new();
+        let Some(v) = top.get("models") else {
+            return Ok(out);
+        };
+        let t = v
+            .as_object()
+            .ok_or_else(|| self.err("models", "must be a table of models"))?;
+        for (name, m) in t {
+            let key = format!("models.{name}");
+            if !valid_name(name) {
+                return Err(self.err(&key, "model names may use only letters, digits, _ and -"));
+            }
+            let mt = m
+                .as_object()
+                .ok_or_else(|| self.err(&key, "must be a table"))?;
+            self.unknown_keys(&key, mt, MODEL_KEYS)?;
+            let kind = match mt.get("kind") {
+                Some(k) => match self.string(&format!("{key}.kind"), k)?.as_str() {
+                    "anthropic" => ModelKind::Anthropic,
+                    "openai" => ModelKind::OpenAi,
+                    other => {
+                        return Err(self.err(
+                            &format!("{key}.kind"),
+                            format!("{other:?} is not \"anthropic\" or \"openai\""),
+                        ));
+                    }
+                },
+                None => return Err(self.err(&format!("{key}.kind"), "is required")),
+            };
+            let url = match mt.get("url") {
+                Some(u) => self.string(&format!("{key}.url"), u)?,
+                None => return Err(self.err(&format!("{key}.url"), "is required")),
+            };
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(self.err(&format!("{key}.url"), "must start with http:// or https://"));
+            }
+            let auth = match mt.get("auth") {
+                Some(a) => self.auth_schemes(&format!("{key}.auth"), a)?,
+                None => Vec::new(),
+            };
+            let model = match mt.get("model") {
+                Some(s) => Some(self.string(&format!("{key}.model"), s)?),
+                None => None,
+            };
+            out.insert(
+                name.clone(),
+                ModelConfig {
+                    name: name.clone(),
+                    kind,
+                    url: url.trim_end_matches('/').to_owned(),
+                    auth,
+                    model,
+                },
+            );
+        }
+        Ok(out)
+    }
+}
