@@ -10,6 +10,7 @@ mod call;
 mod demo;
 mod mount;
 mod remote;
+mod sandbox_init;
 mod serve;
 mod servers;
 mod setup;
@@ -144,6 +145,9 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = sandbox_init::dispatch() {
+        return code;
+    }
     let cli = Cli::parse();
     if let Cmd::DemoServer = cli.cmd {
         return match demo::run() {

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -94,9 +94,55 @@ pub(super) async fn run(
             tracing::debug!(%peer, "closing a connection beyond max_connections_per_ip");
             continue;
         };
+        // SSE replies are several small writes; without TCP_NODELAY, Nagle plus the
+        // client's delayed ACK can hold an event back for ~40 ms.
+        let _ = tcp.set_nodelay(true);
         tasks.spawn(connection(
             tcp,
-            slot,
+            Some(slot),
+            router.clone(),
+            http.clone(),
+            limits.body_read_timeout,
+            drain.clone(),
+        ));
+    }
+    drop(listener);
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// Serves `router` on a Unix socket (the gateway's socket for run
+/// sandboxes) like [`run`], with the same timeouts; no per-address cap
+/// (whoever can open the socket file is the gateway's own user).
+pub(super) async fn run_unix(
+    listener: tokio::net::UnixListener,
+    router: Router,
+    limits: EdgeLimits,
+    drain: CancellationToken,
+) {
+    let tasks = TaskTracker::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let http = Arc::new(http);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("accepting on the Unix socket failed: {e}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = drain.cancelled() => break,
+                    }
+                    continue;
+                }
+            },
+            _ = drain.cancelled() => break,
+        };
+        tasks.spawn(connection(
+            stream,
+            None,
             router.clone(),
             http.clone(),
             limits.body_read_timeout,
@@ -110,17 +156,16 @@ pub(super) async fn run(
 
 /// One connection's life: requests with deadline-bound bodies; on drain, the
 /// request in progress finishes and the connection closes.
-async fn connection(
-    tcp: TcpStream,
-    _slot: Slot,
+async fn connection<S>(
+    tcp: S,
+    _slot: Option<Slot>,
     router: Router,
     http: Arc<hyper::server::conn::http1::Builder>,
     body_timeout: Duration,
     drain: CancellationToken,
-) {
-    // SSE replies are several small writes; without TCP_NODELAY, Nagle plus the
-    // client's delayed ACK can hold an event back for ~40 ms.
-    let _ = tcp.set_nodelay(true);
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let req = req.map(|body| Deadline::new(body, body_timeout));
         hyper::service::Service::call(&TowerToHyperService::new(router.clone()), req)

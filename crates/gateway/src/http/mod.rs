@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::config::{AuthMode, Config};
-use crate::mcp::lifecycle;
+use crate::mcp::{lifecycle, runner};
 use crate::state::App;
 pub use edge::EdgeLimits;
 use refusal::Refusal;
@@ -97,6 +97,23 @@ pub async fn serve_with(
     lifecycle::start(&app);
     let router = router(app.clone());
     let drain = tokio_util::sync::CancellationToken::new();
+    let socket = runner::socket_path(&app);
+    let unix = match bind_unix(&socket) {
+        Ok(l) => {
+            tokio::spawn(edge::run_unix(
+                l,
+                router.clone(),
+                limits.clone(),
+                drain.clone(),
+            ));
+            Some(socket.clone())
+        }
+        Err(e) => {
+            tracing::error!("cannot serve on {}: {e}", socket.display());
+            None
+        }
+    };
+    runner::start(&app, listener.local_addr()?, unix.clone()).await;
     let shutdown = app.shutdown.clone();
     let closer = app.clone();
     let draining = drain.clone();
@@ -113,6 +130,30 @@ pub async fn serve_with(
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         } => {}
     }
+    runner::stop(&app).await;
+    if unix.is_some() {
+        let _ = std::fs::remove_file(&socket);
+    }
     lifecycle::stop(&app).await;
     Ok(())
+}
+
+/// Binds the gateway's Unix socket for run sandboxes: its directory 0700,
+/// the socket 0600, a stale socket from a previous run replaced.
+fn bind_unix(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }

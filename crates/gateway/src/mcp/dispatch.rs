@@ -189,6 +189,14 @@ async fn metered(
     let reservation = m.reserve(&ctx.app.store, server).await?;
     let out = forward(ctx, server, method, params, msg).await;
     m.finish(&ctx.app.store, &reservation, &out);
+    if let Some((run, cost)) = m.run_cost(&out) {
+        let delta = mcpgate_runs::UsageDelta {
+            cost,
+            tool_calls: u64::from(matches!(m.call, crate::state::policy::Call::Tool(_))),
+            ..Default::default()
+        };
+        super::runs::add_run_usage(&ctx.app, &run, delta).await;
+    }
     out
 }
 
@@ -240,10 +248,21 @@ fn list(ctx: &Ctx, kind: ListKind, params: Option<&RawValue>) -> Result<Reply, C
     let catalog = ctx.app.catalog();
     let empty = View::default();
     let view = catalog.view(&ctx.principal.tier.name).unwrap_or(&empty);
-    catalog
+    let page = catalog
         .page(kind, p.cursor.as_deref(), ctx.app.cfg.page_size, Some(view))
-        .map(Reply::Result)
-        .map_err(CallError::InvalidParams)
+        .map_err(CallError::InvalidParams)?;
+    Ok(Reply::Result(match &ctx.principal.run {
+        Some(run) => {
+            let key = match kind {
+                ListKind::Tools => "tools",
+                ListKind::Prompts => "prompts",
+                ListKind::Resources => "resources",
+                ListKind::Templates => "resourceTemplates",
+            };
+            run.filter_page(key, page)
+        }
+        None => page,
+    }))
 }
 
 async fn complete(ctx: &Ctx, params: Option<&RawValue>, msg: &Message) -> Result<Reply, CallError> {
@@ -265,6 +284,7 @@ async fn complete(ctx: &Ctx, params: Option<&RawValue>, msg: &Message) -> Result
         ("ref/prompt", Some(name), _) => {
             let route = catalog
                 .prompt(&name)
+                .filter(|_| ctx.principal.run.is_none())
                 .filter(|_| ctx.principal.tier.prompts.allows(&name))
                 .cloned()
                 .ok_or(CallError::UnknownPrompt(name))?;

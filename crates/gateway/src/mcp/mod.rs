@@ -20,5 +20,6 @@ pub(crate) mod modern;
 pub(crate) mod mrtr;
 pub(crate) mod params;
 pub(crate) mod relay;
+pub(crate) mod runner;
 pub(crate) mod runs;
 pub(crate) mod supervise;

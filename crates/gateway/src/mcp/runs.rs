@@ -542,6 +542,7 @@ impl RunHooks for RunKeys {
                 run: run.id.clone(),
                 tools: run.definition.tools.clone(),
                 budget: run.definition.budget,
+                spent: Default::default(),
             },
         );
         let (model_base_url, model_id) = match &run.definition.model {

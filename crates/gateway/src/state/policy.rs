@@ -27,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Principal;
 use super::error::CallError;
+use super::runs::RunScope;
 use crate::config::Rate;
 use mcpgate_proto::locks::lock;
 
@@ -80,6 +81,13 @@ impl Call {
 
     /// Whether the principal's tier lets it see this name.
     pub(crate) fn visible_to(&self, p: &Principal) -> bool {
+        if let Some(run) = &p.run {
+            // A run's key sees exactly the workflow's tools (within its tier).
+            return match self {
+                Call::Tool(n) => p.tier.tools.allows(n) && run.allows_tool(n),
+                Call::Prompt(_) | Call::Resource(_) => false,
+            };
+        }
         match self {
             Call::Tool(n) => p.tier.tools.allows(n),
             Call::Prompt(n) => p.tier.prompts.allows(n),
@@ -274,6 +282,30 @@ impl Meter {
         store: &Store,
         upstream: &str,
     ) -> Result<Reservation, CallError> {
+        if let Some(run) = &self.principal.run
+            && let Err(left) = run.take(u64::try_from(self.cost).unwrap_or(0))
+        {
+            return Err(CallError::QuotaExhausted {
+                tenant: format!("{} (run {} budget)", self.principal.tenant, run.run),
+                balance: i64::try_from(left).unwrap_or(i64::MAX),
+                cost: self.cost,
+                resets_at_ms: None,
+            });
+        }
+        let reserved = self.reserve_in_store(store, upstream).await;
+        if reserved.is_err()
+            && let Some(run) = &self.principal.run
+        {
+            run.give_back(u64::try_from(self.cost).unwrap_or(0));
+        }
+        reserved
+    }
+
+    async fn reserve_in_store(
+        &self,
+        store: &Store,
+        upstream: &str,
+    ) -> Result<Reservation, CallError> {
         match store
             .ledger()
             .reserve(self.record(Some(upstream), self.cost))
@@ -302,6 +334,25 @@ impl Meter {
     }
 
     /// Finishes the usage row with how the call went; upstream failures are refunded.
+    /// What this call costs its run (for the run's record), when made with a
+    /// run's key: `Some((run, cost))`, cost 0 if it was refunded.
+    pub(crate) fn run_cost(
+        &self,
+        outcome: &Result<Reply, CallError>,
+    ) -> Option<(Arc<RunScope>, u64)> {
+        let run = self.principal.run.clone()?;
+        let refunded = matches!(
+            outcome,
+            Err(e) if !matches!(e, CallError::Upstream(UpstreamError::Cancelled { .. }))
+        );
+        let cost = if refunded {
+            0
+        } else {
+            u64::try_from(self.cost).unwrap_or(0)
+        };
+        Some((run, cost))
+    }
+
     pub(crate) fn finish(
         &self,
         store: &Store,
@@ -320,6 +371,9 @@ impl Meter {
             }
             Err(e) => (Outcome::Unavailable, true, Some(e.to_string())),
         };
+        if refund && let Some(run) = &self.principal.run {
+            run.give_back(u64::try_from(self.cost).unwrap_or(0));
+        }
         let us = i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX);
         store.ledger().finish(r.id, o, us, error, refund);
     }

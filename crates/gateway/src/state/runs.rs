@@ -7,30 +7,75 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use mcpgate_proto::locks::lock;
 use mcpgate_runs::{RunId, Runner, SqlRunStore};
 use mcpgate_store::Store;
+use serde_json::value::RawValue;
 
 /// What a run key may do beyond its tenant's tier.
-#[allow(dead_code)] // read by policy (visibility, budget) as that lands
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct RunScope {
     pub(crate) run: RunId,
     /// The workflow's `tools` globs: the only tools the key sees or calls.
     pub(crate) tools: Vec<String>,
     /// The most the run may spend (compute units), if capped.
     pub(crate) budget: Option<u64>,
+    /// What its calls have reserved so far (refunds taken back).
+    pub(crate) spent: AtomicU64,
 }
 
-#[allow(dead_code)]
 impl RunScope {
     /// Whether the run may see or call `tool` (a namespaced tool name).
     pub(crate) fn allows_tool(&self, tool: &str) -> bool {
         self.tools
             .iter()
             .any(|g| mcpgate_store::glob_match(g, tool))
+    }
+
+    /// Takes `cost` from the budget; `Err(left)` if that would go past it.
+    pub(crate) fn take(&self, cost: u64) -> Result<(), u64> {
+        let Some(budget) = self.budget else {
+            self.spent.fetch_add(cost, Ordering::AcqRel);
+            return Ok(());
+        };
+        self.spent
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                s.checked_add(cost).filter(|n| *n <= budget)
+            })
+            .map(|_| ())
+            .map_err(|s| budget.saturating_sub(s))
+    }
+
+    /// Gives back a refunded call's cost.
+    pub(crate) fn give_back(&self, cost: u64) {
+        let _ = self
+            .spent
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some(s.saturating_sub(cost))
+            });
+    }
+
+    /// Keeps only the tools this run may see in a `tools/list` page; the
+    /// other lists (prompts, resources, templates) are empty for a run.
+    pub(crate) fn filter_page(&self, key: &str, page: Box<RawValue>) -> Box<RawValue> {
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(page.get()) else {
+            return page;
+        };
+        if let Some(items) = v.get_mut(key).and_then(|i| i.as_array_mut()) {
+            if key == "tools" {
+                items.retain(|t| {
+                    t.get("name")
+                        .and_then(|n| n.as_str())
+                        .is_some_and(|n| self.allows_tool(n))
+                });
+            } else {
+                items.clear();
+            }
+        }
+        serde_json::value::to_raw_value(&v).unwrap_or(page)
     }
 }
 
@@ -82,9 +127,5 @@ impl RunsState {
 
     pub(crate) fn remove_scope(&self, key_id: &str) {
         lock(&self.scopes).remove(key_id);
-    }
-
-    pub(crate) fn scope(&self, key_id: &str) -> Option<Arc<RunScope>> {
-        lock(&self.scopes).get(key_id).cloned()
     }
 }
