@@ -5,12 +5,14 @@
 //! and serving. What a request does once admitted is `mcp`'s business.
 
 mod admin;
+mod api;
 mod edge;
 mod guard;
 mod health;
 mod host;
 mod legacy;
 mod modern;
+mod openapi;
 mod refusal;
 mod sse;
 
@@ -39,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/mcp/", mcp)
         .route("/health", get(health::health))
         .merge(admin::router())
+        .merge(api::router())
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::map_request(host::host_rules))
