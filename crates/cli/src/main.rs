@@ -4,12 +4,19 @@
 //! Exit codes: 0 ok; 1 a tool error (`call`) or an upstream not ready (`check`,
 //! `servers`); 2 a usage or config error (nothing was sent); 3 a connection or
 //! auth error, or the gateway could not start.
+//!
+//! `workflows`, `run` and `runs` (clients of a gateway's `/api/v1`): 0 done
+//! (for `run --follow`: the run succeeded); 1 the run failed, was cancelled
+//! or timed out; 2 a usage error or a request the gateway refused as bad
+//! (400, 409); 3 no connection, or the key was refused (401, 403, 5xx);
+//! 4 not found (an unknown workflow or run).
 
 mod admin;
 mod call;
 mod demo;
 mod mount;
 mod remote;
+mod runs;
 mod sandbox_init;
 mod serve;
 mod servers;
@@ -26,7 +33,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "mcpgate",
     version,
-    about = "One MCP endpoint for your agents, in front of many MCP servers."
+    about = "One MCP endpoint for your agents, in front of many MCP servers.",
+    after_help = "Exit codes of workflows, run and runs: 0 done (run --follow: the run succeeded); 1 the run failed, was cancelled or timed out; 2 usage error or bad request; 3 connection or auth error; 4 not found."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -139,6 +147,27 @@ enum Cmd {
         #[command(flatten)]
         args: admin::AuditArgs,
     },
+    /// Workflows on a gateway: list, show NAME, add FILE, rm NAME.
+    Workflows {
+        #[command(flatten)]
+        at: runs::At,
+        #[command(subcommand)]
+        cmd: runs::WorkflowsCmd,
+    },
+    /// Fire off a run of a workflow; prints its id (exit codes: see --help).
+    Run {
+        #[command(flatten)]
+        at: runs::At,
+        #[command(flatten)]
+        args: runs::RunArgs,
+    },
+    /// Runs on a gateway: list, show ID, logs ID [-f], cancel ID, artifacts ID [--download DIR].
+    Runs {
+        #[command(flatten)]
+        at: runs::At,
+        #[command(subcommand)]
+        cmd: runs::RunsCmd,
+    },
     /// The built-in demo MCP server (stdio), used by the bundled demo config.
     #[command(hide = true)]
     DemoServer,
@@ -163,7 +192,10 @@ fn main() -> ExitCode {
         | Cmd::Tenants { .. }
         | Cmd::Keys { .. }
         | Cmd::Usage { .. }
-        | Cmd::Audit { .. } => "warn",
+        | Cmd::Audit { .. }
+        | Cmd::Workflows { .. }
+        | Cmd::Run { .. }
+        | Cmd::Runs { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -235,6 +267,9 @@ fn main() -> ExitCode {
             Cmd::Keys { at, cmd } => admin::keys(&at, cmd).await,
             Cmd::Usage { at, args } => admin::usage(&at, args).await,
             Cmd::Audit { at, args } => admin::audit(&at, args).await,
+            Cmd::Workflows { at, cmd } => runs::workflows(&at, cmd).await,
+            Cmd::Run { at, args } => runs::run(&at, args).await,
+            Cmd::Runs { at, cmd } => runs::runs(&at, cmd).await,
             Cmd::DemoServer => ExitCode::SUCCESS,
         }
     })

@@ -14,6 +14,7 @@ mod isolation;
 mod lifecycle;
 mod modern;
 mod relay;
+mod runs_api;
 mod tenancy;
 mod tidy;
 mod tool_commands;

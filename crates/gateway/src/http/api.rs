@@ -1,8 +1,8 @@
 //! The runs API under `/api/v1/`: workflows (list, show, put, delete), runs
 //! (submit, list, show, cancel), a run's log (plain text, or SSE that
 //! follows a live run with `Last-Event-ID` resumption) and its artifacts
-//! (list, download, upload with the run's own key), and the OpenAPI document
-//! describing all of it (`openapi.rs`). Origin is checked as on `/mcp`; an
+//! (list, download, upload with the run's own key); `openapi.rs` serves the
+//! document describing all of it. Origin is checked as on `/mcp`; an
 //! admin key sees everything, a tenant's key its tenant's things. What the
 //! operations do, and who may do them, is `mcp::runs`; this module only reads
 //! requests and writes answers. Every refusal is JSON `{"error": …}` with a
@@ -35,7 +35,6 @@ use crate::state::auth::AuthError;
 /// The `/api/v1/` routes.
 pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/workflows", get(list_workflows).post(add_workflow))
         .route(
             "/api/v1/workflows/{name}",
@@ -115,13 +114,6 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refusal> {
 
 fn workflow_from(v: Value) -> Result<Workflow, Refusal> {
     Workflow::from_json_value(v).map_err(|e| bad(e.to_string()))
-}
-
-async fn openapi() -> Response {
-    json_response(
-        StatusCode::OK,
-        serde_json::to_vec(&super::openapi::document()).unwrap_or_default(),
-    )
 }
 
 async fn list_workflows(State(app): State<Arc<App>>, h: HeaderMap) -> Answer {
@@ -311,7 +303,7 @@ async fn logs(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<String>)
         })?,
     };
     let events: Events = Box::pin(Runs::of(&app).follow(&who, &id, after).await?);
-    if super::guard::accept(&h).sse && !accepts_plain_first(&h) {
+    if wants_sse(&h) {
         return Ok(sse::response(LogSource { events }));
     }
     let mut events = events;
@@ -329,11 +321,13 @@ async fn logs(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<String>)
     Ok(r)
 }
 
-/// Whether the client names text/plain before text/event-stream.
-fn accepts_plain_first(h: &HeaderMap) -> bool {
+/// Whether the client asked for SSE by name (`*/*` or no Accept gets text),
+/// and did not name text/plain first.
+fn wants_sse(h: &HeaderMap) -> bool {
     let accept = header_str(h, "accept").unwrap_or("");
     match (accept.find("text/plain"), accept.find("text/event-stream")) {
-        (Some(p), Some(s)) => p < s,
+        (Some(p), Some(s)) => s < p && super::guard::accept(h).sse,
+        (None, Some(_)) => super::guard::accept(h).sse,
         _ => false,
     }
 }

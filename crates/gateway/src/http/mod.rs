@@ -42,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(health::health))
         .merge(admin::router())
         .merge(api::router())
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::map_request(host::host_rules))

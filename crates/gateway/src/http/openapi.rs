@@ -113,6 +113,14 @@ fn with_ok(mut m: Map<String, Value>, code: &str, resp: Value) -> Map<String, Va
     m
 }
 
+/// `GET /api/v1/openapi.json`.
+pub(crate) async fn serve() -> axum::response::Response {
+    super::refusal::json_response(
+        axum::http::StatusCode::OK,
+        serde_json::to_vec(&document()).unwrap_or_default(),
+    )
+}
+
 /// The document.
 pub(crate) fn document() -> Value {
     let mut settings = SchemaSettings::draft2020_12();
