@@ -408,6 +408,9 @@ pub(crate) struct AuditArgs {
     /// At most this many records, newest first.
     #[arg(long, default_value_t = 100)]
     limit: i64,
+    /// Only calls made with this agent run's key.
+    #[arg(long)]
+    run: Option<String>,
 }
 
 pub(crate) async fn audit(at: &At, a: AuditArgs) -> ExitCode {
@@ -417,6 +420,7 @@ pub(crate) async fn audit(at: &At, a: AuditArgs) -> ExitCode {
             name_glob: a.tool,
             since_ms: a.since.as_deref().map(admin::since_from).transpose()?,
             limit: Some(a.limit.max(1)),
+            run: a.run,
         };
         let rows = store.audit(&filter).await?;
         if at.json {

@@ -36,6 +36,7 @@ fn call(name: &str) -> CallRecord {
         cost: 1,
         arg_bytes: 17,
         args: Some(r#"{"path":"/tmp/x"}"#.to_owned()),
+        run_id: None,
     }
 }
 

@@ -26,7 +26,7 @@ pub(crate) type Answer = Option<Result<Reservation, ReserveError>>;
 
 // Reservation parameters: $1 tenant, $2 cost, $3 now, $4 next refill time,
 // $5 usage id, $6 key, $7 session, $8 method, $9 name, $10 upstream,
-// $11 arg bytes, $12 args.
+// $11 arg bytes, $12 args, $13 run id.
 
 /// Refill if due, then debit only if the (refilled) balance is unlimited
 /// or large enough: one conditional UPDATE, so no interleaving (threads,
@@ -58,7 +58,7 @@ const DEBIT_TAGGED: &str = concat!(debit!(), " RETURNING $5, balance");
 const PENDING_IF_DEBITED: &str = concat!(
     "INSERT INTO usage (",
     usage_columns!(),
-    ") SELECT $5, $3, $1, $6, $7, $8, $9, $10, 'pending', NULL, $2, $11, $12, NULL
+    ") SELECT $5, $3, $1, $6, $7, $8, $9, $10, 'pending', NULL, $2, $11, $12, NULL, $13
     WHERE changes() = 1"
 );
 
@@ -72,11 +72,11 @@ const REFILL: &str = "UPDATE tenants SET balance = monthly_allowance, resets_at 
     WHERE name = $1 AND monthly_allowance IS NOT NULL AND resets_at <= $2";
 
 /// $1 id, $2 ts, $3 tenant, $4 key, $5 session, $6 method, $7 name,
-/// $8 upstream, $9 outcome, $10 cost, $11 arg bytes, $12 args, $13 error.
+/// $8 upstream, $9 outcome, $10 cost, $11 arg bytes, $12 args, $13 error, $14 run id.
 const INSERT_USAGE: &str = concat!(
     "INSERT INTO usage (",
     usage_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13, $14)"
 );
 
 // Finish parameters: $1 usage id, $2 outcome, $3 duration, $4 error.
@@ -132,7 +132,7 @@ pub(crate) fn short(s: &str) -> &str {
     &s[..end]
 }
 
-fn reserve_values<'a>(rec: &'a CallRecord, id: i64) -> [Value<'a>; 12] {
+fn reserve_values<'a>(rec: &'a CallRecord, id: i64) -> [Value<'a>; 13] {
     [
         Value::Text(Some(&rec.tenant)),
         Value::Int(rec.cost),
@@ -146,6 +146,7 @@ fn reserve_values<'a>(rec: &'a CallRecord, id: i64) -> [Value<'a>; 12] {
         Value::Text(rec.upstream.as_deref()),
         Value::Int(rec.arg_bytes),
         Value::Text(rec.args.as_deref()),
+        Value::Text(rec.run_id.as_deref()),
     ]
 }
 
@@ -155,7 +156,7 @@ fn usage_values<'a>(
     outcome: &'a str,
     cost: i64,
     error: Option<&'a str>,
-) -> [Value<'a>; 13] {
+) -> [Value<'a>; 14] {
     [
         Value::Int(id),
         Value::Int(rec.ts_ms),
@@ -170,6 +171,7 @@ fn usage_values<'a>(
         Value::Int(rec.arg_bytes),
         Value::Text(rec.args.as_deref()),
         Value::Text(error.map(short)),
+        Value::Text(rec.run_id.as_deref()),
     ]
 }
 

@@ -155,10 +155,18 @@ const MIGRATIONS: &[Migration] = &[
             Step::Both(RUN_EVENTS),
         ],
     },
+    Migration {
+        // The agent run whose key made a call, on its usage row.
+        version: 4,
+        steps: &[
+            Step::Both("ALTER TABLE usage ADD COLUMN run_id TEXT"),
+            Step::Both("CREATE INDEX usage_run ON usage (run_id)"),
+        ],
+    },
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 3;
+pub(crate) const LATEST: i64 = 4;
 
 /// An arbitrary constant naming mcpgate's migration lock on PostgreSQL.
 const PG_LOCK_KEY: i64 = 0x6d63_7067_6174_6531;

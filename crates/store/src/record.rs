@@ -33,6 +33,8 @@ pub struct CallRecord {
     /// The arguments as recorded for the audit log (the caller decides how
     /// much, if anything, to keep).
     pub args: Option<String>,
+    /// The agent run whose key made the call, if any.
+    pub run_id: Option<String>,
 }
 
 /// How a call ended; stored as snake_case text (`"ok"`, `"tool_error"`, ...).
@@ -122,7 +124,7 @@ impl std::fmt::Display for Outcome {
 macro_rules! usage_columns {
     () => {
         "id, ts, tenant, key_id, session, method, name, upstream, outcome, duration_us, cost, \
-         arg_bytes, args, error"
+         arg_bytes, args, error, run_id"
     };
 }
 pub(crate) use usage_columns;

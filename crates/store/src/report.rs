@@ -48,6 +48,8 @@ pub struct AuditFilter {
     pub since_ms: Option<i64>,
     /// At most this many records (the newest).
     pub limit: Option<i64>,
+    /// Only records made with this agent run's key.
+    pub run: Option<String>,
 }
 
 /// One usage row: the call's [`CallRecord`](crate::CallRecord) as stored,
@@ -84,6 +86,8 @@ pub struct AuditRecord {
     pub args: Option<String>,
     /// A short error text, if any.
     pub error: Option<String>,
+    /// The agent run whose key made the call, if any.
+    pub run_id: Option<String>,
 }
 
 /// A row read in [`usage_columns`] order.
@@ -103,6 +107,7 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
         arg_bytes: row.try_get(11)?,
         args: row.try_get(12)?,
         error: row.try_get(13)?,
+        run_id: row.try_get(14)?,
     })
 }
 
@@ -242,6 +247,9 @@ impl Store {
         }
         if let Some(since) = filter.since_ms {
             c.add(|n| format!("ts >= ${n}"), Value::Number(since));
+        }
+        if let Some(run) = &filter.run {
+            c.add(|n| format!("run_id = ${n}"), Value::Text(run.clone()));
         }
         let mut sql = format!(
             "SELECT {} FROM usage{} ORDER BY ts DESC, id DESC",

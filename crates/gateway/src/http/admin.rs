@@ -172,6 +172,8 @@ struct UsageQuery {
     since: Option<String>,
     tool: Option<String>,
     limit: Option<i64>,
+    /// Only calls made with this agent run's key (`/admin/audit?run=ID`).
+    run: Option<String>,
 }
 
 async fn usage(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<UsageQuery>) -> Answer {
@@ -190,6 +192,7 @@ async fn audit(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<UsageQ
         name_glob: q.tool,
         since_ms: q.since.as_deref().map(since_from).transpose()?,
         limit: Some(q.limit.unwrap_or(1000).clamp(1, 100_000)),
+        run: q.run,
     };
     done(StatusCode::OK, app.store.audit(&filter).await?)
 }

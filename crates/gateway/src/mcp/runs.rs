@@ -585,5 +585,6 @@ impl RunHooks for RunKeys {
             }
             Err(e) => tracing::error!(run = %run.id, "cannot find the run's key to revoke: {e}"),
         }
+        app.auth.forget_cached();
     }
 }

@@ -185,6 +185,12 @@ impl Authenticator {
         Ok(principal)
     }
 
+    /// Forgets every cached key at once (a run's key was just revoked: it
+    /// must stop working now, not at the watcher's next poll).
+    pub(crate) fn forget_cached(&self) {
+        lock(&self.cache).clear();
+    }
+
     /// Authenticates an admin key for `/admin/` (any auth mode: the admin API always needs one).
     pub(crate) async fn admin(&self, authorization: Option<&[u8]>) -> Result<KeyInfo, AuthError> {
         let token = bearer(authorization)?;

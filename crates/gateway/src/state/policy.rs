@@ -260,6 +260,7 @@ impl Meter {
             cost,
             arg_bytes: self.arg_bytes,
             args: self.args.clone(),
+            run_id: self.principal.run.as_ref().map(|r| r.run.to_string()),
         }
     }
 

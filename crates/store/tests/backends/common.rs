@@ -239,6 +239,7 @@ pub(crate) fn call_at(tenant: &str, name: &str, cost: i64, ts_ms: i64) -> CallRe
         cost,
         arg_bytes: 17,
         args: Some(r#"{"path":"/tmp/x"}"#.to_owned()),
+        run_id: None,
     }
 }
 

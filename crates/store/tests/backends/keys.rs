@@ -274,6 +274,9 @@ async fn keys_from_schema_1_list_first_after_the_upgrade(backend: Backend) {
         // made in one millisecond, so their ids order them.
         db.exec("ALTER TABLE api_keys DROP COLUMN created_rev")
             .await;
+        // (and no run_id on usage rows, schema 4)
+        db.exec("DROP INDEX usage_run").await;
+        db.exec("ALTER TABLE usage DROP COLUMN run_id").await;
         db.exec("UPDATE api_keys SET created_at = 1700000000000")
             .await;
         db.exec("UPDATE meta SET value = 1 WHERE name = 'schema_version'")

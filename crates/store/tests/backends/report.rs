@@ -18,7 +18,46 @@ fn filter(
         name_glob: glob.map(str::to_owned),
         since_ms: since,
         limit,
+        run: None,
     }
+}
+
+backend_tests!(audit_rows_carry_and_filter_by_the_run, worker_threads = 2);
+async fn audit_rows_carry_and_filter_by_the_run(backend: Backend) {
+    on_backend(backend, "audit_run", |db: Db| async move {
+        let store = db.open_with_acme(Some(100)).await;
+        let ledger = store.ledger();
+        let mut by_run = call_at("acme", "echo", 1, T0);
+        by_run.run_id = Some("run_one".into());
+        ledger.reserve(by_run).await.unwrap();
+        ledger.deny(
+            {
+                let mut r = call_at("acme", "hidden", 0, T0);
+                r.run_id = Some("run_one".into());
+                r
+            },
+            Outcome::DeniedHidden,
+            None,
+        );
+        ledger
+            .reserve(call_at("acme", "echo", 1, T0))
+            .await
+            .unwrap();
+        ledger.flush().await.unwrap();
+        let rows = store
+            .audit(&AuditFilter {
+                run: Some("run_one".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(rows.iter().all(|r| r.run_id.as_deref() == Some("run_one")));
+        let all = store.audit(&AuditFilter::default()).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all.iter().filter(|r| r.run_id.is_none()).count(), 1);
+    })
+    .await;
 }
 
 backend_tests!(summaries_and_audit_filters, worker_threads = 2);
