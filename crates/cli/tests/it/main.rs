@@ -15,6 +15,7 @@ mod lifecycle;
 mod modern;
 mod relay;
 mod runs_api;
+mod runs_gateway;
 mod tenancy;
 mod tidy;
 mod tool_commands;

@@ -286,12 +286,14 @@ impl Meter {
         if let Some(run) = &self.principal.run
             && let Err(left) = run.take(u64::try_from(self.cost).unwrap_or(0))
         {
-            return Err(CallError::QuotaExhausted {
+            let e = CallError::QuotaExhausted {
                 tenant: format!("{} (run {} budget)", self.principal.tenant, run.run),
                 balance: i64::try_from(left).unwrap_or(i64::MAX),
                 cost: self.cost,
                 resets_at_ms: None,
-            });
+            };
+            self.deny(store, Some(upstream), Outcome::DeniedQuota, &e.to_string());
+            return Err(e);
         }
         let reserved = self.reserve_in_store(store, upstream).await;
         if reserved.is_err()
