@@ -352,6 +352,33 @@ async fn the_openapi_document_names_every_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peers tier: needs openapi-spec-validator from tests/interop (scripts/test.sh runs it)"]
+async fn the_openapi_document_passes_openapi_spec_validator() {
+    let (gw, _admin) = started("api-openapi-peer");
+    let validator = venv_bin("openapi-spec-validator");
+    let a = Api::new(&gw).get("/api/v1/openapi.json", "").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let file = gw.dir.0.join("openapi.json");
+    std::fs::write(&file, &a.body).expect("write");
+    let out = Command::new(&validator)
+        .arg(&file)
+        .output()
+        .expect("run openapi-spec-validator");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The validator can fail: a document missing its required `info` is refused.
+    let mut broken: Value = serde_json::from_str(&a.body).expect("json");
+    broken.as_object_mut().map(|o| o.remove("info"));
+    std::fs::write(&file, broken.to_string()).expect("write");
+    let out = Command::new(&validator).arg(&file).output().expect("run");
+    assert!(!out.status.success(), "a document without info must fail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenants_run_is_404_its_log_too_and_dotdot_artifact_paths_are_400() {
     let (gw, admin) = started("api-runs");
     let alpha = tenant_with_key(&gw, "alpha", "pro", None);
