@@ -681,3 +681,90 @@ async fn cli_run_follow_exits_with_the_runs_outcome() {
     assert_eq!(mcpgate(&gw, &key, &["workflows", "rm", "ok"]).0, 0);
     assert_eq!(mcpgate(&gw, &key, &["workflows", "show", "ok"]).0, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_cancel_ends_a_followed_run_with_exit_1_and_artifacts_download() {
+    use std::io::{BufRead, BufReader};
+    let (gw, _admin) = started("api-cli-cancel");
+    let key = tenant_with_key(&gw, "acme", "pro", None);
+    let slow = gw.dir.0.join("slow.json");
+    std::fs::write(
+        &slow,
+        json!({"agent": "command", "command": ["sh", "-c", "echo started; sleep 30"]}).to_string(),
+    )
+    .expect("write");
+    let art = gw.dir.0.join("art.json");
+    std::fs::write(
+        &art,
+        json!({"agent": "command", "command": ["sh", "-c", "mkdir -p out; echo hi > out/a.txt"], "artifacts": ["out/*"]}).to_string(),
+    )
+    .expect("write");
+    for f in [&slow, &art] {
+        let (code, out, err) = mcpgate(&gw, &key, &["workflows", "add", &f.display().to_string()]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+
+    // Follow a run; once it has printed, cancel it from another process.
+    let mut follower = Command::new(mcpgate_bin())
+        .args(["run", "slow", "--follow", "--url", &gw.base])
+        .env("MCPGATE_KEY", &key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(follower.stdout.take().expect("stdout")).lines();
+    let id = lines.next().expect("a line").expect("read");
+    assert!(id.starts_with("run_"), "{id}");
+    for line in lines.by_ref() {
+        if line.expect("read").ends_with(" started") {
+            break;
+        }
+    }
+    let (code, out, err) = mcpgate(&gw, &key, &["runs", "cancel", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    let status = follower.wait().expect("wait");
+    assert_eq!(status.code(), Some(1), "a cancelled run exits 1");
+    let (_, out, _) = mcpgate(&gw, &key, &["runs", "show", &id]);
+    assert!(out.contains("\"cancelled\""), "{out}");
+    // Cancelling it again is a refused request: 2.
+    let (code, _, err) = mcpgate(&gw, &key, &["runs", "cancel", &id]);
+    assert_eq!(code, 2, "{err}");
+
+    // Artifacts: listed, then downloaded.
+    let (code, out, err) = mcpgate(&gw, &key, &["run", "art", "--follow"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.lines().next().unwrap_or("").to_owned();
+    let (code, out, _) = mcpgate(&gw, &key, &["runs", "artifacts", &id]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("out/a.txt\t3\t"), "{out}");
+    let dest = gw.dir.0.join("download");
+    let (code, out, err) = mcpgate(
+        &gw,
+        &key,
+        &[
+            "runs",
+            "artifacts",
+            &id,
+            "--download",
+            &dest.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("out/a.txt")).expect("downloaded"),
+        "hi\n"
+    );
+    // A finished run's log with -f ends; the list filters by state and workflow.
+    let (code, out, _) = mcpgate(&gw, &key, &["runs", "logs", &id, "-f"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("[run] succeeded"), "{out}");
+    let (code, out, _) = mcpgate(
+        &gw,
+        &key,
+        &["runs", "list", "--status", "succeeded", "--workflow", "art"],
+    );
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&id), "{out}");
+    let (_, out, _) = mcpgate(&gw, &key, &["runs", "list", "--status", "cancelled"]);
+    assert!(!out.contains(&id), "{out}");
+}
