@@ -5,8 +5,13 @@
 //! would: the workflow's one tool is listed and callable, any other tool is
 //! invisible and refused as unknown, a call past the run's `budget` is the
 //! quota error, the audit rows carry the run id (`mcpgate audit --run`), and
-//! once the run is cancelled the key is refused at once.
+//! once the run is cancelled the key is refused at once. And the model
+//! proxy against the MOCK model (`mcpgate-mock-model`): the real key reaches
+//! the mock and the client's key does not, the SSE arrives intact, and the
+//! response's tokens are added to the run.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::admin::*;
@@ -165,4 +170,192 @@ async fn a_run_key_sees_only_its_tools_within_budget_and_dies_with_the_run() {
         "a finished run's key is refused: {}",
         after.body
     );
+}
+
+/// Starts the MOCK model on port 0, recording requests to `record`; its base URL.
+fn mock_model(record: &std::path::Path) -> (Proc, String) {
+    let mut child = Command::new(mcpgate_bin().with_file_name("mcpgate-mock-model"))
+        .args(["--tool", "fx__echo", "--listen", "127.0.0.1:0", "--record"])
+        .arg(record)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mcpgate-mock-model (cargo build --workspace builds it)");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the mock model printed its address")
+            .expect("read");
+        if let Some(at) = line.split("listening on ").nth(1) {
+            break at.trim().to_owned();
+        }
+    };
+    (Proc { child }, url)
+}
+
+const REAL_KEY: &str = "sk-ant-REAL-model-key-0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_proxy_injects_the_real_key_streams_sse_and_counts_tokens_on_the_run() {
+    let dir = TempDir::new("runs-model");
+    let record = dir.0.join("model-requests.jsonl");
+    let (_model, model_url) = mock_model(&record);
+    let secret_file = dir.0.join("model.key");
+    std::fs::write(&secret_file, format!("{REAL_KEY}\n")).expect("secret file");
+    let secret = secret_file.display().to_string();
+    let config = format!(
+        r#"
+auth = "keys"
+
+[plans]
+pro = "pro"
+
+[tiers.pro]
+tools = ["*"]
+
+[models.mock]
+kind = "anthropic"
+url = "{model_url}"
+auth = {{ header = "x-api-key", file = {secret:?} }}
+
+[workflows.think]
+agent = "command"
+command = ["sh", "-c", "echo \"KEY=$MCPGATE_KEY END\"; sleep 120"]
+model = "mock"
+tenant = "acme"
+timeout = "5m"
+"#
+    );
+    let gw = Gateway::start("runs-model", &config);
+    gw.wait_ready(Duration::from_secs(20));
+    let key = tenant_with_key(&gw, "acme", "pro", None);
+
+    let resp = http()
+        .post(format!("{}/api/v1/workflows/think/runs", gw.base))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(json!({"params": {}}).to_string())
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(resp.status().as_u16(), 201);
+    let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run");
+    let id = run["id"].as_str().expect("id").to_owned();
+    let log = follow_log(&gw, &key, &id, Some(" END")).await;
+    let run_key = log
+        .split("KEY=")
+        .nth(1)
+        .and_then(|s| s.split(" END").next())
+        .expect("the run printed its key")
+        .to_owned();
+
+    // Claude Code's way: x-api-key, streamed.
+    let body = json!({"model": "mock-model", "stream": true, "max_tokens": 64,
+        "messages": [{"role": "user", "content": "hello"}]});
+    let resp = http()
+        .post(format!("{}/models/mock/v1/messages?beta=true", gw.base))
+        .header("x-api-key", &run_key)
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("model call");
+    assert_eq!(resp.status().as_u16(), 200);
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(ctype.starts_with("text/event-stream"), "{ctype}");
+    let sse = resp.text().await.expect("sse");
+    let events: Vec<&str> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events.first(), Some(&"message_start"), "{sse}");
+    assert_eq!(events.last(), Some(&"message_stop"), "{sse}");
+    assert!(sse.contains("MOCK"), "the mock's text came through: {sse}");
+    let output: u64 = sse
+        .split("\"output_tokens\":")
+        .last()
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("output tokens in the stream");
+
+    // A bearer tenant key works too, and a plain JSON answer.
+    let resp = http()
+        .post(format!("{}/models/mock/v1/messages", gw.base))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(
+            json!({"model": "m", "max_tokens": 8,
+            "messages": [{"role": "user", "content": "hi"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("model call");
+    assert_eq!(resp.status().as_u16(), 200);
+    // No key, or an unknown model: refused before anything is sent.
+    let resp = http()
+        .post(format!("{}/models/mock/v1/messages", gw.base))
+        .body("{}")
+        .send()
+        .await
+        .expect("no key");
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = http()
+        .post(format!("{}/models/nope/v1/messages", gw.base))
+        .bearer_auth(&key)
+        .body("{}")
+        .send()
+        .await
+        .expect("unknown model");
+    assert_eq!(resp.status().as_u16(), 404);
+
+    let seen: Vec<Value> = std::fs::read_to_string(&record)
+        .expect("the mock's record")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record line"))
+        .collect();
+    assert_eq!(
+        seen.len(),
+        2,
+        "only the two keyed calls reached the model: {seen:?}"
+    );
+    for r in &seen {
+        assert_eq!(r["headers"]["x-api-key"], REAL_KEY, "{r}");
+        assert!(r["headers"]["authorization"].is_null(), "{r}");
+        let text = r.to_string();
+        assert!(!text.contains(&run_key) && !text.contains(&key), "{text}");
+    }
+    assert_eq!(seen[0]["body"], body, "the body is forwarded untouched");
+
+    let now: Value = serde_json::from_str(
+        &http()
+            .get(format!("{}/api/v1/runs/{id}", gw.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("run")
+            .text()
+            .await
+            .expect("body"),
+    )
+    .expect("run JSON");
+    assert!(now["input_tokens"].as_u64().is_some_and(|n| n > 0), "{now}");
+    assert_eq!(now["output_tokens"].as_u64(), Some(output), "{now}");
+    assert!(
+        !gw.stderr().contains(REAL_KEY) && !gw.stderr().contains(&run_key),
+        "neither key is logged"
+    );
+    let _ = http()
+        .post(format!("{}/api/v1/runs/{id}/cancel", gw.base))
+        .bearer_auth(&key)
+        .send()
+        .await;
 }

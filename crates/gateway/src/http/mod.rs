@@ -11,6 +11,7 @@ mod guard;
 mod health;
 mod host;
 mod legacy;
+mod models;
 mod modern;
 mod openapi;
 mod refusal;
@@ -40,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/mcp", mcp.clone())
         .route("/mcp/", mcp)
         .route("/health", get(health::health))
+        .route("/models/{name}/{*rest}", axum::routing::any(models::proxy))
         .merge(admin::router())
         .merge(api::router())
         .route("/api/v1/openapi.json", get(openapi::serve))

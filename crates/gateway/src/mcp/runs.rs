@@ -526,6 +526,18 @@ pub(crate) struct RunKeys {
 impl RunHooks for RunKeys {
     async fn grant(&self, run: &Run, deadline_ms: u64) -> Result<RunGrant, String> {
         let app = self.app.upgrade().ok_or("the gateway is shutting down")?;
+        let (model_base_url, model_id) = match &run.definition.model {
+            Some(m) => {
+                let model = app.cfg.models.get(m).ok_or_else(|| {
+                    format!("the workflow's model {m} is not a [models.{m}] of the gateway")
+                })?;
+                (
+                    Some(format!("{}/models/{m}", self.gateway_url)),
+                    model.model.clone(),
+                )
+            }
+            None => (None, None),
+        };
         let label = run_key_label(&run.id);
         let key = app
             .store
@@ -542,21 +554,10 @@ impl RunHooks for RunKeys {
                 run: run.id.clone(),
                 tools: run.definition.tools.clone(),
                 budget: run.definition.budget,
+                model: run.definition.model.clone(),
                 spent: Default::default(),
             },
         );
-        let (model_base_url, model_id) = match &run.definition.model {
-            Some(m) => {
-                let model = app.cfg.models.get(m).ok_or_else(|| {
-                    format!("the workflow's model {m} is not a [models.{m}] of the gateway")
-                })?;
-                (
-                    Some(format!("{}/models/{m}", self.gateway_url)),
-                    model.model.clone(),
-                )
-            }
-            None => (None, None),
-        };
         Ok(RunGrant {
             key: key.token,
             gateway_url: self.gateway_url.clone(),

@@ -23,6 +23,8 @@ pub(crate) struct RunScope {
     pub(crate) tools: Vec<String>,
     /// The most the run may spend (compute units), if capped.
     pub(crate) budget: Option<u64>,
+    /// The one model (`[models.NAME]`) the run may use through the proxy.
+    pub(crate) model: Option<String>,
     /// What its calls have reserved so far (refunds taken back).
     pub(crate) spent: AtomicU64,
 }

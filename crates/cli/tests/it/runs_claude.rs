@@ -1,0 +1,270 @@
+//! Peers tier, the whole product path with a real agent, offline: a real
+//! `mcpgate serve` fires the real Claude Code CLI (pinned in tests/interop) as
+//! a `claude-code` workflow in the bubblewrap sandbox. The sandbox reaches
+//! only the gateway (its Unix socket, relayed to a loopback port); Claude
+//! Code's model is `mcpgate-mock-model`, a scripted MOCK of the Anthropic
+//! Messages API, reached through the gateway's model proxy (`/models/mock`)
+//! with the run's key, the proxy putting the real model key on the way out.
+//! The MOCK's script: call the fixture's echo tool, write its result to
+//! `out.txt` with Claude Code's own Write tool, then quote it.
+//!
+//! Checked: the run succeeds; the MOCK saw exactly its three turns, each
+//! with the real model key and never the run key; the tool call went through
+//! the gateway with an audit row carrying the run id; the artifact is
+//! downloadable; and neither the real model key nor the upstream secret is
+//! anywhere the sandbox can read (a `command` run searches its environment
+//! and the files it can write or was given, with a positive control) or in
+//! the run's log.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::admin::*;
+use crate::common::*;
+use serde_json::{Value, json};
+
+/// The fragment both secrets share and nothing else in the test writes
+/// contiguously (the sandbox's search spells it split: `"ZQ""XJ"`).
+const MARK: &str = "ZQXJ";
+
+fn claude_bin() -> std::path::PathBuf {
+    let p = interop_dir().join("node_modules/.bin/claude");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        p.display()
+    );
+    p
+}
+
+/// The MOCK model on a TCP port of its own choosing; returns it and its URL.
+fn mock_model(record: &std::path::Path) -> (Proc, String) {
+    let mut child = Command::new(mcpgate_bin().with_file_name("mcpgate-mock-model"))
+        .args([
+            "--tool",
+            "mcp__mcpgate__fx__echo",
+            "--tool-input",
+            &json!({"message": "artifact-word"}).to_string(),
+            "--write-file",
+            "out.txt",
+            "--record",
+        ])
+        .arg(record)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the MOCK model");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the MOCK's listening line");
+    let url = line
+        .trim()
+        .strip_prefix("MOCK model listening on ")
+        .unwrap_or_else(|| panic!("unexpected MOCK report: {line}"))
+        .to_owned();
+    (Proc { child }, url)
+}
+
+fn config(model_url: &str) -> String {
+    format!(
+        r#"
+auth = "keys"
+
+[plans]
+pro = "pro"
+
+[tiers.pro]
+tools = ["*"]
+
+[models.mock]
+kind = "anthropic"
+url = {model_url}
+auth = [{{ header = "x-api-key", env = "MOCK_MODEL_REAL_KEY" }}]
+
+[runs]
+agents.claude-code = {claude}
+
+[workflows.echo]
+agent = "claude-code"
+model = "mock"
+prompt = "Call the echo tool with the word {{{{word}}}}, then write what it said to out.txt."
+system_prompt = "You are a test run."
+params = {{ word = {{ required = true, pattern = "[a-z0-9-]+" }} }}
+tools = ["fx__echo"]
+artifacts = ["out.txt"]
+timeout = "3m"
+tenant = "acme"
+
+[workflows.snoop]
+agent = "command"
+command = ["sh", "-c", "echo ZQ''XJ-probe > /tmp/probe; echo CONTROL=$(grep -rsl 'ZQ''XJ' /tmp | wc -l); echo ENV=$(env | grep -c 'ZQ''XJ'); echo FILES=$(grep -rsl 'ZQ''XJ' /workspace \"$HOME\" /etc /run 2>/dev/null | wc -l)"]
+tools = ["fx__echo"]
+tenant = "acme"
+timeout = "1m"
+{fixture}
+"#,
+        model_url = q(model_url),
+        claude = q(claude_bin().display().to_string()),
+        fixture = fixture_server("fx", "env = { FIXTURE_TOKEN = \"${FIXTURE_TOKEN}\" }"),
+    )
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(240))
+        .build()
+        .expect("client")
+}
+
+/// Fires `workflow` and waits for the run to end (its log stream ends with
+/// it); returns the run and its plain-text log.
+async fn run_to_end(gw: &Gateway, key: &str, workflow: &str, params: Value) -> (Value, String) {
+    let resp = http()
+        .post(format!("{}/api/v1/workflows/{workflow}/runs", gw.base))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(json!({ "params": params }).to_string())
+        .send()
+        .await
+        .expect("submit");
+    let status = resp.status().as_u16();
+    let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run JSON");
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().expect("run id").to_owned();
+    let mut stream = http()
+        .get(format!("{}/api/v1/runs/{id}/logs", gw.base))
+        .bearer_auth(key)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("follow");
+    while stream.chunk().await.expect("log chunk").is_some() {}
+    let run: Value = http()
+        .get(format!("{}/api/v1/runs/{id}", gw.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("run")
+        .text()
+        .await
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .expect("run JSON");
+    let log = http()
+        .get(format!("{}/api/v1/runs/{id}/logs", gw.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("log")
+        .text()
+        .await
+        .expect("log text");
+    (run, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peers tier: needs Claude Code from tests/interop and bubblewrap"]
+async fn claude_code_runs_a_workflow_through_the_gateway_offline() {
+    let dir = TempDir::new("claude-run");
+    let record = dir.0.join("model-requests.jsonl");
+    let (_mock, model_url) = mock_model(&record);
+    let nonce = std::process::id();
+    let model_key = format!("sk-{MARK}-model-{nonce}");
+    let upstream_secret = format!("{MARK}-upstream-{nonce}");
+    let cfg = config(&model_url);
+    let gw = Gateway::start_with_env(
+        "claude-run",
+        &cfg,
+        &[
+            ("MOCK_MODEL_REAL_KEY", model_key.as_str()),
+            ("FIXTURE_TOKEN", upstream_secret.as_str()),
+        ],
+    );
+    gw.wait_ready(Duration::from_secs(20));
+    let key = tenant_with_key(&gw, "acme", "pro", None);
+
+    let (run, log) = run_to_end(&gw, &key, "echo", json!({"word": "artifact-word"})).await;
+    let id = run["id"].as_str().expect("id").to_owned();
+    assert_eq!(run["state"], "succeeded", "{run}\n{log}");
+
+    // The MOCK saw exactly its script, each time with the real key.
+    let requests: Vec<Value> = std::fs::read_to_string(&record)
+        .expect("the MOCK's record")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let turns: Vec<&str> = requests.iter().filter_map(|r| r["turn"].as_str()).collect();
+    assert_eq!(turns, ["tool_use", "write_file", "quote_result"], "{log}");
+    for r in &requests {
+        assert_eq!(
+            r["headers"]["x-api-key"], model_key,
+            "the proxy sends the real model key: {r}"
+        );
+        assert!(
+            !r["headers"].to_string().contains("mcpg_"),
+            "the run key never reaches the model: {r}"
+        );
+    }
+    assert!(
+        requests[0]["body"]
+            .to_string()
+            .contains("Call the echo tool with the word artifact-word")
+    );
+
+    // The tool call went through the gateway, audited under the run.
+    let rows: Vec<Value> = serde_json::from_str(&cli_ok(
+        &gw,
+        &["audit", "--json", "--run", &id, "--limit", "100"],
+    ))
+    .expect("audit JSON");
+    assert!(
+        rows.iter()
+            .any(|r| r["name"] == "fx__echo" && r["outcome"] == "ok" && r["run_id"] == id.as_str()),
+        "{rows:?}"
+    );
+
+    // The artifact the agent wrote.
+    let listed: Value = http()
+        .get(format!("{}/api/v1/runs/{id}/artifacts", gw.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("artifacts")
+        .text()
+        .await
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .expect("artifacts JSON");
+    assert!(listed.to_string().contains("out.txt"), "{listed}");
+    let body = http()
+        .get(format!("{}/api/v1/runs/{id}/artifacts/out.txt", gw.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("artifact")
+        .text()
+        .await
+        .expect("artifact text");
+    assert!(body.contains("artifact-word"), "{body}");
+
+    // Neither secret is in the log, or anywhere the sandbox can read.
+    assert!(
+        !log.contains(MARK),
+        "a secret reached the run's log:\n{log}"
+    );
+    let (snoop, out) = run_to_end(&gw, &key, "snoop", json!({})).await;
+    assert_eq!(snoop["state"], "succeeded", "{snoop}\n{out}");
+    assert!(
+        out.contains("CONTROL=1"),
+        "the search finds a planted mark: {out}"
+    );
+    assert!(out.contains("ENV=0"), "no secret in the environment: {out}");
+    assert!(
+        out.contains("FILES=0"),
+        "no secret in readable files: {out}"
+    );
+    assert!(!out.contains(MARK), "{out}");
+}
