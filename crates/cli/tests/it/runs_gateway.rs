@@ -359,3 +359,47 @@ timeout = "5m"
         .send()
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_bubblewrap_runs_are_refused_and_mcp_is_still_served() {
+    let config = format!(
+        r#"
+auth = "keys"
+
+[plans]
+pro = "pro"
+
+[tiers.pro]
+tools = ["*"]
+
+[workflows.hello]
+agent = "command"
+command = ["echo", "hi"]
+tenant = "acme"
+{}
+"#,
+        fixture_server("fx", "")
+    );
+    // No bwrap on the gateway's PATH (the fixture is named by its full path).
+    let gw = Gateway::start_with_env("runs-nobwrap", &config, &[("PATH", "/nonexistent")]);
+    gw.wait_ready(Duration::from_secs(20));
+    let key = tenant_with_key(&gw, "acme", "pro", None);
+    let resp = http()
+        .post(format!("{}/api/v1/workflows/hello/runs", gw.base))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(json!({"params": {}}).to_string())
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(resp.status().as_u16(), 503);
+    let v: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("JSON");
+    let msg = v["error"].as_str().expect("an error");
+    assert!(
+        msg.contains("bubblewrap") && msg.contains("unsandboxed"),
+        "{msg}"
+    );
+    let mut c = keyed(&gw, &key);
+    c.initialize().await;
+    c.assert_echo("fx__echo", "still serving").await;
+}

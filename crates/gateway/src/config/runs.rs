@@ -235,3 +235,93 @@ impl Walker {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError, ModelKind, RunBackend};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/mcpgate/runs.toml"), text)
+    }
+
+    fn error(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => format!("{}: {}: {}", e.file, e.key, e.message),
+        }
+    }
+
+    #[test]
+    fn runs_workflows_and_models_are_read() {
+        let dir = std::env::temp_dir().join(format!("mcpgate-cfg-runs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let key = dir.join("model.key");
+        std::fs::write(&key, "sk-secret\n").expect("key");
+        let c = Config::parse(
+            &dir.join("c.toml"),
+            &format!(
+                r#"
+[runs]
+max_concurrent = 2
+per_tenant_max = 1
+backend = "unsandboxed"
+agents.claude-code = "/opt/claude"
+
+[workflows.hello]
+agent = "command"
+command = ["echo", "hi"]
+tools = ["fx__*"]
+budget = 5
+
+[models.claude]
+kind = "anthropic"
+url = "http://127.0.0.1:9/"
+auth = {{ header = "x-api-key", file = {:?} }}
+model = "claude-x"
+"#,
+                key.display().to_string()
+            ),
+        )
+        .expect("config");
+        assert_eq!(c.runs.max_concurrent, 2);
+        assert_eq!(c.runs.per_tenant_max, Some(1));
+        assert_eq!(c.runs.backend, RunBackend::Unsandboxed);
+        assert_eq!(
+            c.runs.claude_code.as_deref(),
+            Some(Path::new("/opt/claude"))
+        );
+        assert_eq!(c.workflows["hello"].budget, Some(5));
+        let m = &c.models["claude"];
+        assert_eq!(
+            (m.kind, m.url.as_str()),
+            (ModelKind::Anthropic, "http://127.0.0.1:9")
+        );
+        assert_eq!(m.auth, [("x-api-key".to_owned(), "sk-secret".to_owned())]);
+        assert!(
+            !format!("{m:?}").contains("sk-secret"),
+            "Debug hides the key"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_runs_config_names_file_and_key() {
+        let e = error("[runs]\nbackend = \"docker\"\n");
+        assert!(
+            e.starts_with("/etc/mcpgate/runs.toml: runs.backend:"),
+            "{e}"
+        );
+        let e = error("[runs]\nmax_concurent = 2\n");
+        assert!(e.contains("runs.max_concurent: unknown key"), "{e}");
+        let e = error("[workflows.w]\nagent = \"command\"\n");
+        assert!(e.contains(": workflows.w: "), "{e}");
+        let e = error("[models.m]\nkind = \"gemini\"\nurl = \"http://x\"\n");
+        assert!(e.contains("models.m.kind:"), "{e}");
+        let e = error(
+            "[models.m]\nkind = \"openai\"\nurl = \"http://x\"\nauth = { env = \"MCPGATE_TEST_SURELY_UNSET\" }\n",
+        );
+        assert!(e.contains("models.m.auth[0].env:"), "{e}");
+    }
+}
