@@ -1,7 +1,8 @@
 //! A run's credential, end to end through a real `mcpgate serve`: a
 //! `command` workflow defined in the config (`[workflows.probe]`) is fired
-//! over `/api/v1`, runs in the bubblewrap sandbox and prints the key it was
-//! given; with that key the test then calls the gateway like the agent
+//! over `/api/v1`, runs in the bubblewrap sandbox, lists its tools through
+//! the relay to the gateway's Unix socket (only the workflow's one tool), and
+//! prints the key it was given; with that key the test then calls the gateway like the agent
 //! would: the workflow's one tool is listed and callable, any other tool is
 //! invisible and refused as unknown, a call past the run's `budget` is the
 //! quota error, the audit rows carry the run id (`mcpgate audit --run`), and
@@ -32,7 +33,12 @@ tools = ["*"]
 
 [workflows.probe]
 agent = "command"
-command = ["sh", "-c", "echo \"KEY=$MCPGATE_KEY END\"; sleep 120"]
+command = ["sh", "-c", """
+echo TOOLS-BEGIN
+/run/mcpgate/sandbox-init tools --url "$MCPGATE_URL/mcp"
+echo "TOOLS-END KEY=$MCPGATE_KEY END"
+sleep 120
+"""]
 tools = ["fx__echo"]
 budget = 2
 tenant = "acme"
@@ -94,13 +100,29 @@ async fn a_run_key_sees_only_its_tools_within_budget_and_dies_with_the_run() {
 
     let log = follow_log(&gw, &key, &id, Some(" END")).await;
     let run_key = log
-        .split("KEY=")
+        .split(" KEY=")
         .nth(1)
         .and_then(|s| s.split(" END").next())
         .expect("the run printed its key")
         .to_owned();
     assert!(run_key.starts_with("mcpg_"), "{run_key}");
     assert_ne!(run_key, key, "the run gets a key of its own");
+    // Inside the sandbox, `mcpgate tools` reached the gateway through the
+    // relay to its Unix socket, with the run's key: one tool.
+    let listed_inside = log
+        .split("TOOLS-BEGIN")
+        .nth(1)
+        .and_then(|s| s.split("TOOLS-END").next())
+        .expect("the sandbox listed tools");
+    assert_eq!(
+        listed_inside.matches("\"line\":\"fx__").count(),
+        1,
+        "{listed_inside}"
+    );
+    assert!(
+        listed_inside.contains("\"line\":\"fx__echo "),
+        "{listed_inside}"
+    );
 
     let mut agent = keyed(&gw, &run_key);
     agent.initialize().await;
