@@ -67,6 +67,9 @@ struct Inner {
     capabilities: Box<RawValue>,
     /// Round trip of the last answered request, in microseconds.
     last_rtt_us: AtomicU64,
+    /// Never `server/discover`: the `initialize` handshake only, even with a
+    /// server that also speaks 2026-07-28 (see [`Connection::connect_session`]).
+    session_only: bool,
 }
 
 /// A live session with one MCP server. Cheap to clone.
@@ -96,7 +99,24 @@ impl Connection {
         capabilities: Box<RawValue>,
         events: EventTx,
     ) -> Result<Connection, UpstreamError> {
-        Self::try_connect(spec, capabilities, events)
+        Self::try_connect(spec, capabilities, events, false)
+            .await
+            .map_err(|e| Secrets::of(spec).error(e))
+    }
+
+    /// Like [`Connection::connect`], but never asks `server/discover`: the
+    /// `initialize` handshake only (also when the session expires and is
+    /// re-initialized), so a server that offers both eras is reached
+    /// session-based, where it can ask the client for input mid-call and take
+    /// `resources/subscribe`. A server that speaks only 2026-07-28 refuses it.
+    /// (Discovery cannot tell: a `server/discover` result lists only 2026-era
+    /// versions, even from a server that also serves 2025-era sessions.)
+    pub async fn connect_session(
+        spec: &UpstreamSpec,
+        capabilities: Box<RawValue>,
+        events: EventTx,
+    ) -> Result<Connection, UpstreamError> {
+        Self::try_connect(spec, capabilities, events, true)
             .await
             .map_err(|e| Secrets::of(spec).error(e))
     }
@@ -105,6 +125,7 @@ impl Connection {
         spec: &UpstreamSpec,
         capabilities: Box<RawValue>,
         events: EventTx,
+        session_only: bool,
     ) -> Result<Connection, UpstreamError> {
         let deadline = tokio::time::Instant::now() + spec.connect_timeout;
         let (err, failed) = match Self::open(
@@ -113,6 +134,7 @@ impl Connection {
             capabilities.clone(),
             events.clone(),
             deadline,
+            session_only,
         )
         .await
         {
@@ -144,7 +166,7 @@ impl Connection {
             url: url.clone(),
             headers: headers.clone(),
         };
-        match Self::open(spec, &legacy, capabilities, events, deadline).await {
+        match Self::open(spec, &legacy, capabilities, events, deadline, session_only).await {
             Ok(conn) => {
                 tracing::info!(
                     server = %spec.name,
@@ -193,8 +215,9 @@ impl Connection {
         capabilities: Box<RawValue>,
         events: EventTx,
         deadline: tokio::time::Instant,
+        session_only: bool,
     ) -> Result<Connection, (UpstreamError, Option<Connection>)> {
-        let inner = Inner::new(spec, capabilities, events);
+        let inner = Inner::new(spec, capabilities, events, session_only);
         let timeout = || UpstreamError::Timeout {
             server: spec.name.clone(),
             ms: spec.connect_timeout.as_millis(),
@@ -238,8 +261,11 @@ impl Connection {
     /// first (2026-07-28, no session); anything short of a result offering
     /// 2026-07-28 (a 4xx, a JSON-RPC error, another version list) falls back to
     /// the `initialize` handshake. Network and credential failures end the attempt.
+    /// A session-only connection goes straight to `initialize`.
     async fn handshake(&self) -> Result<(), UpstreamError> {
-        if let Some(Transport::Http(h)) = self.inner.transport.get() {
+        if let (false, Some(Transport::Http(h))) =
+            (self.inner.session_only, self.inner.transport.get())
+        {
             h.set_modern(true);
             match self.discover().await {
                 Ok(true) => return Ok(()),
@@ -340,7 +366,7 @@ impl Connection {
         )?;
         http.set_session(session_id);
         http.set_protocol_version(protocol_version);
-        let inner = Inner::new(spec, capabilities, events);
+        let inner = Inner::new(spec, capabilities, events, false);
         let _ = inner.transport.set(Transport::Http(Box::new(http)));
         *lock(&inner.init) = Some(InitInfo::resumed(protocol_version));
         Ok(Connection { inner })
@@ -560,7 +586,12 @@ impl Drop for PendingGuard {
 }
 
 impl Inner {
-    fn new(spec: &UpstreamSpec, capabilities: Box<RawValue>, events: EventTx) -> Arc<Inner> {
+    fn new(
+        spec: &UpstreamSpec,
+        capabilities: Box<RawValue>,
+        events: EventTx,
+        session_only: bool,
+    ) -> Arc<Inner> {
         Arc::new_cyclic(|me: &Weak<Inner>| {
             // A server's `ping` is answered on the connection, in the background.
             let me = me.clone();
@@ -582,6 +613,7 @@ impl Inner {
                 reinit_generation: AtomicU64::new(0),
                 capabilities,
                 last_rtt_us: AtomicU64::new(0),
+                session_only,
             }
         })
     }

@@ -13,7 +13,7 @@ use mcpgate_upstream::{Reply, RequestOpts};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::supervise::connection_for;
+use super::supervise::{connection_for, session_conn};
 use crate::state::App;
 use crate::state::auth::Principal;
 use crate::state::error::CallError;
@@ -57,8 +57,17 @@ async fn subscription(app: &Arc<App>, server: &str, method: &str, uri: &str) -> 
     let Some(srv) = app.server(server).cloned() else {
         return false;
     };
-    let Ok(conn) = connection_for(app, &srv, None).await else {
-        return false;
+    // `resources/subscribe` needs a session: a dual-era server takes it on its session-based connection.
+    let session = match srv.is_stateless() {
+        true => session_conn(app, &srv).await,
+        false => None,
+    };
+    let conn = match session {
+        Some(c) => c,
+        None => match connection_for(app, &srv, None).await {
+            Ok(c) => c,
+            Err(_) => return false,
+        },
     };
     let params = jsonrpc::to_raw(&json!({ "uri": uri }));
     let r = conn

@@ -9,6 +9,16 @@
 //! the server, at or above each one's own level.
 //! Per-session servers get one extra connection per client session, created
 //! on first use, capped, and closed with the session.
+//!
+//! The upstream era follows the client's where the server offers both: the
+//! shared connection discovers first, so a dual-era server is reached
+//! statelessly (2026-07-28) for 2026-07-28 clients, and a second,
+//! session-based connection (`Server::session_conn`, tried on the first call
+//! of a session-based client) carries the calls of session-based clients,
+//! whose server-to-client requests and subscriptions need a session. A server
+//! that offers one era is bridged (`mrtr`). Per-session connections belong to
+//! session-based clients, so they too are session-based where the server
+//! offers both eras.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,7 +37,7 @@ use crate::state::catalog::ServerLists;
 use crate::state::error::CallError;
 use crate::state::log_levels::message_rank;
 use crate::state::server_requests::Answer;
-use crate::state::servers::{Server, Status};
+use crate::state::servers::{Server, SessionConn, Status};
 use crate::state::sessions::Session;
 use mcpgate_proto::locks::lock;
 
@@ -78,7 +88,13 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
                     st.since = up_at;
                 });
                 tracing::info!(server = %server.name, "upstream ready");
-                tokio::spawn(shared_events(app.clone(), server.clone(), conn.clone(), rx));
+                tokio::spawn(shared_events(
+                    app.clone(),
+                    server.clone(),
+                    conn.clone(),
+                    rx,
+                    true,
+                ));
                 tokio::select! {
                     _ = conn.closed() => {}
                     _ = app.shutdown.cancelled() => {
@@ -90,6 +106,11 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
                     .closed_reason()
                     .unwrap_or_else(|| "connection closed".into());
                 tracing::warn!(server = %server.name, "upstream down: {reason}");
+                let session_conn =
+                    std::mem::replace(&mut *server.session_conn.lock().await, SessionConn::Untried);
+                if let SessionConn::Open(c) = session_conn {
+                    c.close(Duration::from_secs(2)).await;
+                }
                 app.update_servers(true, || {
                     let mut st = lock(&server.state);
                     st.status = Status::Unreachable;
@@ -118,12 +139,14 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
     }
 }
 
-/// Handles what a shared upstream sends outside any call.
+/// Handles what a shared upstream sends outside any call. Only the
+/// connection the catalog is listed from (`lists`) re-lists on a change.
 async fn shared_events(
     app: Arc<App>,
     server: Arc<Server>,
     conn: Connection,
     mut rx: mpsc::UnboundedReceiver<Event>,
+    lists: bool,
 ) {
     while let Some(ev) = rx.recv().await {
         match ev {
@@ -131,7 +154,9 @@ async fn shared_events(
             Event::Incoming(Incoming::Notification { method, params }) => match method.as_str() {
                 "notifications/tools/list_changed"
                 | "notifications/prompts/list_changed"
-                | "notifications/resources/list_changed" => {
+                | "notifications/resources/list_changed"
+                    if lists =>
+                {
                     // A failed re-list keeps what the server offered before.
                     match fetch_lists(&conn).await {
                         Ok(lists) => app.update_servers(true, || lock(&server.state).lists = lists),
@@ -229,6 +254,12 @@ pub(crate) async fn connection_for(
     session: Option<&Arc<Session>>,
 ) -> Result<Connection, CallError> {
     let (Isolation::PerSession, Some(session)) = (server.cfg.isolation, session) else {
+        if session.is_some()
+            && server.is_stateless()
+            && let Some(conn) = session_conn(app, server).await
+        {
+            return Ok(conn);
+        }
         return server.shared_conn();
     };
     let mut private = session.private.lock().await;
@@ -250,9 +281,8 @@ pub(crate) async fn connection_for(
         });
     }
     let caps = session.caps.raw.clone().unwrap_or_else(shared_capabilities);
-    let (tx, rx) = mpsc::unbounded_channel();
-    match Connection::connect(&server.cfg.spec, caps, tx).await {
-        Ok(conn) => {
+    match connect_private(server, caps).await {
+        Ok((conn, rx)) => {
             if let Some(rank) = session.log_level() {
                 send_level(&conn, rank).await;
             }
@@ -270,6 +300,81 @@ pub(crate) async fn connection_for(
             Err(CallError::Upstream(e))
         }
     }
+}
+
+/// A per-session connection, and where its events go: session-based where
+/// the server offers that (the `initialize` handshake first), else whatever
+/// [`Connection::connect`] finds. Each attempt has its own event channel, so
+/// a failed one's end never reaches the connection kept.
+async fn connect_private(
+    server: &Server,
+    caps: Box<RawValue>,
+) -> Result<(Connection, mpsc::UnboundedReceiver<Event>), UpstreamError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let first = Connection::connect_session(&server.cfg.spec, caps.clone(), tx).await;
+    let refused = match first {
+        Ok(conn) => return Ok((conn, rx)),
+        Err(e @ (UpstreamError::Protocol { .. } | UpstreamError::Http { .. })) => e,
+        Err(e) => return Err(e),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    match Connection::connect(&server.cfg.spec, caps, tx).await {
+        Ok(conn) if conn.is_modern() => Ok((conn, rx)),
+        // Not a 2026-07-28 server either: the initialize failure says why.
+        Ok(conn) => {
+            conn.close(Duration::from_secs(2)).await;
+            Err(refused)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The session-based connection to a shared server the gateway reaches
+/// statelessly, for a session-based client: opened on first use; `None` when
+/// the server offers only 2026-07-28 (remembered until it reconnects) or
+/// cannot be reached that way now, and the client is bridged.
+pub(crate) async fn session_conn(app: &Arc<App>, server: &Arc<Server>) -> Option<Connection> {
+    let mut slot = server.session_conn.lock().await;
+    match &*slot {
+        SessionConn::Open(c) if c.is_alive() => return Some(c.clone()),
+        SessionConn::Refused => return None,
+        _ => {}
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let conn = match Connection::connect_session(&server.cfg.spec, shared_capabilities(), tx).await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let refused = matches!(
+                e,
+                UpstreamError::Protocol { .. } | UpstreamError::Http { .. }
+            );
+            tracing::info!(server = %server.name, "no session-based connection ({e}); session-based clients are bridged");
+            *slot = if refused {
+                SessionConn::Refused
+            } else {
+                SessionConn::Untried
+            };
+            return None;
+        }
+    };
+    tracing::info!(server = %server.name, "session-based connection open for session-based clients");
+    let catalog = app.catalog();
+    if let Some(rank) = app
+        .log_levels
+        .wanted(|tier| catalog.tier_sees_server(tier, &server.name))
+    {
+        send_level(&conn, rank).await;
+    }
+    *slot = SessionConn::Open(conn.clone());
+    tokio::spawn(shared_events(
+        app.clone(),
+        server.clone(),
+        conn.clone(),
+        rx,
+        false,
+    ));
+    Some(conn)
 }
 
 /// Handles what a per-session upstream sends outside any call: it all belongs to one session.

@@ -192,6 +192,23 @@ pub(crate) struct Server {
     pub state: std::sync::Mutex<ServerState>,
     pub instances: AtomicUsize,
     pub breaker: Breaker,
+    /// For a server the shared connection reaches statelessly (2026-07-28):
+    /// its session-based connection, tried on the first call of a
+    /// session-based client, so such clients keep what only sessions can do
+    /// (the server asking them for input mid-call, `resources/subscribe`) when
+    /// the server offers both eras. The catalog is listed from the shared
+    /// connection only. Locked while it is opened.
+    pub session_conn: tokio::sync::Mutex<SessionConn>,
+}
+
+/// A stateless server's session-based connection (see `Server::session_conn`).
+pub(crate) enum SessionConn {
+    /// Not tried since the shared connection came up.
+    Untried,
+    Open(Connection),
+    /// The server refused the `initialize` handshake: it speaks only
+    /// 2026-07-28, and session-based clients are bridged.
+    Refused,
 }
 
 impl Server {
@@ -209,6 +226,7 @@ impl Server {
             }),
             instances: AtomicUsize::new(0),
             breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown),
+            session_conn: tokio::sync::Mutex::new(SessionConn::Untried),
             cfg,
         }
     }
@@ -227,6 +245,14 @@ impl Server {
             st.status = Status::AuthFailed;
             st.last_error = Some(e.to_string());
         }
+    }
+
+    /// Whether the shared connection speaks the stateless 2026-07-28 revision.
+    pub(crate) fn is_stateless(&self) -> bool {
+        lock(&self.state)
+            .conn
+            .as_ref()
+            .is_some_and(Connection::is_modern)
     }
 
     pub(crate) fn shared_conn(&self) -> Result<Connection, CallError> {
