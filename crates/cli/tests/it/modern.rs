@@ -264,7 +264,8 @@ async fn a_legacy_elicitation_becomes_an_input_round_trip_with_a_guarded_state()
     p["inputResponses"] = answer.clone();
     let r = modern(&a, 6, "tools/call", p, &[]).await;
     assert_eq!(r.result()["resultType"], "complete", "{}", r.body);
-    // A wrong answer is asked for again rather than passed on.
+    // An answer that is not an object is invalid params (it was dropped
+    // unseen), and the state it named is left for a good retry.
     let r = ask(7).await;
     let state = r.result()["requestState"]
         .as_str()
@@ -274,7 +275,9 @@ async fn a_legacy_elicitation_becomes_an_input_round_trip_with_a_guarded_state()
     p["requestState"] = json!(state);
     p["inputResponses"] = json!({"elicitation": 12345});
     let r = modern(&a, 8, "tools/call", p, &[]).await;
-    assert_eq!(r.result()["resultType"], "input_required", "{}", r.body);
+    assert_eq!(r.response()["error"]["code"], -32602, "{}", r.body);
+    let r = modern(&a, 9, "tools/call", retry(state), &[]).await;
+    assert_eq!(r.result()["resultType"], "complete", "{}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

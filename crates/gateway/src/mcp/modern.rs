@@ -106,7 +106,8 @@ pub(crate) async fn start(
 }
 
 /// Takes out what belongs to the client-to-gateway hop: `requestState` and
-/// `inputResponses` (MRTR is the gateway's business) and the 2026-07-28
+/// `inputResponses` (MRTR is the gateway's business; an `inputResponses`
+/// that is not an object of objects is invalid params) and the 2026-07-28
 /// `_meta` keys (the upstream hop speaks its own revision; rmcp, for one,
 /// refuses server-to-client requests when it sees a 2026 version there).
 fn take_mrtr_params(msg: &mut Message) -> Result<(Option<String>, Map<String, Value>), CallError> {
@@ -133,6 +134,13 @@ fn take_mrtr_params(msg: &mut Message) -> Result<(Option<String>, Map<String, Va
             )
         })?,
     };
+    // Each answer is the result of one input request, so an object: anything
+    // else would be dropped unseen and the call finish as if nothing were sent.
+    if let Some((key, _)) = answers.iter().find(|(_, v)| !v.is_object()) {
+        return Err(InvalidParams(format!(
+            "inputResponses[{key:?}] must be an object (the result of that input request)"
+        )));
+    }
     let meta = all.remove("_meta").and_then(jsonrpc::raw_object);
     let kept = meta.map(|mut m| {
         m.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
