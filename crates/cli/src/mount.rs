@@ -5,7 +5,9 @@
 //! parsing of values ever happens. Next to them, `.tools/NAME.json` caches each
 //! server's tool list, so `--help` and usage errors need no network call. The
 //! files and the directory are left read-only. `--prompt FILE` writes the
-//! agent prompt section describing the commands.
+//! agent prompt section describing the commands. Against a gateway whose
+//! upstreams are still in their first connection attempt (`/ready` 503) it
+//! waits up to 10 s, and names the servers still starting if any are left.
 
 use std::path::{Path, PathBuf};
 
@@ -40,9 +42,13 @@ struct Mounted {
 pub(crate) async fn mount(source: Source, opts: &Options<'_>) -> Result<(), CliError> {
     let mut mounted = Vec::new();
     let mut failed = 0;
+    let mut starting = None;
     match source {
         Source::Url(url) => {
-            let remote = Remote::open(&target(&url, opts)?).await?;
+            let target = target(&url, opts)?;
+            // Waits (bounded) for upstreams in their first connection attempt.
+            starting = target.wait_until_ready().await;
+            let remote = Remote::open(&target).await?;
             let tools = remote.list_tools().await?;
             for name in server_names(&url, &tools, opts.separator).await {
                 if opts.exclude.contains(&name) {
@@ -109,9 +115,15 @@ pub(crate) async fn mount(source: Source, opts: &Options<'_>) -> Result<(), CliE
             opts.out.join(&m.name).display()
         );
     }
+    if let (Some(s), false) = (&starting, mounted.is_empty()) {
+        eprintln!("warning: still starting after 10 s, not mounted: {s}");
+    }
     if mounted.is_empty() {
+        let still = starting
+            .map(|s| format!("; still starting after 10 s: {s}"))
+            .unwrap_or_default();
         return Err(CliError::connection(format!(
-            "nothing mounted ({failed} server(s) failed)"
+            "nothing mounted ({failed} server(s) failed{still})"
         )));
     }
     Ok(())

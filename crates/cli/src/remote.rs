@@ -5,6 +5,8 @@
 //! per-user state file (directory 0700, file 0600) keyed by URL, and the next
 //! invocation resumes it; if the server has forgotten it, the `404` re-initializes
 //! transparently. A stateless server gives no session id, so nothing is stored.
+//! A gateway whose `/ready` says some upstream is still starting is given up
+//! to 10 s to finish before its tools are listed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -118,6 +120,59 @@ impl Target {
     }
 }
 
+/// How long `mount`, `call` and `tools` wait for a gateway's upstreams to
+/// finish their first connection attempt.
+const READY_WAIT: Duration = Duration::from_secs(10);
+
+impl Target {
+    /// For a gateway URL whose `/ready` answers 503 (some upstream is still in
+    /// its first connection attempt), polls it until it answers 200, at most
+    /// [`READY_WAIT`]. Returns the servers still starting when it gave up
+    /// ("a, b", or "2 server(s)" when the gateway shows only a count), or
+    /// `None`. Anything that is not a gateway's readiness answer (no such
+    /// route, not JSON, unreachable) returns at once: the MCP request that
+    /// follows reports that.
+    pub(crate) async fn wait_until_ready(&self) -> Option<String> {
+        let Target::Url { url, key } = self else {
+            return None;
+        };
+        let base = url.trim_end_matches('/').trim_end_matches("/mcp");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .ok()?;
+        let deadline = tokio::time::Instant::now() + READY_WAIT;
+        loop {
+            let mut req = client.get(format!("{base}/ready"));
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            let resp = req.send().await.ok()?;
+            if resp.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                return None;
+            }
+            let body: Value = serde_json::from_slice(&resp.bytes().await.ok()?).ok()?;
+            if body.get("ready") != Some(&Value::Bool(false)) {
+                return None;
+            }
+            let starting = match body.get("starting") {
+                Some(Value::Array(names)) => names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Some(Value::Number(n)) => format!("{n} server(s)"),
+                _ => "some server(s)".to_owned(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Some(starting);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// Scheme, host and port only: what errors may show of a URL.
 fn url_label(url: &str) -> String {
     match url.split_once("://") {
@@ -138,6 +193,8 @@ pub(crate) struct Remote {
 impl Remote {
     /// Resumes the saved session for this target, or initializes a new one.
     pub(crate) async fn open(target: &Target) -> Result<Remote, CliError> {
+        // A gateway still starting its upstreams would list none of their tools.
+        target.wait_until_ready().await;
         let spec = target.spec();
         let caps = mcpgate_proto::jsonrpc::to_raw(&json!({}));
         let (events, _rx) = tokio::sync::mpsc::unbounded_channel();

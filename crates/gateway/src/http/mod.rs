@@ -31,7 +31,7 @@ use crate::state::App;
 pub use edge::EdgeLimits;
 use refusal::Refusal;
 
-/// The gateway's routes: `/mcp` (and `/mcp/`), `/health`, `/admin/…`; every
+/// The gateway's routes: `/mcp` (and `/mcp/`), `/health`, `/ready`, `/admin/…`; every
 /// request first passes the `Host` and request-target rules (`host`).
 pub fn router(app: Arc<App>) -> Router {
     let mcp = get(legacy::get_mcp)
@@ -41,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/mcp", mcp.clone())
         .route("/mcp/", mcp)
         .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
         .route("/models/{name}/{*rest}", axum::routing::any(models::proxy))
         .merge(admin::router())
         .merge(api::router())
@@ -53,7 +54,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 async fn wrong_method(method: Method) -> Response {
     method_not_allowed(
-        &format!("{method}; /mcp takes POST, GET and DELETE, /health takes GET"),
+        &format!("{method}; /mcp takes POST, GET and DELETE, /health and /ready take GET"),
         "GET, POST, DELETE",
     )
     .into_response()

@@ -1,7 +1,10 @@
 //! What the gateway says about itself: the health snapshot `GET /health`
 //! renders (gateway status plus each upstream's state, tool count and last
-//! error), and the `initialize` result, whose capabilities are what the
-//! gateway itself serves and whose instructions merge the upstreams'.
+//! error; `starting` while some upstream has not finished its first
+//! connection attempt), the readiness `GET /ready` answers (ready once every
+//! upstream has been tried once, whatever the outcome), and the `initialize`
+//! result, whose capabilities are what the gateway itself serves and whose
+//! instructions merge the upstreams'.
 
 use mcpgate_proto::jsonrpc;
 use serde::Serialize;
@@ -81,8 +84,13 @@ fn snapshot_now(app: &App) -> Health {
         })
         .collect();
     let all_ready = servers.iter().all(|s| s.status == Status::Ready);
+    let starting = servers.iter().any(|s| s.status == Status::Starting);
     Health {
-        status: if all_ready { "ok" } else { "degraded" },
+        status: match (starting, all_ready) {
+            (true, _) => "starting",
+            (false, true) => "ok",
+            (false, false) => "degraded",
+        },
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: app.started.elapsed().as_secs(),
         sessions: app.sessions.len(),
@@ -90,6 +98,27 @@ fn snapshot_now(app: &App) -> Health {
         tools: catalog.tools.len(),
         collisions: catalog.collisions.clone(),
         servers,
+    }
+}
+
+/// Whether every upstream has been tried once, and which have not.
+pub struct Readiness {
+    pub ready: bool,
+    /// The servers still in their first connection attempt, in config order.
+    pub starting: Vec<String>,
+}
+
+pub fn readiness(app: &App) -> Readiness {
+    let starting: Vec<String> = app
+        .servers
+        .list
+        .iter()
+        .filter(|s| lock(&s.state).status == Status::Starting)
+        .map(|s| s.name.to_string())
+        .collect();
+    Readiness {
+        ready: starting.is_empty(),
+        starting,
     }
 }
 
