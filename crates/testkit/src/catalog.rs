@@ -67,6 +67,23 @@ pub fn synthetic_tools(n: usize) -> Vec<Tool> {
         .collect()
 }
 
+/// The tool that toggles [`toggled_tool`] and [`toggled_prompt`].
+pub const TOGGLE_TOOL: &str = "toggle_lists";
+
+/// The tool listed only while toggled on (calling it returns "toggled").
+pub fn toggled_tool() -> Tool {
+    Tool::new("toggled_tool", "Listed only after toggle_lists", no_args())
+}
+
+/// The prompt listed only while toggled on.
+pub fn toggled_prompt() -> Prompt {
+    Prompt::new(
+        "toggled_prompt",
+        Some("Listed only after toggle_lists"),
+        None,
+    )
+}
+
 /// Every direct resource the fixture offers.
 pub fn resources() -> Vec<Resource> {
     vec![
@@ -389,6 +406,12 @@ fn build_tools() -> Vec<Tool> {
         Tool::new(
             "exit",
             "Terminates the server process with exit code 1 without answering",
+            no_args(),
+        ),
+        Tool::new(
+            TOGGLE_TOOL,
+            "Adds the tool `toggled_tool` and the prompt `toggled_prompt` (or removes them \
+             when present) and sends tools and prompts list_changed",
             no_args(),
         ),
         Tool::new(

@@ -1,7 +1,8 @@
 //! The fixture's MCP behaviour: [`Fixture`], an rmcp [`ServerHandler`] that
 //! answers tools/resources/prompts/completion/logging/subscription requests
 //! the way the conformance suite's server scenarios expect, plus the
-//! gateway-test tools `echo`, `sleep` and `exit`; the tools and prompt that
+//! gateway-test tools `echo`, `sleep`, `exit` and `toggle_lists` (which
+//! changes the tool and prompt lists and announces it); the tools and prompt that
 //! ask the client for input live in [`crate::mrtr_tools`], the pieces
 //! every handler shares in `util.rs`. One instance
 //! serves one session (stdio connection or Streamable HTTP session);
@@ -15,7 +16,7 @@ use std::{
     collections::BTreeSet,
     sync::{
         Mutex,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
     },
     time::Duration,
 };
@@ -63,6 +64,11 @@ pub struct Fixture {
     /// Extra `synthetic_*` tools listed after the static catalogue (benchmarks).
     synthetic_tools: usize,
 }
+
+/// Whether `toggle_lists` has added `toggled_tool` and `toggled_prompt`. One
+/// per process, not per session: a 2026-07-28 client (the gateway re-listing
+/// after the change, say) gets a fresh handler for every request.
+static TOGGLED: AtomicBool = AtomicBool::new(false);
 
 impl Default for Fixture {
     fn default() -> Self {
@@ -296,6 +302,9 @@ impl ServerHandler for Fixture {
     ) -> Result<ListToolsResult, McpError> {
         let mut tools = catalog::tools().to_vec();
         tools.extend(catalog::synthetic_tools(self.synthetic_tools));
+        if TOGGLED.load(Ordering::Relaxed) {
+            tools.push(catalog::toggled_tool());
+        }
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -320,6 +329,14 @@ impl ServerHandler for Fixture {
             },
             "sleep" => Self::sleep(&context, &args).await,
             "exit" => std::process::exit(1),
+            catalog::TOGGLE_TOOL => {
+                let on = !TOGGLED.fetch_xor(true, Ordering::Relaxed);
+                // A closed peer only means nobody is listening any more.
+                let _ = context.peer.notify_tool_list_changed().await;
+                let _ = context.peer.notify_prompt_list_changed().await;
+                text_result(if on { "on" } else { "off" })
+            }
+            "toggled_tool" => text_result("toggled"),
             "inspect_meta" => {
                 let meta = serde_json::to_value(&context.meta).unwrap_or(Value::Null);
                 let mut r = text_result(meta.to_string());
@@ -515,7 +532,11 @@ impl ServerHandler for Fixture {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        Ok(ListPromptsResult::with_all_items(catalog::prompts()))
+        let mut prompts = catalog::prompts();
+        if TOGGLED.load(Ordering::Relaxed) {
+            prompts.push(catalog::toggled_prompt());
+        }
+        Ok(ListPromptsResult::with_all_items(prompts))
     }
 
     async fn get_prompt(
