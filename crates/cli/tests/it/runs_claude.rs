@@ -67,7 +67,7 @@ fn mock_model(record: &std::path::Path) -> (Proc, String) {
     (Proc { child }, url)
 }
 
-fn config(model_url: &str) -> String {
+fn config(model_url: &str, key_file: &std::path::Path, upstream_secret: &str) -> String {
     format!(
         r#"
 auth = "keys"
@@ -81,7 +81,7 @@ tools = ["*"]
 [models.mock]
 kind = "anthropic"
 url = {model_url}
-auth = [{{ header = "x-api-key", env = "MOCK_MODEL_REAL_KEY" }}]
+auth = [{{ header = "x-api-key", file = {key_file} }}]
 
 [runs]
 agents.claude-code = {claude}
@@ -107,7 +107,11 @@ timeout = "1m"
 "#,
         model_url = q(model_url),
         claude = q(claude_bin().display().to_string()),
-        fixture = fixture_server("fx", "env = { FIXTURE_TOKEN = \"${FIXTURE_TOKEN}\" }"),
+        key_file = q(key_file.display().to_string()),
+        fixture = fixture_server(
+            "fx",
+            &format!("env = {{ FIXTURE_TOKEN = {} }}", q(upstream_secret))
+        ),
     )
 }
 
@@ -174,14 +178,11 @@ async fn claude_code_runs_a_workflow_through_the_gateway_offline() {
     let nonce = std::process::id();
     let model_key = format!("sk-{MARK}-model-{nonce}");
     let upstream_secret = format!("{MARK}-upstream-{nonce}");
-    let cfg = config(&model_url);
-    let gw = Gateway::start_with_env(
+    let key_file = dir.0.join("model.key");
+    std::fs::write(&key_file, &model_key).expect("key file");
+    let gw = Gateway::start(
         "claude-run",
-        &cfg,
-        &[
-            ("MOCK_MODEL_REAL_KEY", model_key.as_str()),
-            ("FIXTURE_TOKEN", upstream_secret.as_str()),
-        ],
+        &config(&model_url, &key_file, &upstream_secret),
     );
     gw.wait_ready(Duration::from_secs(20));
     let key = tenant_with_key(&gw, "acme", "pro", None);
