@@ -19,6 +19,7 @@ mod relay;
 mod runs_api;
 mod runs_claude;
 mod runs_gateway;
+mod runs_restart;
 mod tenancy;
 mod tidy;
 mod tool_commands;
