@@ -10,11 +10,13 @@
 //          session path, an `inputRequired` result on the 2026-07-28 path. Its text says which:
 //          `legacy-push <answer>` or `modern-mrtr <answer>`.
 //   touch  sends `notifications/resources/updated` for dual://counter to each legacy session
-//          that subscribed to it; its text is the number of sessions told.
+//          that subscribed to it, and to the 2026-07-28 `subscriptions/listen` streams that
+//          asked for it; its text is the number of sessions told.
 // Resource dual://counter (subscribable).
 //
-// Usage: node ts_dual_server.mjs [port]   (port 0 by default). Prints
-// `listening on http://127.0.0.1:<port>/mcp` once listening.
+// Usage: node ts_dual_server.mjs [port] [--modern-only]   (port 0 by default). Prints
+// `listening on http://127.0.0.1:<port>/mcp` once listening. With --modern-only every request
+// goes to the 2026-07-28 handler, which refuses 2025-era traffic: a server of one era.
 
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -35,6 +37,8 @@ const ANSWER_SCHEMA = {
     properties: { answer: { type: 'string' } },
     required: ['answer']
 };
+
+const MODERN_ONLY = process.argv.includes('--modern-only');
 
 /** Legacy session id -> { transport, server, subscribed } */
 const sessions = new Map();
@@ -76,6 +80,7 @@ function build(era, session) {
                 told += 1;
             }
         }
+        modern.notify.resourceUpdated(COUNTER);
         return { content: [{ type: 'text', text: `told ${told}` }] };
     });
     server.registerResource('counter', COUNTER, { mimeType: 'text/plain' }, async () => ({
@@ -141,7 +146,9 @@ async function handle(req, res) {
     const init = { method: req.method, headers };
     if (text.length > 0 && req.method !== 'GET' && req.method !== 'HEAD') init.body = text;
     const request = new Request(url, init);
-    const isLegacy = req.method === 'POST' ? await isLegacyRequest(request.clone(), body) : !!headers.get('mcp-session-id');
+    const isLegacy =
+        !MODERN_ONLY &&
+        (req.method === 'POST' ? await isLegacyRequest(request.clone(), body) : !!headers.get('mcp-session-id'));
     const response = isLegacy ? await legacy(request, body) : await modern.fetch(request);
     if (process.env.DUAL_DEBUG) {
         process.stderr.write(`${req.method} ${isLegacy ? 'legacy' : 'modern'} ${JSON.stringify(body?.method ?? body?.id ?? null)} sid=${headers.get('mcp-session-id')} -> ${response.status} ${response.headers.get('content-type')}\n`);
@@ -159,7 +166,7 @@ async function handle(req, res) {
     stream.pipe(res);
 }
 
-const port = Number(process.argv[2] ?? 0);
+const port = Number(process.argv.slice(2).find(a => /^\d+$/.test(a)) ?? 0);
 const httpServer = http.createServer((req, res) => {
     handle(req, res).catch(e => {
         process.stderr.write(`ts_dual_server: ${e?.stack ?? e}\n`);

@@ -235,6 +235,8 @@ impl Routes {
                         .and_then(|p| p.request_id.map(|t| t.get().to_owned()))
                         .and_then(|t| lock(&self.server_request_routes).remove(&t)),
                     "notifications/message" => self.relay_for(hint, true),
+                    // A `subscriptions/listen` request's own acknowledgement, on its stream.
+                    "notifications/subscriptions/acknowledged" => self.relay_for(hint, false),
                     _ => None,
                 };
                 self.deliver(relay, Incoming::Notification { method, params });
@@ -380,6 +382,27 @@ mod tests {
         assert!(
             matches!(events.try_recv(), Ok(Event::Incoming(_))),
             "a closed token's progress is unrouted"
+        );
+    }
+
+    #[test]
+    fn a_listen_acknowledgement_reaches_the_listen_request_on_whose_stream_it_came() {
+        let (routes, mut events, _) = routes();
+        let (tx, mut rx) = unbounded_channel();
+        let (listen, _wait) = routes.open(Some(tx), None);
+        let ack =
+            r#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{}}"#;
+        routes.dispatch(msg(ack), Some(listen));
+        assert_eq!(
+            method_of(rx.try_recv().expect("the listen request's own ack")),
+            "notifications/subscriptions/acknowledged"
+        );
+        assert!(events.try_recv().is_err());
+        routes.dispatch(msg(ack), None);
+        assert!(rx.try_recv().is_err(), "never guessed");
+        assert!(
+            matches!(events.try_recv(), Ok(Event::Incoming(_))),
+            "an ack on no request's stream stays unrouted"
         );
     }
 

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use super::ctx::Ctx;
 use super::forward::forward;
+use super::listen;
 use super::logging;
 use super::params::Params;
 use crate::config::Prefix;
@@ -87,6 +88,21 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
                 .catalog()
                 .resource_for(&uri, &ctx.principal.tier)
                 .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+            if ctx.session.is_some()
+                && listen::reaches_statelessly(app, &server, ctx.session.as_ref()).await
+            {
+                // No resources/subscribe in 2026-07-28: a listen stream upstream stands in for it.
+                if !listen::subscription(app, &server, "resources/subscribe", &uri).await {
+                    return Err(CallError::Unavailable {
+                        server: server.to_string(),
+                        reason: "it offers no resource subscriptions".into(),
+                    });
+                }
+                if let Some(s) = &ctx.session {
+                    app.subscriptions.subscribe(&uri, &s.id);
+                }
+                return Ok(empty_result());
+            }
             let reply = forward(
                 ctx,
                 &server,
@@ -110,7 +126,10 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
                 .session
                 .as_ref()
                 .is_none_or(|s| app.subscriptions.unsubscribe(&uri, &s.id));
-            if last {
+            if last && listen::reaches_statelessly(app, &server, ctx.session.as_ref()).await {
+                listen::subscription(app, &server, "resources/unsubscribe", &uri).await;
+                Ok(empty_result())
+            } else if last {
                 forward(
                     ctx,
                     &server,
