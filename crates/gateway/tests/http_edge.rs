@@ -3,45 +3,24 @@
 //! with no socket and no upstream. The app is built from a parsed config and
 //! a SQLite store in a fresh temp dir, as `mcpgate serve` builds it.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use mcpgate_gateway::{App, Config, open_store, prepare_store, router};
+use mcpgate_gateway::{App, router};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-/// A temp dir removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).expect("OS random");
-        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        let p = std::env::temp_dir().join(format!("mcpgate-edge-{tag}-{hex}"));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 /// An app on a config (no servers) and a fresh SQLite store.
 async fn app(dir: &TempDir, extra: &str) -> Arc<App> {
-    let text = format!(
-        "listen = \"127.0.0.1:8787\"\ndata_dir = {:?}\nmax_body = 1024\n{extra}",
-        dir.0.join("data").display().to_string()
-    );
-    let cfg = Config::parse(&dir.0.join("mcpgate.toml"), &text).expect("config");
-    let store = open_store(&cfg).await.expect("store");
-    prepare_store(&cfg, &store).await.expect("prepare");
-    App::new(cfg, store)
+    common::app(
+        dir,
+        &format!("listen = \"127.0.0.1:8787\"\nmax_body = 1024\n{extra}"),
+    )
+    .await
 }
 
 /// A POST to /mcp with the headers a good client sends.

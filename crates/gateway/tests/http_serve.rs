@@ -7,38 +7,20 @@
 //! on the wire; short limits through `serve_with`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mcpgate_gateway::{App, Config, EdgeLimits, bind, open_store, prepare_store, serve_with};
+use mcpgate_gateway::{App, EdgeLimits, bind, serve_with};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
+mod common;
+use common::TempDir;
+
 /// How long any one thing the server must do may take before a test fails.
 const PATIENCE: Duration = Duration::from_secs(5);
-
-/// A temp dir removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).expect("OS random");
-        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        let p = std::env::temp_dir().join(format!("mcpgate-serve-{tag}-{hex}"));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Served {
     app: Arc<App>,
@@ -50,13 +32,7 @@ struct Served {
 /// A gateway with no servers, served on 127.0.0.1:0 with `limits`.
 async fn start(tag: &str, limits: EdgeLimits) -> Served {
     let dir = TempDir::new(tag);
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n",
-        dir.0.join("data").display().to_string()
-    );
-    let cfg = Config::parse(&dir.0.join("mcpgate.toml"), &text).expect("config");
-    let store = open_store(&cfg).await.expect("store");
-    prepare_store(&cfg, &store).await.expect("prepare");
+    let (cfg, store) = common::config_and_store(&dir, "listen = \"127.0.0.1:0\"\n").await;
     let listener = bind(&cfg, cfg.listen).await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let app = App::new(cfg, store);

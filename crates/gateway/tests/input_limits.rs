@@ -6,34 +6,17 @@
 //! connection. Built in process: a parsed config, a temp-dir SQLite store and
 //! `router(app).oneshot(request)`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use mcpgate_gateway::{App, Config, open_store, prepare_store, router};
+use mcpgate_gateway::{App, Config, router};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-/// A temp dir removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).expect("OS random");
-        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        let p = std::env::temp_dir().join(format!("mcpgate-limits-{tag}-{hex}"));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 const FILE: &str = "/etc/mcpgate/limits.toml";
 
@@ -119,14 +102,11 @@ fn regression_tier_max_concurrent_above_the_semaphore_limit_is_a_config_error() 
 
 /// An app with key auth and an admin key; returns the app and the key.
 async fn admin_app(dir: &TempDir) -> (Arc<App>, String) {
-    let text = format!(
-        "listen = \"127.0.0.1:8787\"\ndata_dir = {:?}\nauth = \"keys\"\n[plans]\nfree = \"free\"\n[tiers.free]\ntools = [\"*\"]\n",
-        dir.0.join("data").display().to_string()
-    );
-    let cfg = Config::parse(&dir.0.join("mcpgate.toml"), &text).expect("config");
-    let store = open_store(&cfg).await.expect("store");
-    prepare_store(&cfg, &store).await.expect("prepare");
-    let app = App::new(cfg, store);
+    let app = common::app(
+        dir,
+        "listen = \"127.0.0.1:8787\"\nauth = \"keys\"\n[plans]\nfree = \"free\"\n[tiers.free]\ntools = [\"*\"]\n",
+    )
+    .await;
     app.store
         .add_tenant("acme", "free", None, None)
         .await

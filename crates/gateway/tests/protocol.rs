@@ -7,45 +7,22 @@
 //! whole test; the 200 side of `/ready` is checked end to end in the cli
 //! tests (`it/readiness.rs`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use mcpgate_gateway::{App, Config, open_store, prepare_store, router};
+use mcpgate_gateway::{App, router};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-/// A temp dir removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).expect("OS random");
-        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        let p = std::env::temp_dir().join(format!("mcpgate-protocol-{tag}-{hex}"));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 /// An app with one configured (never started) stdio server `slow`.
 async fn new_app(dir: &TempDir, extra: &str) -> Arc<App> {
-    let text = format!(
-        "listen = \"127.0.0.1:8787\"\ndata_dir = {:?}\n{extra}\n[servers.slow]\ncommand = \"true\"\n",
-        dir.0.join("data").display().to_string()
-    );
-    let cfg = Config::parse(&dir.0.join("mcpgate.toml"), &text).expect("config");
-    let store = open_store(&cfg).await.expect("store");
-    prepare_store(&cfg, &store).await.expect("prepare");
-    App::new(cfg, store)
+    let body =
+        format!("listen = \"127.0.0.1:8787\"\n{extra}\n[servers.slow]\ncommand = \"true\"\n");
+    common::app(dir, &body).await
 }
 
 async fn send(app: &Arc<App>, req: Request<Body>) -> (StatusCode, Value) {
