@@ -116,11 +116,7 @@ timeout = "1m"
 }
 
 fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(240))
-        .build()
-        .expect("client")
+    http_client(Duration::from_secs(240))
 }
 
 /// Fires `workflow` and waits for the run to end (its log stream ends with

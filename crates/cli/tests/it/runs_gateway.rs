@@ -50,11 +50,7 @@ timeout = "5m"
 }
 
 fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
+    http_client(Duration::from_secs(60))
 }
 
 /// Follows the run's log (SSE) until `until` appears in it, or to its end

@@ -12,11 +12,7 @@ use crate::common::*;
 use serde_json::{Value, json};
 
 fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
+    http_client(Duration::from_secs(30))
 }
 
 async fn get_json(url: String, key: &str) -> Value {

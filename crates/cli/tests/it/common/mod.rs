@@ -259,6 +259,15 @@ pub fn wait_port(port: u16, timeout: Duration) {
     }
 }
 
+/// An HTTP client for the gateway's JSON APIs, giving up after `timeout`.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("client")
+}
+
 /// TOML string literal.
 pub fn q(s: impl AsRef<str>) -> String {
     serde_json::to_string(s.as_ref()).expect("string")
