@@ -139,8 +139,9 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
     }
 }
 
-/// Handles what a shared upstream sends outside any call. Only the
-/// connection the catalog is listed from (`lists`) re-lists on a change.
+/// Handles what a shared upstream sends outside any call. The catalog is
+/// listed from one connection (`lists`); a list change heard on the other
+/// (session-based) one re-lists from it too.
 async fn shared_events(
     app: Arc<App>,
     server: Arc<Server>,
@@ -154,12 +155,19 @@ async fn shared_events(
             Event::Incoming(Incoming::Notification { method, params }) => match method.as_str() {
                 "notifications/tools/list_changed"
                 | "notifications/prompts/list_changed"
-                | "notifications/resources/list_changed"
-                    if lists =>
-                {
+                | "notifications/resources/list_changed" => {
+                    // Heard on the session-based connection (a session-based
+                    // client's call changed the lists): re-list from the
+                    // listing one, so every client of either era hears it.
+                    let listing = if lists {
+                        Some(conn.clone())
+                    } else {
+                        server.shared_conn().ok()
+                    };
+                    let Some(listing) = listing else { continue };
                     // A failed re-list keeps what the server offered before.
-                    match fetch_lists(&conn).await {
-                        Ok(lists) => app.update_servers(true, || lock(&server.state).lists = lists),
+                    match fetch_lists(&listing).await {
+                        Ok(fresh) => app.update_servers(true, || lock(&server.state).lists = fresh),
                         Err(e) => {
                             tracing::warn!(server = %server.name, "re-listing after {method} failed: {e}")
                         }
