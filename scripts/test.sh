@@ -35,12 +35,6 @@ cargo test --workspace --locked -- --test-threads="$threads" || failed+=("Rust t
 step "peers tier: cargo test --workspace -- --ignored (conformance suite, SDK interop, server-everything, PostgreSQL)"
 cargo test --workspace --locked -- --ignored --test-threads="$threads" || failed+=("peers tier")
 
-if ((${#failed[@]})); then
-    step "FAILED: ${failed[*]}"
-    exit 1
-fi
-step "all tests passed (Rust tier and peers tier)"
-
 # Fuzz smoke run (issue 14, item 13): each cargo-fuzz target in fuzz/ for a few
 # seconds, so a target that no longer builds or crashes on its seeds fails CI.
 # The long runs are `scripts/fuzz.sh SECONDS` (see fuzz/README.md).
@@ -55,3 +49,9 @@ else
         '!!! FUZZING SKIPPED: no nightly toolchain (rustup toolchain list); cargo fuzz needs it.' \
         '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!' >&2
 fi
+
+if ((${#failed[@]})); then
+    step "FAILED: ${failed[*]}"
+    exit 1
+fi
+step "all tests passed (Rust tier, peers tier, fuzz smoke run)"
