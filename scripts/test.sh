@@ -39,10 +39,9 @@ cargo test --workspace --locked -- --ignored --test-threads="$threads" || failed
 # seconds, so a target that no longer builds or crashes on its seeds fails CI.
 # The long runs are `scripts/fuzz.sh SECONDS` (see fuzz/README.md).
 step "fuzz smoke run: each cargo-fuzz target for ${MCPGATE_FUZZ_SECONDS:-20} s (scripts/fuzz.sh; needs nightly)"
-cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check || failed+=("fuzz targets' formatting")
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-    ./scripts/fuzz.sh "${MCPGATE_FUZZ_SECONDS:-20}"
-    step "fuzz smoke run passed"
+    ./scripts/fuzz.sh "${MCPGATE_FUZZ_SECONDS:-20}" || failed+=("fuzz smoke run")
 else
     printf '\n%s\n%s\n%s\n\n' \
         '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!' \
