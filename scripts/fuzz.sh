@@ -37,6 +37,11 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+# The fuzz workspace uses the main workspace's locked versions: its lock file
+# (ignored by git) starts as a copy of ../Cargo.lock, and cargo adds only what
+# the fuzz targets need on top (libfuzzer-sys).
+cp ../Cargo.lock Cargo.lock
+
 flags=(--sanitizer "${FUZZ_SANITIZER:-none}" --debug-assertions)
 timeout="${FUZZ_TIMEOUT:-10}"
 
