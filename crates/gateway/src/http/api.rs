@@ -28,7 +28,7 @@ use super::edge::is_body_timeout;
 use super::guard::{body_timed_out, check_origin, header_str};
 use super::refusal::{Refusal, json_response};
 use super::sse::{self, Source, Step};
-use crate::mcp::runs::{Caller, MAX_UPLOAD_BYTES, Runs, RunsError};
+use crate::mcp::runs::{Caller, MAX_UPLOAD_BYTES, Runs, RunsError, WorkflowEntry};
 use crate::state::App;
 use crate::state::auth::AuthError;
 
@@ -137,14 +137,17 @@ async fn add_workflow(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> 
     let definition = workflow_from(new.definition)?;
     let runs = Runs::of(&app);
     let w = runs.put_workflow(&who, &new.name, definition).await?;
-    done(
-        if w.version == 1 {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        &w,
-    )
+    saved(&w)
+}
+
+/// A stored workflow version: 201 when it is the first, 200 for a new version.
+fn saved(w: &WorkflowEntry) -> Answer {
+    let status = if w.version == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    done(status, w)
 }
 
 async fn show_workflow(
@@ -165,14 +168,7 @@ async fn put_workflow(
     let who = admit(&app, &h).await?;
     let definition = workflow_from(json_body(&app, &h, body).await?)?;
     let w = Runs::of(&app).put_workflow(&who, &name, definition).await?;
-    done(
-        if w.version == 1 {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        &w,
-    )
+    saved(&w)
 }
 
 async fn delete_workflow(
