@@ -40,6 +40,50 @@ struct Mounted {
 }
 
 pub(crate) async fn mount(source: Source, opts: &Options<'_>) -> Result<(), CliError> {
+    let mounted = collect(source, opts).await?;
+    for m in &mounted {
+        println!(
+            "mounted {} ({} tools) → {}",
+            m.name,
+            m.tools.len(),
+            opts.out.join(&m.name).display()
+        );
+    }
+    Ok(())
+}
+
+/// A run's `cli_tools`: mounts every tool the run key sees (through the
+/// sandbox's relay to `url`) into `out`, and the prompt section into `prompt`.
+/// Reports on stderr only: stdout is the agent's.
+pub(crate) async fn mount_for_run(
+    url: String,
+    separator: &str,
+    out: &Path,
+    prompt: &Path,
+) -> Result<(), CliError> {
+    let opts = Options {
+        out,
+        prompt: Some(prompt),
+        rewrite_host: None,
+        exclude: &[],
+        key_file: None,
+        separator,
+    };
+    let mounted = collect(Source::Url(url), &opts).await?;
+    let names: Vec<String> = mounted
+        .iter()
+        .map(|m| format!("{} ({} tools)", m.name, m.tools.len()))
+        .collect();
+    eprintln!(
+        "mcpgate sandbox-init: mounted {} as commands in {}",
+        names.join(", "),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Lists what to mount and writes the wrappers, the caches and the prompt.
+async fn collect(source: Source, opts: &Options<'_>) -> Result<Vec<Mounted>, CliError> {
     let mut mounted = Vec::new();
     let mut failed = 0;
     let mut starting = None;
@@ -107,14 +151,6 @@ pub(crate) async fn mount(source: Source, opts: &Options<'_>) -> Result<(), CliE
         }
     }
     write_out(&mounted, opts)?;
-    for m in &mounted {
-        println!(
-            "mounted {} ({} tools) → {}",
-            m.name,
-            m.tools.len(),
-            opts.out.join(&m.name).display()
-        );
-    }
     if let (Some(s), false) = (&starting, mounted.is_empty()) {
         eprintln!("warning: still starting after 10 s, not mounted: {s}");
     }
@@ -126,7 +162,7 @@ pub(crate) async fn mount(source: Source, opts: &Options<'_>) -> Result<(), CliE
             "nothing mounted ({failed} server(s) failed{still})"
         )));
     }
-    Ok(())
+    Ok(mounted)
 }
 
 fn target(url: &str, opts: &Options<'_>) -> Result<Target, CliError> {

@@ -3,12 +3,13 @@
 //! dispatched before clap parses anything, because everything after it
 //! belongs to `mcpgate_runs::SandboxInitArgs` (relays, rlimits, `--` and the
 //! agent's argv). See `mcpgate_runs::relay` for what it does; 125 is its own
-//! setup failure.
+//! setup failure. A workflow's `cli_tools` are mounted here, in-process, by
+//! `mcpgate mount`'s own code, once the relay to the gateway is up.
 
 use std::process::ExitCode;
 
 use mcpgate_runs::relay::EXIT_SETUP;
-use mcpgate_runs::{SandboxInitArgs, sandbox_init};
+use mcpgate_runs::{CliTools, MountTools, SandboxInitArgs, sandbox_init};
 
 /// Runs sandbox-init if the first argument asks for it; `None` otherwise.
 pub(crate) fn dispatch() -> Option<ExitCode> {
@@ -34,6 +35,27 @@ pub(crate) fn dispatch() -> Option<ExitCode> {
             return Some(setup_failed);
         }
     };
-    let code = runtime.block_on(sandbox_init(parsed));
+    let code = runtime.block_on(sandbox_init(parsed, Some(mount_tools())));
     Some(u8::try_from(code).map_or(setup_failed, ExitCode::from))
+}
+
+/// Mounts the run's tools through the gateway the adapter named in the
+/// environment (`MCPGATE_URL`, the key in `MCPGATE_KEY`).
+fn mount_tools() -> MountTools {
+    Box::new(|tools: CliTools| {
+        Box::pin(async move {
+            let base =
+                std::env::var("MCPGATE_URL").map_err(|_| "MCPGATE_URL is not set".to_owned())?;
+            let separator =
+                std::env::var("MCPGATE_TOOL_SEPARATOR").unwrap_or_else(|_| "__".to_owned());
+            crate::mount::mount_for_run(
+                format!("{}/mcp", base.trim_end_matches('/')),
+                &separator,
+                &tools.dir,
+                &tools.prompt_file,
+            )
+            .await
+            .map_err(|e| e.message)
+        })
+    })
 }

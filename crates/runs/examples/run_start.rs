@@ -69,6 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             key: "k".into(),
             gateway_url: "http://127.0.0.1:8787".into(),
             mcp_url: "http://127.0.0.1:8787/mcp".into(),
+            tool_separator: "__".into(),
             model_base_url: None,
             model_id: None,
         })),

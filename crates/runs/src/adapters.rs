@@ -34,6 +34,13 @@
 //!   the run instead of being ignored; Codex 0.171.0 accepts this config and
 //!   posts to `BASE_URL/responses`).
 //! - `command`: the workflow's argv, as is.
+//!
+//! With `cli_tools = true` the run's tools are also mounted as shell commands
+//! (`mcpgate mount`, done by `sandbox-init` through the relay before the agent
+//! starts) into `~/.mcpgate/bin`, first on `PATH`; `MCPGATE_CLI_TOOLS` names
+//! that folder and `MCPGATE_TOOLS_PROMPT_FILE` the agent prompt section that
+//! describes the commands. That section is appended to Claude Code's system
+//! prompt and to Codex's prompt; a `command` agent reads the file itself.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +49,7 @@ use serde_json::{Value, json};
 
 use crate::backend::{RunFile, SandboxPaths};
 use crate::hooks::RunGrant;
+use crate::relay::CliTools;
 use crate::run::{EventBody, McpServerStatus, RunId, Stream};
 use crate::workflow::{AgentKind, Workflow};
 
@@ -49,6 +57,10 @@ use crate::workflow::{AgentKind, Workflow};
 pub const MCP_SERVER_NAME: &str = "mcpgate";
 /// Where the `mcpServers` file goes, relative to the run's home.
 const MCP_CONFIG_FILE: &str = ".mcpgate/mcp.json";
+/// Where `cli_tools` commands go, relative to the run's home.
+const CLI_TOOLS_DIR: &str = ".mcpgate/bin";
+/// Where their agent prompt section goes, relative to the run's home.
+const CLI_TOOLS_PROMPT: &str = ".mcpgate/tools.md";
 /// Where Codex's home goes, relative to the run's home.
 const CODEX_HOME_DIR: &str = ".codex";
 /// Longest tool result or assistant text kept in one log event.
@@ -92,6 +104,8 @@ pub(crate) struct Prepared {
     pub(crate) argv: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) files: Vec<RunFile>,
+    /// The run's tools as shell commands (`cli_tools = true`).
+    pub(crate) cli_tools: Option<CliTools>,
 }
 
 /// The usual program name of an agent's CLI.
@@ -124,8 +138,21 @@ pub(crate) fn prepare(input: &AgentInput<'_>) -> Result<Prepared, AdapterError> 
     let mut set = |k: &str, v: String| {
         env.insert(k.to_owned(), v);
     };
+    let tools_dir = input.workflow.cli_tools.then(|| home.join(CLI_TOOLS_DIR));
     set("HOME", path_text(home));
-    set("PATH", "/usr/local/bin:/usr/bin:/bin".into());
+    let path = "/usr/local/bin:/usr/bin:/bin";
+    match &tools_dir {
+        Some(dir) => {
+            set("PATH", format!("{}:{path}", path_text(dir)));
+            set("MCPGATE_CLI_TOOLS", path_text(dir));
+            set("MCPGATE_TOOL_SEPARATOR", input.grant.tool_separator.clone());
+            set(
+                "MCPGATE_TOOLS_PROMPT_FILE",
+                path_text(&home.join(CLI_TOOLS_PROMPT)),
+            );
+        }
+        None => set("PATH", path.into()),
+    }
     set("TMPDIR", "/tmp".into());
     set("LANG", "C.UTF-8".into());
     set("USER", "run".into());
@@ -188,8 +215,10 @@ pub(crate) fn prepare(input: &AgentInput<'_>) -> Result<Prepared, AdapterError> 
                 allowed.join(","),
                 "--no-session-persistence".into(),
             ];
-            if let Some(system) = input.system_prompt {
-                argv.extend(["--append-system-prompt".into(), system.to_owned()]);
+            // With cli_tools the commands' prompt section joins the system prompt.
+            if input.system_prompt.is_some() || tools_dir.is_some() {
+                let system = input.system_prompt.unwrap_or_default().to_owned();
+                argv.extend(["--append-system-prompt".into(), system]);
             }
             if let Some(model) = &input.grant.model_id {
                 argv.extend(["--model".into(), model.clone()]);
@@ -223,10 +252,23 @@ pub(crate) fn prepare(input: &AgentInput<'_>) -> Result<Prepared, AdapterError> 
             ]
         }
     };
+    let cli_tools = tools_dir.map(|dir| CliTools {
+        dir,
+        prompt_file: home.join(CLI_TOOLS_PROMPT),
+        append_to_arg: match input.workflow.agent {
+            AgentKind::ClaudeCode => argv
+                .iter()
+                .position(|a| a == "--append-system-prompt")
+                .map(|i| i + 1),
+            AgentKind::Codex => argv.len().checked_sub(1),
+            AgentKind::Command => None,
+        },
+    });
     Ok(Prepared {
         argv,
         env: env.into_iter().collect(),
         files,
+        cli_tools,
     })
 }
 

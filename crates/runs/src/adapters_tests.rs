@@ -9,6 +9,7 @@ fn grant() -> RunGrant {
         key: "mcpg_run_key".into(),
         gateway_url: "http://127.0.0.1:8787".into(),
         mcp_url: "http://127.0.0.1:8787/mcp".into(),
+        tool_separator: "__".into(),
         model_base_url: Some("http://127.0.0.1:8787/models/sonnet".into()),
         model_id: Some("claude-sonnet".into()),
     }
@@ -368,4 +369,66 @@ fn long_texts_are_clipped_on_a_char_boundary() {
     assert!(clipped.len() < long.len());
     assert!(clipped.ends_with(&format!("({} bytes)", long.len())));
     assert_eq!(clip("short"), "short");
+}
+
+#[test]
+fn cli_tools_put_the_commands_on_path_and_name_where_their_prompt_goes() {
+    let plain = prepare_for(
+        &workflow(r#"{"agent": "command", "command": ["true"]}"#),
+        true,
+    )
+    .expect("prepares");
+    assert_eq!(plain.cli_tools, None);
+    assert!(!env_of(&plain).contains_key("MCPGATE_CLI_TOOLS"));
+
+    let command = prepare_for(
+        &workflow(r#"{"agent": "command", "command": ["true"], "cli_tools": true}"#),
+        true,
+    )
+    .expect("prepares");
+    let tools = command.cli_tools.clone().expect("cli tools");
+    assert_eq!(tools.dir, Path::new("/home/run/.mcpgate/bin"));
+    assert_eq!(tools.prompt_file, Path::new("/home/run/.mcpgate/tools.md"));
+    assert_eq!(tools.append_to_arg, None, "a command reads the file itself");
+    let env = env_of(&command);
+    assert!(
+        env["PATH"].starts_with("/home/run/.mcpgate/bin:"),
+        "{}",
+        env["PATH"]
+    );
+    assert_eq!(env["MCPGATE_CLI_TOOLS"], "/home/run/.mcpgate/bin");
+    assert_eq!(
+        env["MCPGATE_TOOLS_PROMPT_FILE"],
+        "/home/run/.mcpgate/tools.md"
+    );
+    assert_eq!(env["MCPGATE_TOOL_SEPARATOR"], "__");
+
+    // Claude Code: the section joins the system prompt.
+    let claude = prepare_for(
+        &workflow(
+            r#"{"agent": "claude-code", "prompt": "p", "model": "sonnet", "cli_tools": true}"#,
+        ),
+        true,
+    )
+    .expect("prepares");
+    let i = claude
+        .cli_tools
+        .as_ref()
+        .and_then(|t| t.append_to_arg)
+        .expect("appended to an argument");
+    assert_eq!(claude.argv[i - 1], "--append-system-prompt");
+    assert_eq!(claude.argv[i], "be careful");
+    // Codex: the section joins the prompt (its last argument).
+    let codex = prepare_for(
+        &workflow(r#"{"agent": "codex", "prompt": "p", "model": "gpt", "cli_tools": true}"#),
+        true,
+    )
+    .expect("prepares");
+    let i = codex
+        .cli_tools
+        .as_ref()
+        .and_then(|t| t.append_to_arg)
+        .expect("appended to an argument");
+    assert_eq!(i, codex.argv.len() - 1);
+    assert_eq!(codex.argv[i], "-do the thing");
 }

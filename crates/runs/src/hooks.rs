@@ -19,6 +19,9 @@ pub struct RunGrant {
     pub gateway_url: String,
     /// The MCP endpoint as the agent reaches it (`…/mcp`).
     pub mcp_url: String,
+    /// Between a server's name and its tool's in the gateway's tool names
+    /// (`separator`, `__` by default): `cli_tools` mounts by it.
+    pub tool_separator: String,
     /// The model proxy's base URL for the workflow's model (`…/models/NAME`),
     /// when the workflow names one.
     pub model_base_url: Option<String>,
@@ -73,6 +76,7 @@ mod tests {
             key: "mcpg_secret_value".into(),
             gateway_url: "http://127.0.0.1:8787".into(),
             mcp_url: "http://127.0.0.1:8787/mcp".into(),
+            tool_separator: "__".into(),
             model_base_url: None,
             model_id: None,
         };

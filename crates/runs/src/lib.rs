@@ -37,7 +37,7 @@ pub use artifacts::{Artifact, ArtifactLimits};
 pub use backend::{Backend, BackendError, HostRelay, InitProgram, local::LocalConfig};
 pub use hooks::{FixedGrant, RunGrant, RunHooks};
 pub use limits::Limits;
-pub use relay::{SandboxInitArgs, sandbox_init};
+pub use relay::{CliTools, MountTools, SandboxInitArgs, sandbox_init};
 pub use run::{EventBody, Run, RunEvent, RunId, RunState, Stream, UsageDelta};
 pub use runner::{AgentPrograms, RunError, Runner, RunnerConfig, SubmitRequest};
 pub use sql_store::{SqlRunStore, StoredWorkflow};

@@ -25,8 +25,10 @@
 //! local model takes about 1.5 s; it needs no `/etc` beyond `ld.so.cache` and
 //! CA certificates; an address-space limit of 2 GiB is enough.
 
+use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use nix::sys::signal::{Signal, kill};
@@ -56,21 +58,46 @@ pub struct RelaySpec {
     pub socket: PathBuf,
 }
 
+/// A workflow's `cli_tools = true`: before the agent starts, the run's tools
+/// are mounted as shell commands (`mcpgate mount`, through the relay, with
+/// the run key) into `dir`, the agent prompt section describing them is
+/// written to `prompt_file`, and, when `append_to_arg` names an argv index
+/// (the agent's system prompt or prompt), that section is appended to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliTools {
+    /// Where the commands go (the adapter puts it first on `PATH`).
+    pub dir: PathBuf,
+    /// Where the prompt section goes.
+    pub prompt_file: PathBuf,
+    /// The argv element the prompt section is appended to.
+    pub append_to_arg: Option<usize>,
+}
+
+/// Mounts the run's tools as commands: `mcpgate mount` run in-process by the
+/// `mcpgate sandbox-init` subcommand once the relays are up. `Err` is a
+/// message for the run's log.
+pub type MountTools =
+    Box<dyn FnOnce(CliTools) -> Pin<Box<dyn Future<Output = Result<(), String>>>>>;
+
 /// The arguments of `sandbox-init`:
-/// `[--relay PORT=SOCKET]... [--limit-* N]... -- PROGRAM [ARGS]...`.
+/// `[--relay PORT=SOCKET]... [--limit-* N]... [--cli-tools DIR --tools-prompt FILE
+/// [--append-tools-prompt N]] -- PROGRAM [ARGS]...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxInitArgs {
     /// The relays to serve.
     pub relays: Vec<RelaySpec>,
     /// The rlimits to set before starting the agent.
     pub limits: Limits,
+    /// The run's tools as shell commands, when the workflow asks for them.
+    pub cli_tools: Option<CliTools>,
     /// The agent's argv.
     pub argv: Vec<String>,
 }
 
 /// The usage line, for error messages.
 pub const USAGE: &str = "usage: sandbox-init [--relay PORT=SOCKET]... [--limit-as|--limit-nproc|--limit-cpu|\
-     --limit-fsize|--limit-nofile N]... -- PROGRAM [ARGS]...";
+     --limit-fsize|--limit-nofile N]... [--cli-tools DIR --tools-prompt FILE [--append-tools-prompt N]] \
+     -- PROGRAM [ARGS]...";
 
 impl SandboxInitArgs {
     /// Parses the arguments after the subcommand's name.
@@ -78,8 +105,10 @@ impl SandboxInitArgs {
         let mut out = SandboxInitArgs {
             relays: Vec::new(),
             limits: Limits::none(),
+            cli_tools: None,
             argv: Vec::new(),
         };
+        let (mut tools_dir, mut tools_prompt, mut append_to) = (None, None, None);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             if arg == "--" {
@@ -122,6 +151,16 @@ impl SandboxInitArgs {
                 if !out.limits.set_from_flag(&flag, n) {
                     return Err(format!("unknown flag {flag}; {USAGE}"));
                 }
+            } else if flag == "--cli-tools" {
+                tools_dir = Some(PathBuf::from(value()?));
+            } else if flag == "--tools-prompt" {
+                tools_prompt = Some(PathBuf::from(value()?));
+            } else if flag == "--append-tools-prompt" {
+                let v = value()?;
+                append_to = Some(
+                    v.parse::<usize>()
+                        .map_err(|_| format!("{flag} {v:?}: not an argv index"))?,
+                );
             } else {
                 return Err(format!("unknown argument {arg:?}; {USAGE}"));
             }
@@ -129,6 +168,27 @@ impl SandboxInitArgs {
         if out.argv.is_empty() {
             return Err(format!("no program to run after `--`; {USAGE}"));
         }
+        out.cli_tools = match (tools_dir, tools_prompt, append_to) {
+            (None, None, None) => None,
+            (Some(dir), Some(prompt_file), append_to_arg) => {
+                if append_to_arg.is_some_and(|i| i == 0 || i >= out.argv.len()) {
+                    return Err(format!(
+                        "--append-tools-prompt: the agent's argv has no argument {}",
+                        append_to_arg.unwrap_or_default()
+                    ));
+                }
+                Some(CliTools {
+                    dir,
+                    prompt_file,
+                    append_to_arg,
+                })
+            }
+            _ => {
+                return Err(format!(
+                    "--cli-tools and --tools-prompt go together; {USAGE}"
+                ));
+            }
+        };
         Ok(out)
     }
 
@@ -140,6 +200,16 @@ impl SandboxInitArgs {
             out.push(format!("{}={}", relay.port, relay.socket.display()));
         }
         out.extend(self.limits.to_args());
+        if let Some(tools) = &self.cli_tools {
+            out.push("--cli-tools".to_owned());
+            out.push(tools.dir.display().to_string());
+            out.push("--tools-prompt".to_owned());
+            out.push(tools.prompt_file.display().to_string());
+            if let Some(i) = tools.append_to_arg {
+                out.push("--append-tools-prompt".to_owned());
+                out.push(i.to_string());
+            }
+        }
         out.push("--".to_owned());
         out.extend(self.argv.iter().cloned());
         out
@@ -151,8 +221,9 @@ fn say(message: impl std::fmt::Display) {
 }
 
 /// Runs the sandbox's first process; returns the exit code to exit with.
-/// Call it on a Tokio runtime with I/O and signals enabled.
-pub async fn sandbox_init(args: SandboxInitArgs) -> i32 {
+/// Call it on a Tokio runtime with I/O and signals enabled. `mount` serves a
+/// workflow's `cli_tools`; without it such a run fails at setup.
+pub async fn sandbox_init(mut args: SandboxInitArgs, mount: Option<MountTools>) -> i32 {
     let mut listeners = Vec::with_capacity(args.relays.len());
     for relay in &args.relays {
         match TcpListener::bind(("127.0.0.1", relay.port)).await {
@@ -185,6 +256,20 @@ pub async fn sandbox_init(args: SandboxInitArgs) -> i32 {
         say("cannot install signal handlers");
         return EXIT_SETUP;
     };
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let relays: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, socket)| tokio::spawn(serve_relay(listener, socket, permits.clone())))
+        .collect();
+    if let Some(tools) = args.cli_tools.clone()
+        && let Err(message) = mount_tools(tools, mount, &mut args.argv).await
+    {
+        say(message);
+        for relay in relays {
+            relay.abort();
+        }
+        return EXIT_SETUP;
+    }
     let agent = match std::process::Command::new(&args.argv[0])
         .args(&args.argv[1..])
         .spawn()
@@ -198,11 +283,6 @@ pub async fn sandbox_init(args: SandboxInitArgs) -> i32 {
             };
         }
     };
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let relays: Vec<_> = listeners
-        .into_iter()
-        .map(|(listener, socket)| tokio::spawn(serve_relay(listener, socket, permits.clone())))
-        .collect();
     let code = loop {
         if let Some(code) = reap(agent) {
             break code;
@@ -224,6 +304,30 @@ pub async fn sandbox_init(args: SandboxInitArgs) -> i32 {
     }
     kill_descendants().await;
     code
+}
+
+/// Mounts the run's tools and appends the prompt section to the agent's argv.
+async fn mount_tools(
+    tools: CliTools,
+    mount: Option<MountTools>,
+    argv: &mut [String],
+) -> Result<(), String> {
+    let mount = mount.ok_or(
+        "cli_tools = true needs the `mcpgate sandbox-init` subcommand (this first process cannot mount tools)",
+    )?;
+    let (prompt_file, append_to) = (tools.prompt_file.clone(), tools.append_to_arg);
+    mount(tools)
+        .await
+        .map_err(|e| format!("cannot mount the run's tools as commands: {e}"))?;
+    if let Some(arg) = append_to.and_then(|i| argv.get_mut(i)) {
+        let section = std::fs::read_to_string(&prompt_file)
+            .map_err(|e| format!("cannot read {}: {e}", prompt_file.display()))?;
+        if !arg.is_empty() {
+            arg.push_str("\n\n");
+        }
+        arg.push_str(section.trim_end());
+    }
+    Ok(())
 }
 
 /// Reaps every exited child; returns the agent's exit code once it is among them.
@@ -373,10 +477,80 @@ mod tests {
         assert_eq!(args.limits.cpu_seconds, Some(60));
         assert_eq!(args.limits.processes, None);
         assert_eq!(args.argv, ["sh", "-c", "echo --relay"]);
+        assert_eq!(args.cli_tools, None);
         assert_eq!(
             SandboxInitArgs::parse(args.to_args()).expect("round trip"),
             args
         );
+    }
+
+    #[test]
+    fn parses_cli_tools() {
+        let args = SandboxInitArgs::parse(strings(&[
+            "--cli-tools",
+            "/home/run/.mcpgate/bin",
+            "--tools-prompt=/home/run/.mcpgate/tools.md",
+            "--append-tools-prompt",
+            "2",
+            "--",
+            "claude",
+            "--append-system-prompt",
+            "be brief",
+        ]))
+        .expect("valid");
+        assert_eq!(
+            args.cli_tools,
+            Some(CliTools {
+                dir: "/home/run/.mcpgate/bin".into(),
+                prompt_file: "/home/run/.mcpgate/tools.md".into(),
+                append_to_arg: Some(2),
+            })
+        );
+        assert_eq!(
+            SandboxInitArgs::parse(args.to_args()).expect("round trip"),
+            args
+        );
+    }
+
+    #[tokio::test]
+    async fn mounting_appends_the_prompt_section_or_fails_the_setup() {
+        let dir = std::env::temp_dir().join(format!("mcpgate-relay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let prompt_file = dir.join("tools.md");
+        let tools = CliTools {
+            dir: dir.join("bin"),
+            prompt_file: prompt_file.clone(),
+            append_to_arg: Some(1),
+        };
+        let mut argv = strings(&["agent", "system text", "prompt"]);
+        let mount: MountTools = Box::new(move |t: CliTools| {
+            Box::pin(async move {
+                std::fs::write(&t.prompt_file, "## Commands\nfixture echo\n")
+                    .map_err(|e| e.to_string())
+            })
+        });
+        mount_tools(tools.clone(), Some(mount), &mut argv)
+            .await
+            .expect("mounted");
+        assert_eq!(
+            argv,
+            [
+                "agent",
+                "system text\n\n## Commands\nfixture echo",
+                "prompt"
+            ]
+        );
+        let error = mount_tools(tools.clone(), None, &mut argv)
+            .await
+            .expect_err("no mounter");
+        assert!(error.contains("sandbox-init"), "{error}");
+        let failing: MountTools =
+            Box::new(|_| Box::pin(async { Err("gateway unreachable".to_owned()) }));
+        let error = mount_tools(tools, Some(failing), &mut argv)
+            .await
+            .expect_err("mount failed");
+        assert!(error.contains("gateway unreachable"), "{error}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -392,6 +566,21 @@ mod tests {
             (&["--relay"][..], "needs a value"),
             (&["--limit-as", "lots", "--", "x"][..], "whole number"),
             (&["--limit-moon", "1", "--", "x"][..], "unknown flag"),
+            (&["--cli-tools", "/b", "--", "x"][..], "go together"),
+            (
+                &[
+                    "--cli-tools",
+                    "/b",
+                    "--tools-prompt",
+                    "/p",
+                    "--append-tools-prompt",
+                    "1",
+                    "--",
+                    "x",
+                ][..],
+                "has no argument 1",
+            ),
+            (&["--append-tools-prompt", "x", "--", "x"][..], "argv index"),
         ] {
             let error = SandboxInitArgs::parse(strings(bad)).expect_err(needle);
             assert!(error.contains(needle), "{bad:?}: {error}");

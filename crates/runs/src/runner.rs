@@ -581,6 +581,7 @@ impl Inner {
             relays: self.config.relays.clone(),
             ro_paths,
             limits,
+            cli_tools: prepared.cli_tools,
         };
         if !self.backend.is_sandboxed() {
             tracing::warn!(run = %run.id, "running WITHOUT a sandbox ([runs] backend = \"unsandboxed\")");

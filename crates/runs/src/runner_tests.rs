@@ -30,6 +30,7 @@ impl RunHooks for GatedHooks {
             key: "k".into(),
             gateway_url: "http://127.0.0.1:1".into(),
             mcp_url: "http://127.0.0.1:1/mcp".into(),
+            tool_separator: "__".into(),
             model_base_url: None,
             model_id: None,
         })

@@ -421,3 +421,157 @@ tenant = "acme"
     c.initialize().await;
     c.assert_echo("fx__echo", "still serving").await;
 }
+
+/// Submits a run of `workflow` with no params as `key`; the run's id.
+async fn submit(gw: &Gateway, key: &str, workflow: &str) -> String {
+    let resp = http()
+        .post(format!("{}/api/v1/workflows/{workflow}/runs", gw.base))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(json!({"params": {}}).to_string())
+        .send()
+        .await
+        .expect("submit");
+    let status = resp.status().as_u16();
+    let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run JSON");
+    assert_eq!(status, 201, "{run}");
+    run["id"].as_str().expect("run id").to_owned()
+}
+
+/// The run as `/api/v1/runs/{id}` shows it.
+async fn run_of(gw: &Gateway, key: &str, id: &str) -> Value {
+    let text = http()
+        .get(format!("{}/api/v1/runs/{id}", gw.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("run")
+        .text()
+        .await
+        .expect("body");
+    serde_json::from_str(&text).expect("run JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_tools_mount_the_runs_tools_as_shell_commands_in_the_sandbox() {
+    let config = format!(
+        r#"
+auth = "keys"
+
+[plans]
+pro = "pro"
+
+[tiers.pro]
+tools = ["*"]
+
+[workflows.shell]
+agent = "command"
+cli_tools = true
+command = ["sh", "-c", """
+echo PROMPT-BEGIN; cat "$MCPGATE_TOOLS_PROMPT_FILE"; echo PROMPT-END
+echo "WHICH=$(command -v fx)"
+fx echo --message hello-from-the-shell
+fx sleep --ms 1; echo "HIDDEN-EXIT=$?"
+"""]
+tools = ["fx__echo"]
+tenant = "acme"
+timeout = "2m"
+{}
+"#,
+        fixture_server("fx", "")
+    );
+    let gw = Gateway::start("runs-cli-tools", &config);
+    gw.wait_ready(Duration::from_secs(20));
+    let key = tenant_with_key(&gw, "acme", "pro", None);
+    let id = submit(&gw, &key, "shell").await;
+    let log = follow_log(&gw, &key, &id, None).await;
+    let run = run_of(&gw, &key, &id).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{log}");
+
+    // The prompt section names the command and the run's one tool only.
+    let prompt = log
+        .split("PROMPT-BEGIN")
+        .nth(1)
+        .and_then(|s| s.split("PROMPT-END").next())
+        .expect("the run printed its prompt section");
+    assert!(
+        prompt.contains("Tools available as shell commands"),
+        "{log}"
+    );
+    assert!(prompt.contains("`fx echo`"), "{prompt}");
+    assert!(!prompt.contains("`fx sleep`"), "{prompt}");
+    assert!(
+        log.contains("WHICH=/home/run/.mcpgate/bin/fx"),
+        "fx is on PATH: {log}"
+    );
+    // The command reached the tool through the gateway, with the run's key.
+    assert!(log.contains("hello-from-the-shell"), "{log}");
+    assert!(
+        log.contains("HIDDEN-EXIT=2"),
+        "a tool outside the workflow is not a subcommand (usage error): {log}"
+    );
+    let rows: Vec<Value> = serde_json::from_str(&cli_ok(
+        &gw,
+        &["audit", "--json", "--run", &id, "--limit", "100"],
+    ))
+    .expect("audit JSON");
+    assert!(
+        rows.iter()
+            .any(|r| r["name"] == "fx__echo" && r["outcome"] == "ok"),
+        "the shell command's call is audited under the run: {rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_key_stops_working_at_the_runs_deadline() {
+    let config = format!(
+        r#"
+auth = "keys"
+
+[plans]
+pro = "pro"
+
+[tiers.pro]
+tools = ["*"]
+
+[workflows.slow]
+agent = "command"
+command = ["sh", "-c", "echo \"KEY=$MCPGATE_KEY END\"; sleep 120"]
+tools = ["fx__echo"]
+tenant = "acme"
+timeout = "4s"
+{}
+"#,
+        fixture_server("fx", "")
+    );
+    let gw = Gateway::start("runs-deadline", &config);
+    gw.wait_ready(Duration::from_secs(20));
+    let key = tenant_with_key(&gw, "acme", "pro", None);
+    let id = submit(&gw, &key, "slow").await;
+    let log = follow_log(&gw, &key, &id, Some(" END")).await;
+    let run_key = log
+        .split("KEY=")
+        .nth(1)
+        .and_then(|s| s.split(" END").next())
+        .expect("the run printed its key")
+        .to_owned();
+    let mut agent = keyed(&gw, &run_key);
+    agent.initialize().await;
+    agent.assert_echo("fx__echo", "before the deadline").await;
+    // The log ends when the run does: at its 4 s deadline, not the sleep's end.
+    let end = follow_log(&gw, &key, &id, None).await;
+    let run = run_of(&gw, &key, &id).await;
+    assert_eq!(run["state"], "timed_out", "{run}\n{end}");
+    let after = agent.call("fx__echo", json!({"message": "late"})).await;
+    assert_eq!(
+        after.status, 401,
+        "the key is refused past the deadline: {}",
+        after.body
+    );
+    let fresh = keyed(&gw, &run_key).initialize_raw().await;
+    assert_eq!(
+        fresh.status, 401,
+        "a new session with the run key is refused too: {}",
+        fresh.body
+    );
+}

@@ -562,6 +562,7 @@ impl RunHooks for RunKeys {
             key: key.token,
             gateway_url: self.gateway_url.clone(),
             mcp_url: format!("{}/mcp", self.gateway_url),
+            tool_separator: app.cfg.separator.clone(),
             model_base_url,
             model_id,
         })

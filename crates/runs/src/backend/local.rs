@@ -379,6 +379,7 @@ mod tests {
                 memory_bytes: Some(1 << 30),
                 ..Limits::none()
             },
+            cli_tools: None,
         };
         let args = strings(sandbox().run_args(&spec, Path::new("/data/runs/run_1/etc")));
         let line = args.join(" ");

@@ -31,7 +31,7 @@ pub use local::LocalSandbox;
 pub use unsandboxed::Unsandboxed;
 
 use crate::limits::Limits;
-use crate::relay::{RelaySpec, SandboxInitArgs};
+use crate::relay::{CliTools, RelaySpec, SandboxInitArgs};
 use crate::run::{Stream, now_ms};
 
 /// Longest output line kept whole; longer lines are split.
@@ -134,6 +134,8 @@ pub(crate) struct LaunchSpec {
     /// Host paths made visible read-only at the same path (agent binaries).
     pub(crate) ro_paths: Vec<PathBuf>,
     pub(crate) limits: Limits,
+    /// The run's tools as shell commands, mounted by `sandbox-init`.
+    pub(crate) cli_tools: Option<CliTools>,
 }
 
 impl LaunchSpec {
@@ -216,6 +218,7 @@ pub(crate) fn init_args(spec: &LaunchSpec, sockets: &[PathBuf]) -> Vec<String> {
             })
             .collect(),
         limits: spec.limits,
+        cli_tools: spec.cli_tools.clone(),
         argv: spec.argv.clone(),
     }
     .to_args()

@@ -25,6 +25,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP as u8);
         }
     };
-    let code = runtime.block_on(sandbox_init(args));
+    let code = runtime.block_on(sandbox_init(args, None));
     ExitCode::from(u8::try_from(code).unwrap_or(EXIT_SETUP as u8))
 }

@@ -131,6 +131,7 @@ async fn claude_harness(peers: &Peers, mcp_port: u16) -> Harness {
         key: "mcpg_run_claude_test".into(),
         gateway_url: "http://127.0.0.1:8787".into(),
         mcp_url: format!("http://127.0.0.1:{mcp_port}/mcp"),
+        tool_separator: "__".into(),
         model_base_url: Some("http://127.0.0.1:8788".into()),
         model_id: None,
     };

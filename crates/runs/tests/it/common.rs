@@ -58,6 +58,7 @@ pub fn grant(mcp_url: &str) -> RunGrant {
         key: "mcpg_run_test_key".into(),
         gateway_url: "http://127.0.0.1:8787".into(),
         mcp_url: mcp_url.into(),
+        tool_separator: "__".into(),
         model_base_url: None,
         model_id: None,
     }
