@@ -14,7 +14,9 @@
 //! downloadable; and neither the real model key nor the upstream secret is
 //! anywhere the sandbox can read (a `command` run searches its environment
 //! and the files it can write or was given, with a positive control) or in
-//! the run's log.
+//! the run's log. With `cli_tools = true`, the MOCK's script instead runs
+//! the mounted `fx echo` command with Claude Code's own Bash tool: the
+//! system prompt describes the commands, and the call is audited under the run.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -40,16 +42,24 @@ fn claude_bin() -> std::path::PathBuf {
 
 /// The MOCK model on a TCP port of its own choosing; returns it and its URL.
 fn mock_model(record: &std::path::Path) -> (Proc, String) {
-    let mut child = Command::new(mcpgate_bin().with_file_name("mcpgate-mock-model"))
-        .args([
+    mock_model_with(
+        record,
+        &[
             "--tool",
             "mcp__mcpgate__fx__echo",
             "--tool-input",
             &json!({"message": "artifact-word"}).to_string(),
             "--write-file",
             "out.txt",
-            "--record",
-        ])
+        ],
+    )
+}
+
+/// The MOCK model with its script given by `args`.
+fn mock_model_with(record: &std::path::Path, args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(mcpgate_bin().with_file_name("mcpgate-mock-model"))
+        .args(args)
+        .arg("--record")
         .arg(record)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -264,4 +274,93 @@ async fn claude_code_runs_a_workflow_through_the_gateway_offline() {
         "no secret in readable files: {out}"
     );
     assert!(!out.contains(MARK), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peers tier: needs Claude Code from tests/interop and bubblewrap"]
+async fn claude_code_uses_the_runs_tools_as_shell_commands_with_cli_tools() {
+    let dir = TempDir::new("claude-cli-tools");
+    let record = dir.0.join("model-requests.jsonl");
+    // The MOCK's first turn runs the mounted command with Claude Code's Bash tool.
+    let (_mock, model_url) = mock_model_with(
+        &record,
+        &[
+            "--tool",
+            "Bash",
+            "--tool-input",
+            &json!({"command": "fx echo --message shell-word", "description": "echo"}).to_string(),
+        ],
+    );
+    let key_file = dir.0.join("model.key");
+    std::fs::write(&key_file, "sk-test-model-key").expect("key file");
+    let config = format!(
+        r#"
+auth = "keys"
+
+[plans]
+pro = "pro"
+
+[tiers.pro]
+tools = ["*"]
+
+[models.mock]
+kind = "anthropic"
+url = {model_url}
+auth = [{{ header = "x-api-key", file = {key_file} }}]
+
+[runs]
+agents.claude-code = {claude}
+
+[workflows.shell]
+agent = "claude-code"
+model = "mock"
+cli_tools = true
+prompt = "Echo shell-word with the fx command."
+tools = ["fx__echo"]
+timeout = "3m"
+tenant = "acme"
+{fixture}
+"#,
+        model_url = q(&model_url),
+        claude = q(claude_bin().display().to_string()),
+        key_file = q(key_file.display().to_string()),
+        fixture = fixture_server("fx", ""),
+    );
+    let gw = Gateway::start("claude-cli-tools", &config);
+    gw.wait_ready(Duration::from_secs(20));
+    let key = tenant_with_key(&gw, "acme", "pro", None);
+    let (run, log) = run_to_end(&gw, &key, "shell", json!({})).await;
+    let id = run["id"].as_str().expect("id").to_owned();
+    assert_eq!(run["state"], "succeeded", "{run}\n{log}");
+
+    let requests: Vec<Value> = std::fs::read_to_string(&record)
+        .expect("the MOCK's record")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let turns: Vec<&str> = requests.iter().filter_map(|r| r["turn"].as_str()).collect();
+    assert_eq!(turns, ["tool_use", "quote_result"], "{log}");
+    // Claude Code was told about the commands in its system prompt.
+    let system = requests[0]["body"]["system"].to_string();
+    assert!(
+        system.contains("Tools available as shell commands") && system.contains("`fx echo`"),
+        "{system}"
+    );
+    // The Bash tool ran the mounted command, which called the tool through
+    // the gateway with the run's key; its output went back to the model.
+    assert!(
+        requests[1]["body"].to_string().contains("shell-word"),
+        "the command's output reached the model: {}",
+        requests[1]["body"]
+    );
+    let rows: Vec<Value> = serde_json::from_str(&cli_ok(
+        &gw,
+        &["audit", "--json", "--run", &id, "--limit", "100"],
+    ))
+    .expect("audit JSON");
+    assert!(
+        rows.iter()
+            .any(|r| r["name"] == "fx__echo" && r["outcome"] == "ok" && r["run_id"] == id.as_str()),
+        "{rows:?}"
+    );
 }
