@@ -22,8 +22,11 @@
 //! (`--unix PATH`), and prints one line to stdout once bound: `MOCK model
 //! listening on http://ADDR` or `MOCK model listening on unix:PATH`.
 //!
-//! This file is the whole binary (see `[[bin]]` in Cargo.toml), so it stays
-//! out of the testkit library. Exit codes: 0 on Ctrl-C, 1 if it cannot bind
+//! The OpenAI Responses API side (`POST /v1/responses`, for Codex) follows
+//! the same script in that API's shapes (`mock_model/responses.rs`).
+//!
+//! This file and `mock_model/` are the whole binary (see `[[bin]]` in
+//! Cargo.toml), so they stay out of the testkit library. Exit codes: 0 on Ctrl-C, 1 if it cannot bind
 //! or write its record, 2 on a usage error.
 
 use std::{
@@ -47,6 +50,9 @@ use axum::{
 };
 use clap::Parser;
 use serde_json::{Value, json};
+
+#[path = "mock_model/responses.rs"]
+mod responses;
 
 /// A MOCK Anthropic Messages API server for tests: answers the first turn
 /// with a `tool_use` of one named tool, and the next with text quoting the
@@ -372,6 +378,8 @@ fn app(mock: Arc<Mock>) -> Router {
     Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/responses", post(responses::responses))
+        .route("/responses", post(responses::responses))
         .fallback(not_found)
         .with_state(mock)
 }

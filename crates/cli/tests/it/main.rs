@@ -18,6 +18,7 @@ mod protocol;
 mod relay;
 mod runs_api;
 mod runs_claude;
+mod runs_codex;
 mod runs_gateway;
 mod runs_restart;
 mod tenancy;

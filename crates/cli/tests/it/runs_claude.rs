@@ -56,7 +56,7 @@ fn mock_model(record: &std::path::Path) -> (Proc, String) {
 }
 
 /// The MOCK model with its script given by `args`.
-fn mock_model_with(record: &std::path::Path, args: &[&str]) -> (Proc, String) {
+pub(crate) fn mock_model_with(record: &std::path::Path, args: &[&str]) -> (Proc, String) {
     let mut child = Command::new(mcpgate_bin().with_file_name("mcpgate-mock-model"))
         .args(args)
         .arg("--record")
@@ -131,7 +131,12 @@ fn http() -> reqwest::Client {
 
 /// Fires `workflow` and waits for the run to end (its log stream ends with
 /// it); returns the run and its plain-text log.
-async fn run_to_end(gw: &Gateway, key: &str, workflow: &str, params: Value) -> (Value, String) {
+pub(crate) async fn run_to_end(
+    gw: &Gateway,
+    key: &str,
+    workflow: &str,
+    params: Value,
+) -> (Value, String) {
     let resp = http()
         .post(format!("{}/api/v1/workflows/{workflow}/runs", gw.base))
         .bearer_auth(key)
