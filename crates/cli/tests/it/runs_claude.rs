@@ -18,11 +18,10 @@
 //! the mounted `fx echo` command with Claude Code's own Bash tool: the
 //! system prompt describes the commands, and the call is audited under the run.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::admin::*;
+use crate::common::runs::*;
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -41,8 +40,8 @@ fn claude_bin() -> std::path::PathBuf {
 }
 
 /// The MOCK model on a TCP port of its own choosing; returns it and its URL.
-fn mock_model(record: &std::path::Path) -> (Proc, String) {
-    mock_model_with(
+fn echo_mock(record: &std::path::Path) -> (Proc, String) {
+    mock_model(
         record,
         &[
             "--tool",
@@ -55,39 +54,9 @@ fn mock_model(record: &std::path::Path) -> (Proc, String) {
     )
 }
 
-/// The MOCK model with its script given by `args`.
-pub(crate) fn mock_model_with(record: &std::path::Path, args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(mcpgate_bin().with_file_name("mcpgate-mock-model"))
-        .args(args)
-        .arg("--record")
-        .arg(record)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the MOCK model");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the MOCK's listening line");
-    let url = line
-        .trim()
-        .strip_prefix("MOCK model listening on ")
-        .unwrap_or_else(|| panic!("unexpected MOCK report: {line}"))
-        .to_owned();
-    (Proc { child }, url)
-}
-
 fn config(model_url: &str, key_file: &std::path::Path, upstream_secret: &str) -> String {
     format!(
-        r#"
-auth = "keys"
-
-[plans]
-pro = "pro"
-
-[tiers.pro]
-tools = ["*"]
-
+        r#"{KEYED_PRO}
 [models.mock]
 kind = "anthropic"
 url = {model_url}
@@ -129,63 +98,12 @@ fn http() -> reqwest::Client {
     http_client(Duration::from_secs(240))
 }
 
-/// Fires `workflow` and waits for the run to end (its log stream ends with
-/// it); returns the run and its plain-text log.
-pub(crate) async fn run_to_end(
-    gw: &Gateway,
-    key: &str,
-    workflow: &str,
-    params: Value,
-) -> (Value, String) {
-    let resp = http()
-        .post(format!("{}/api/v1/workflows/{workflow}/runs", gw.base))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(json!({ "params": params }).to_string())
-        .send()
-        .await
-        .expect("submit");
-    let status = resp.status().as_u16();
-    let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run JSON");
-    assert_eq!(status, 201, "{run}");
-    let id = run["id"].as_str().expect("run id").to_owned();
-    let mut stream = http()
-        .get(format!("{}/api/v1/runs/{id}/logs", gw.base))
-        .bearer_auth(key)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("follow");
-    while stream.chunk().await.expect("log chunk").is_some() {}
-    let run: Value = http()
-        .get(format!("{}/api/v1/runs/{id}", gw.base))
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("run")
-        .text()
-        .await
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .expect("run JSON");
-    let log = http()
-        .get(format!("{}/api/v1/runs/{id}/logs", gw.base))
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("log")
-        .text()
-        .await
-        .expect("log text");
-    (run, log)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "peers tier: needs Claude Code from tests/interop and bubblewrap"]
 async fn claude_code_runs_a_workflow_through_the_gateway_offline() {
     let dir = TempDir::new("claude-run");
     let record = dir.0.join("model-requests.jsonl");
-    let (_mock, model_url) = mock_model(&record);
+    let (_mock, model_url) = echo_mock(&record);
     let nonce = std::process::id();
     let model_key = format!("sk-{MARK}-model-{nonce}");
     let upstream_secret = format!("{MARK}-upstream-{nonce}");
@@ -203,11 +121,7 @@ async fn claude_code_runs_a_workflow_through_the_gateway_offline() {
     assert_eq!(run["state"], "succeeded", "{run}\n{log}");
 
     // The MOCK saw exactly its script, each time with the real key.
-    let requests: Vec<Value> = std::fs::read_to_string(&record)
-        .expect("the MOCK's record")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let requests: Vec<Value> = recorded(&record);
     let turns: Vec<&str> = requests.iter().filter_map(|r| r["turn"].as_str()).collect();
     assert_eq!(turns, ["tool_use", "write_file", "quote_result"], "{log}");
     for r in &requests {
@@ -227,16 +141,8 @@ async fn claude_code_runs_a_workflow_through_the_gateway_offline() {
     );
 
     // The tool call went through the gateway, audited under the run.
-    let rows: Vec<Value> = serde_json::from_str(&cli_ok(
-        &gw,
-        &["audit", "--json", "--run", &id, "--limit", "100"],
-    ))
-    .expect("audit JSON");
-    assert!(
-        rows.iter()
-            .any(|r| r["name"] == "fx__echo" && r["outcome"] == "ok" && r["run_id"] == id.as_str()),
-        "{rows:?}"
-    );
+    let rows = run_audit(&gw, &id);
+    assert!(audited_ok(&rows, "fx__echo", &id), "{rows:?}");
 
     // The artifact the agent wrote.
     let listed: Value = http()
@@ -287,7 +193,7 @@ async fn claude_code_uses_the_runs_tools_as_shell_commands_with_cli_tools() {
     let dir = TempDir::new("claude-cli-tools");
     let record = dir.0.join("model-requests.jsonl");
     // The MOCK's first turn runs the mounted command with Claude Code's Bash tool.
-    let (_mock, model_url) = mock_model_with(
+    let (_mock, model_url) = mock_model(
         &record,
         &[
             "--tool",
@@ -299,15 +205,7 @@ async fn claude_code_uses_the_runs_tools_as_shell_commands_with_cli_tools() {
     let key_file = dir.0.join("model.key");
     std::fs::write(&key_file, "sk-test-model-key").expect("key file");
     let config = format!(
-        r#"
-auth = "keys"
-
-[plans]
-pro = "pro"
-
-[tiers.pro]
-tools = ["*"]
-
+        r#"{KEYED_PRO}
 [models.mock]
 kind = "anthropic"
 url = {model_url}
@@ -338,11 +236,7 @@ tenant = "acme"
     let id = run["id"].as_str().expect("id").to_owned();
     assert_eq!(run["state"], "succeeded", "{run}\n{log}");
 
-    let requests: Vec<Value> = std::fs::read_to_string(&record)
-        .expect("the MOCK's record")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let requests: Vec<Value> = recorded(&record);
     let turns: Vec<&str> = requests.iter().filter_map(|r| r["turn"].as_str()).collect();
     assert_eq!(turns, ["tool_use", "quote_result"], "{log}");
     // Claude Code was told about the commands in its system prompt.
@@ -358,14 +252,6 @@ tenant = "acme"
         "the command's output reached the model: {}",
         requests[1]["body"]
     );
-    let rows: Vec<Value> = serde_json::from_str(&cli_ok(
-        &gw,
-        &["audit", "--json", "--run", &id, "--limit", "100"],
-    ))
-    .expect("audit JSON");
-    assert!(
-        rows.iter()
-            .any(|r| r["name"] == "fx__echo" && r["outcome"] == "ok" && r["run_id"] == id.as_str()),
-        "{rows:?}"
-    );
+    let rows = run_audit(&gw, &id);
+    assert!(audited_ok(&rows, "fx__echo", &id), "{rows:?}");
 }

@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use crate::common::admin::*;
+use crate::common::runs::*;
 use crate::common::*;
-use crate::runs_claude::{mock_model_with, run_to_end};
 use serde_json::{Value, json};
 
 fn codex_bin() -> std::path::PathBuf {
@@ -35,7 +35,7 @@ fn codex_bin() -> std::path::PathBuf {
 async fn codex_runs_a_workflow_through_the_gateway_offline() {
     let dir = TempDir::new("codex-run");
     let record = dir.0.join("model-requests.jsonl");
-    let (_mock, model_url) = mock_model_with(
+    let (_mock, model_url) = mock_model(
         &record,
         &[
             "--tool",
@@ -48,15 +48,7 @@ async fn codex_runs_a_workflow_through_the_gateway_offline() {
     let key_file = dir.0.join("model.key");
     std::fs::write(&key_file, &model_key).expect("key file");
     let config = format!(
-        r#"
-auth = "keys"
-
-[plans]
-pro = "pro"
-
-[tiers.pro]
-tools = ["*"]
-
+        r#"{KEYED_PRO}
 [models.mockai]
 kind = "openai"
 url = {model_url}
@@ -123,16 +115,8 @@ tenant = "acme"
             .contains("Call the echo tool with the word codex-word")
     );
     // The MCP tool call went through the gateway, audited under the run.
-    let rows: Vec<Value> = serde_json::from_str(&cli_ok(
-        &gw,
-        &["audit", "--json", "--run", &id, "--limit", "100"],
-    ))
-    .expect("audit JSON");
-    assert!(
-        rows.iter()
-            .any(|r| r["name"] == "fx__echo" && r["outcome"] == "ok" && r["run_id"] == id.as_str()),
-        "{rows:?}"
-    );
+    let rows = run_audit(&gw, &id);
+    assert!(audited_ok(&rows, "fx__echo", &id), "{rows:?}");
     // The tool's output came back to the model, and the final text is in the log.
     assert!(
         requests[1]["body"].to_string().contains("codex-word"),

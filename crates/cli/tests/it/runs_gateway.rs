@@ -11,26 +11,17 @@
 //! the mock and the client's key does not, the SSE arrives intact, and the
 //! response's tokens are added to the run.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::admin::*;
+use crate::common::runs::*;
 use crate::common::*;
 use mcpgate_proto::codes;
 use serde_json::{Value, json};
 
 fn config() -> String {
     format!(
-        r#"
-auth = "keys"
-
-[plans]
-pro = "pro"
-
-[tiers.pro]
-tools = ["*"]
-
+        r#"{KEYED_PRO}
 [workflows.probe]
 agent = "command"
 command = ["sh", "-c", """
@@ -51,27 +42,6 @@ timeout = "5m"
 
 fn http() -> reqwest::Client {
     http_client(Duration::from_secs(60))
-}
-
-/// Follows the run's log (SSE) until `until` appears in it, or to its end
-/// (`until` None); returns the text read.
-async fn follow_log(gw: &Gateway, key: &str, id: &str, until: Option<&str>) -> String {
-    let mut resp = http()
-        .get(format!("{}/api/v1/runs/{id}/logs", gw.base))
-        .bearer_auth(key)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("logs");
-    assert_eq!(resp.status().as_u16(), 200);
-    let mut text = String::new();
-    while let Some(chunk) = resp.chunk().await.expect("chunk") {
-        text.push_str(&String::from_utf8_lossy(&chunk));
-        if until.is_some_and(|u| text.contains(u)) {
-            return text;
-        }
-    }
-    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,11 +128,7 @@ async fn a_run_key_sees_only_its_tools_within_budget_and_dies_with_the_run() {
     // The tenant itself is not capped by the run's budget.
     tenant.assert_echo("fx__echo", "tenant").await;
 
-    let rows: Vec<Value> = serde_json::from_str(&cli_ok(
-        &gw,
-        &["audit", "--json", "--run", &id, "--limit", "100"],
-    ))
-    .expect("audit JSON");
+    let rows = run_audit(&gw, &id);
     assert_eq!(rows.len(), 4, "the run key's four calls: {rows:?}");
     assert!(rows.iter().all(|r| r["run_id"] == id.as_str()), "{rows:?}");
     assert!(
@@ -190,49 +156,18 @@ async fn a_run_key_sees_only_its_tools_within_budget_and_dies_with_the_run() {
     );
 }
 
-/// Starts the MOCK model on port 0, recording requests to `record`; its base URL.
-fn mock_model(record: &std::path::Path) -> (Proc, String) {
-    let mut child = Command::new(mcpgate_bin().with_file_name("mcpgate-mock-model"))
-        .args(["--tool", "fx__echo", "--listen", "127.0.0.1:0", "--record"])
-        .arg(record)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn mcpgate-mock-model (cargo build --workspace builds it)");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the mock model printed its address")
-            .expect("read");
-        if let Some(at) = line.split("listening on ").nth(1) {
-            break at.trim().to_owned();
-        }
-    };
-    (Proc { child }, url)
-}
-
 const REAL_KEY: &str = "sk-ant-REAL-model-key-0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_model_proxy_injects_the_real_key_streams_sse_and_counts_tokens_on_the_run() {
     let dir = TempDir::new("runs-model");
     let record = dir.0.join("model-requests.jsonl");
-    let (_model, model_url) = mock_model(&record);
+    let (_model, model_url) = mock_model(&record, &["--tool", "fx__echo"]);
     let secret_file = dir.0.join("model.key");
     std::fs::write(&secret_file, format!("{REAL_KEY}\n")).expect("secret file");
     let secret = secret_file.display().to_string();
     let config = format!(
-        r#"
-auth = "keys"
-
-[plans]
-pro = "pro"
-
-[tiers.pro]
-tools = ["*"]
-
+        r#"{KEYED_PRO}
 [models.mock]
 kind = "anthropic"
 url = "{model_url}"
@@ -381,15 +316,7 @@ timeout = "5m"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_bubblewrap_runs_are_refused_and_mcp_is_still_served() {
     let config = format!(
-        r#"
-auth = "keys"
-
-[plans]
-pro = "pro"
-
-[tiers.pro]
-tools = ["*"]
-
+        r#"{KEYED_PRO}
 [workflows.hello]
 agent = "command"
 command = ["echo", "hi"]
@@ -422,48 +349,10 @@ tenant = "acme"
     c.assert_echo("fx__echo", "still serving").await;
 }
 
-/// Submits a run of `workflow` with no params as `key`; the run's id.
-async fn submit(gw: &Gateway, key: &str, workflow: &str) -> String {
-    let resp = http()
-        .post(format!("{}/api/v1/workflows/{workflow}/runs", gw.base))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(json!({"params": {}}).to_string())
-        .send()
-        .await
-        .expect("submit");
-    let status = resp.status().as_u16();
-    let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run JSON");
-    assert_eq!(status, 201, "{run}");
-    run["id"].as_str().expect("run id").to_owned()
-}
-
-/// The run as `/api/v1/runs/{id}` shows it.
-async fn run_of(gw: &Gateway, key: &str, id: &str) -> Value {
-    let text = http()
-        .get(format!("{}/api/v1/runs/{id}", gw.base))
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("run")
-        .text()
-        .await
-        .expect("body");
-    serde_json::from_str(&text).expect("run JSON")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_tools_mount_the_runs_tools_as_shell_commands_in_the_sandbox() {
     let config = format!(
-        r#"
-auth = "keys"
-
-[plans]
-pro = "pro"
-
-[tiers.pro]
-tools = ["*"]
-
+        r#"{KEYED_PRO}
 [workflows.shell]
 agent = "command"
 cli_tools = true
@@ -483,7 +372,7 @@ timeout = "2m"
     let gw = Gateway::start("runs-cli-tools", &config);
     gw.wait_ready(Duration::from_secs(20));
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "shell").await;
+    let id = submit(&gw, &key, "shell", json!({})).await;
     let log = follow_log(&gw, &key, &id, None).await;
     let run = run_of(&gw, &key, &id).await;
     assert_eq!(run["state"], "succeeded", "{run}\n{log}");
@@ -510,11 +399,7 @@ timeout = "2m"
         log.contains("HIDDEN-EXIT=2"),
         "a tool outside the workflow is not a subcommand (usage error): {log}"
     );
-    let rows: Vec<Value> = serde_json::from_str(&cli_ok(
-        &gw,
-        &["audit", "--json", "--run", &id, "--limit", "100"],
-    ))
-    .expect("audit JSON");
+    let rows = run_audit(&gw, &id);
     assert!(
         rows.iter()
             .any(|r| r["name"] == "fx__echo" && r["outcome"] == "ok"),
@@ -525,15 +410,7 @@ timeout = "2m"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_key_stops_working_at_the_runs_deadline() {
     let config = format!(
-        r#"
-auth = "keys"
-
-[plans]
-pro = "pro"
-
-[tiers.pro]
-tools = ["*"]
-
+        r#"{KEYED_PRO}
 [workflows.slow]
 agent = "command"
 command = ["sh", "-c", "echo \"KEY=$MCPGATE_KEY END\"; sleep 120"]
@@ -547,7 +424,7 @@ timeout = "4s"
     let gw = Gateway::start("runs-deadline", &config);
     gw.wait_ready(Duration::from_secs(20));
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "slow").await;
+    let id = submit(&gw, &key, "slow", json!({})).await;
     let log = follow_log(&gw, &key, &id, Some(" END")).await;
     let run_key = log
         .split("KEY=")

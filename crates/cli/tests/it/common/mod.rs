@@ -320,6 +320,7 @@ impl Gateway {
 pub mod admin;
 pub mod client;
 pub mod mock_upstream;
+pub mod runs;
 
 /// POSTs one JSON-RPC message with curl (a client outside this process and
 /// crate); returns the HTTP status and the raw response, headers included.
