@@ -219,6 +219,11 @@ pub(crate) async fn post(
             }))
         }
         _ => {
+            if let Some(body) =
+                calls::list_from_memory(&app, &who, &msg).map_err(|e| Refusal::call(&msg, &e))?
+            {
+                return Ok(json_response(StatusCode::OK, body));
+            }
             let id = msg.id.clone();
             let run = calls::start(&app, &who, msg, &meta)
                 .await

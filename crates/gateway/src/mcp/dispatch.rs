@@ -20,7 +20,7 @@ use super::logging;
 use super::params::Params;
 use crate::config::Prefix;
 use crate::state::App;
-use crate::state::catalog::{Catalog, ListKind, View};
+use crate::state::catalog::{Catalog, ListKind, PageShape};
 use crate::state::error::CallError;
 use crate::state::policy::Meter;
 use crate::state::servers::Status;
@@ -57,10 +57,9 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
     let params = msg.params.as_deref();
     match msg.method() {
         "ping" => Ok(empty_result()),
-        "tools/list" => list(ctx, ListKind::Tools, params),
-        "prompts/list" => list(ctx, ListKind::Prompts, params),
-        "resources/list" => list(ctx, ListKind::Resources, params),
-        "resources/templates/list" => list(ctx, ListKind::Templates, params),
+        m @ ("tools/list" | "prompts/list" | "resources/list" | "resources/templates/list") => {
+            list(ctx, list_kind(m).unwrap_or(ListKind::Tools), params)
+        }
         "tools/call" => call_named(ctx, msg, Named::Tool, meter).await,
         "prompts/get" => call_named(ctx, msg, Named::Prompt, meter).await,
         "resources/read" => {
@@ -253,7 +252,19 @@ fn not_routable(
     }
 }
 
-fn list(ctx: &Ctx, kind: ListKind, params: Option<&RawValue>) -> Result<Reply, CallError> {
+/// Which catalog list a method reads, if it is one of the four `*/list`s.
+pub(crate) fn list_kind(method: &str) -> Option<ListKind> {
+    match method {
+        "tools/list" => Some(ListKind::Tools),
+        "prompts/list" => Some(ListKind::Prompts),
+        "resources/list" => Some(ListKind::Resources),
+        "resources/templates/list" => Some(ListKind::Templates),
+        _ => None,
+    }
+}
+
+/// A `*/list` request's `cursor`.
+pub(crate) fn list_cursor(params: Option<&RawValue>) -> Result<Option<String>, CallError> {
     #[derive(Deserialize, Default)]
     struct P {
         cursor: Option<String>,
@@ -264,12 +275,22 @@ fn list(ctx: &Ctx, kind: ListKind, params: Option<&RawValue>) -> Result<Reply, C
         }
         None => P::default(),
     };
+    Ok(p.cursor)
+}
+
+fn list(ctx: &Ctx, kind: ListKind, params: Option<&RawValue>) -> Result<Reply, CallError> {
+    let cursor = list_cursor(params)?;
     let catalog = ctx.app.catalog();
-    let empty = View::default();
-    let view = catalog.view(&ctx.principal.tier.name).unwrap_or(&empty);
     let page = catalog
-        .page(kind, p.cursor.as_deref(), ctx.app.cfg.page_size, Some(view))
+        .tier_page(
+            kind,
+            cursor.as_deref(),
+            ctx.app.cfg.page_size,
+            &ctx.principal.tier.name,
+            PageShape::Plain,
+        )
         .map_err(CallError::InvalidParams)?;
+    let page: Box<RawValue> = page.as_ref().to_owned();
     Ok(Reply::Result(match &ctx.principal.run {
         Some(run) => {
             let key = match kind {

@@ -6,6 +6,8 @@
 //! which `pump` parks again whenever the upstream asks for more input.
 //! Replies are decorated for this era (`resultType`, caching hints, -32602 for
 //! an unknown resource). The HTTP layer turns the `Frame`s into JSON or SSE.
+//! A `*/list` is answered at once from the catalog's pages, already in this
+//! era's shape (`list_from_memory`): no task, no re-reading of the page.
 
 use std::sync::Arc;
 
@@ -19,11 +21,13 @@ use tokio::sync::mpsc;
 
 use super::call::{Refused, admit_billable, spawn_call};
 use super::ctx::ModernCall;
+use super::dispatch::{list_cursor, list_kind};
 use super::health::initialize_result;
 use super::mrtr::{InputRequired, SETTLE};
 use super::params::Params;
 use crate::state::App;
 use crate::state::auth::Principal;
+use crate::state::catalog::PageShape;
 use crate::state::error::CallError;
 use crate::state::parking::{Held, Out, Owner, Tail};
 use crate::state::sessions::{ClientCaps, new_session_id};
@@ -41,6 +45,40 @@ pub(crate) struct ModernRun {
     pub(crate) owner: Owner,
     pub(crate) id: Box<RawValue>,
     pub(crate) tail: Tail,
+}
+
+/// The whole response to a `*/list` from the catalog's cached page, in this
+/// era's shape; `None` when the request is not one the catalog answers as is
+/// (another method, MRTR members, or a run's key, whose lists are filtered).
+pub(crate) fn list_from_memory(
+    app: &App,
+    who: &Principal,
+    msg: &Message,
+) -> Result<Option<Vec<u8>>, CallError> {
+    let Some(kind) = list_kind(msg.method()) else {
+        return Ok(None);
+    };
+    if who.run.is_some() {
+        return Ok(None);
+    }
+    if let Some(p) = msg.params.as_deref()
+        && (p.get().contains("\"requestState\"") || p.get().contains("\"inputResponses\""))
+    {
+        return Ok(None);
+    }
+    let cursor = list_cursor(msg.params.as_deref())?;
+    let page = app
+        .catalog()
+        .tier_page(
+            kind,
+            cursor.as_deref(),
+            app.cfg.page_size,
+            &who.tier.name,
+            PageShape::Modern,
+        )
+        .map_err(CallError::InvalidParams)?;
+    let id = msg.id.clone().unwrap_or_else(jsonrpc::raw_null);
+    Ok(Some(jsonrpc::response_result(&id, &page)))
 }
 
 /// Starts (or, for a retry naming a parked call, resumes) a 2026-07-28 call.

@@ -5,11 +5,13 @@
 //! that links inside content keep working, and are routed by exact URI first,
 //! then by template. A name two servers both claim is reported in `collisions`
 //! (and the log); the first server in config order keeps it. The catalog is
-//! immutable: a change builds a new one, swapped in whole.
+//! immutable: a change builds a new one, swapped in whole. So each tier's
+//! list pages are serialised once per catalog, in each era's shape, and then
+//! served as bytes (`tier_page`): a 5,000-tool list is a megabyte.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use mcpgate_proto::jsonrpc::{push_json_str, to_raw};
 use serde_json::value::RawValue;
@@ -58,6 +60,8 @@ pub struct Catalog {
     offline: HashMap<String, Arc<str>>,
     /// Per tier: which entries of each list it may see (positions into the lists above).
     views: HashMap<String, View>,
+    /// Pages already serialised, per (list, tier, first entry, page size, shape).
+    pages: Mutex<HashMap<PageKey, Arc<RawValue>>>,
     /// Tools whose arguments are mirrored in `Mcp-Param-*` headers (2026-07-28
     /// `x-mcp-header`): exposed name → (argument, header suffix).
     tool_headers: HashMap<String, Vec<(String, String)>>,
@@ -76,8 +80,31 @@ pub struct View {
     pub servers: Vec<Arc<str>>,
 }
 
+/// The shape a list page is served in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PageShape {
+    /// As session-based clients get it.
+    Plain,
+    /// Decorated for 2026-07-28 clients: `resultType` and the caching hints.
+    Modern,
+}
+
+impl PageShape {
+    /// What goes before the list's own members.
+    fn prefix(self) -> &'static str {
+        match self {
+            PageShape::Plain => "",
+            PageShape::Modern => {
+                "\"resultType\":\"complete\",\"ttlMs\":0,\"cacheScope\":\"private\","
+            }
+        }
+    }
+}
+
+type PageKey = (ListKind, String, usize, usize, PageShape);
+
 /// Which list a `*/list` request asks for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListKind {
     Tools,
     Prompts,
@@ -238,6 +265,11 @@ impl Catalog {
     /// Computes what each tier sees, and logs it, so that a tier exposing
     /// nothing is obvious at start-up rather than discovered by a user.
     pub fn index_tiers<'t>(&mut self, tiers: impl IntoIterator<Item = &'t Tier>) {
+        // The views change: pages built from the old ones go.
+        self.pages
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         fn pick(items: &[Box<RawValue>], key: &str, rules: &Rules) -> Vec<u32> {
             #[derive(serde::Deserialize)]
             struct Named<'a> {
@@ -348,6 +380,49 @@ impl Catalog {
         page_size: usize,
         view: Option<&View>,
     ) -> Result<Box<RawValue>, String> {
+        self.build_page(kind, start_of(cursor)?, page_size, view, PageShape::Plain)
+    }
+
+    /// The page a tier sees, in `shape`, serialised once per catalog: pages
+    /// starting where the gateway's own cursors point are kept; any other
+    /// start is built each time (a client may send any cursor). A tier the
+    /// catalog does not know sees nothing.
+    pub fn tier_page(
+        &self,
+        kind: ListKind,
+        cursor: Option<&str>,
+        page_size: usize,
+        tier: &str,
+        shape: PageShape,
+    ) -> Result<Arc<RawValue>, String> {
+        let start = start_of(cursor)?;
+        let empty = View::default();
+        let view = self.views.get(tier).unwrap_or(&empty);
+        if start % page_size.max(1) != 0 {
+            return self
+                .build_page(kind, start, page_size, Some(view), shape)
+                .map(Arc::from);
+        }
+        let key = (kind, tier.to_owned(), start, page_size, shape);
+        let pages = || self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(page) = pages().get(&key) {
+            return Ok(page.clone());
+        }
+        // Built outside the lock; two first readers may both build it.
+        let page: Arc<RawValue> =
+            Arc::from(self.build_page(kind, start, page_size, Some(view), shape)?);
+        pages().insert(key, page.clone());
+        Ok(page)
+    }
+
+    fn build_page(
+        &self,
+        kind: ListKind,
+        start: usize,
+        page_size: usize,
+        view: Option<&View>,
+        shape: PageShape,
+    ) -> Result<Box<RawValue>, String> {
         let (items, visible) = match kind {
             ListKind::Tools => (&self.tools, view.map(|v| &v.tools)),
             ListKind::Prompts => (&self.prompts, view.map(|v| &v.prompts)),
@@ -361,15 +436,13 @@ impl Catalog {
                 None => &items[i],
             }
         };
-        let start = match cursor {
-            None => 0,
-            Some(c) => decode_cursor(c).ok_or_else(|| format!("invalid cursor {c:?}"))?,
-        };
         let start = start.min(len);
         let end = (start + page_size).min(len);
         let mut out =
-            String::with_capacity(64 + (start..end).map(|i| at(i).get().len() + 1).sum::<usize>());
-        out.push_str("{\"");
+            String::with_capacity(128 + (start..end).map(|i| at(i).get().len() + 1).sum::<usize>());
+        out.push('{');
+        out.push_str(shape.prefix());
+        out.push('"');
         out.push_str(kind.key());
         out.push_str("\":[");
         for i in start..end {
@@ -424,6 +497,14 @@ fn add_named(
         added += 1;
     }
     added
+}
+
+/// Where a page starts, from the client's cursor.
+fn start_of(cursor: Option<&str>) -> Result<usize, String> {
+    match cursor {
+        None => Ok(0),
+        Some(c) => decode_cursor(c).ok_or_else(|| format!("invalid cursor {c:?}")),
+    }
 }
 
 fn encode_cursor(offset: usize) -> String {
@@ -704,6 +785,91 @@ mod tests {
         let prompts: Value =
             serde_json::from_str(c.page(ListKind::Prompts, None, 10, view).unwrap().get()).unwrap();
         assert_eq!(prompts["prompts"], json!([]));
+    }
+
+    #[test]
+    fn tier_pages_are_built_once_per_catalog_in_each_shape() {
+        let s: Arc<str> = Arc::from("s");
+        let l = ServerLists {
+            tools: (0..5)
+                .map(|i| obj(json!({"name": format!("t{i}")})))
+                .collect(),
+            ..Default::default()
+        };
+        let mut c = Catalog::build(
+            1,
+            "__",
+            &[Contribution {
+                server: &s,
+                prefix: Prefix::Always,
+                lists: &l,
+            }],
+        );
+        let mut tier = Tier::unrestricted();
+        tier.name = "all".into();
+        c.index_tiers([&tier]);
+        let plain = c
+            .tier_page(ListKind::Tools, None, 2, "all", PageShape::Plain)
+            .unwrap();
+        let again = c
+            .tier_page(ListKind::Tools, None, 2, "all", PageShape::Plain)
+            .unwrap();
+        assert!(Arc::ptr_eq(&plain, &again), "served from memory");
+        let v: Value = serde_json::from_str(plain.get()).unwrap();
+        assert_eq!(v["tools"].as_array().map(Vec::len), Some(2));
+        assert_eq!(v["nextCursor"], "mcpgate:2");
+        assert!(v.get("resultType").is_none(), "{v}");
+        // The 2026-07-28 shape carries resultType and the caching hints.
+        let modern = c
+            .tier_page(
+                ListKind::Tools,
+                Some("mcpgate:4"),
+                2,
+                "all",
+                PageShape::Modern,
+            )
+            .unwrap();
+        let m: Value = serde_json::from_str(modern.get()).unwrap();
+        assert_eq!(m["resultType"], "complete");
+        assert_eq!(m["ttlMs"], 0);
+        assert_eq!(m["cacheScope"], "private");
+        assert_eq!(m["tools"], json!([{"name": "s__t4"}]));
+        assert!(m.get("nextCursor").is_none(), "{m}");
+        // A start the gateway never hands out is built, not kept.
+        let odd = c
+            .tier_page(
+                ListKind::Tools,
+                Some("mcpgate:1"),
+                2,
+                "all",
+                PageShape::Plain,
+            )
+            .unwrap();
+        let odd_again = c
+            .tier_page(
+                ListKind::Tools,
+                Some("mcpgate:1"),
+                2,
+                "all",
+                PageShape::Plain,
+            )
+            .unwrap();
+        assert!(!Arc::ptr_eq(&odd, &odd_again));
+        assert_eq!(c.pages.lock().unwrap().len(), 2);
+        // An unknown tier sees nothing; new views drop the kept pages.
+        let none: Value = serde_json::from_str(
+            c.tier_page(ListKind::Tools, None, 2, "nobody", PageShape::Plain)
+                .unwrap()
+                .get(),
+        )
+        .unwrap();
+        assert_eq!(none["tools"], json!([]));
+        c.index_tiers([&tier]);
+        assert!(c.pages.lock().unwrap().is_empty());
+        assert!(
+            c.tier_page(ListKind::Tools, Some("bogus"), 2, "all", PageShape::Plain)
+                .is_err()
+        );
     }
 
     #[test]
