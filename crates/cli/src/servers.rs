@@ -1,6 +1,8 @@
 //! `mcpgate check` and `mcpgate servers`: each upstream's state, probed from
 //! the config or read from a running gateway's `/health`, as a table or JSON.
-//! Exit 0 only when every upstream is ready.
+//! Exit 0 only when every upstream is ready. `check` writes nothing: the
+//! upstreams are probed with a scratch store in a temporary directory, and the
+//! config's own store is only read (when it exists) to check tenants' plans.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use mcpgate_gateway::App;
 
-use crate::setup::{load_config, open_store};
+use crate::setup::{ScratchStore, check_store, load_config};
 use crate::terminal::safe;
 
 /// Starts every upstream once, waits until each is up or has failed, and reports.
@@ -25,7 +27,10 @@ pub(crate) async fn check(path: Option<&Path>, json: bool) -> ExitCode {
             cfg.listen
         );
     }
-    let store = match open_store(&cfg).await {
+    if let Err(code) = check_store(&cfg).await {
+        return code;
+    }
+    let (scratch, store) = match ScratchStore::open().await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -33,6 +38,8 @@ pub(crate) async fn check(path: Option<&Path>, json: bool) -> ExitCode {
     mcpgate_gateway::probe(&app).await;
     let health = serde_json::to_value(mcpgate_gateway::health::snapshot(&app)).unwrap_or_default();
     mcpgate_gateway::stop(&app).await;
+    drop(app);
+    drop(scratch);
     report(&health, json)
 }
 
@@ -72,6 +79,20 @@ pub(crate) async fn from_gateway(url: &str, json: bool) -> ExitCode {
             return ExitCode::from(3);
         }
     };
+    if health.get("servers").is_none() {
+        let has_key = std::env::var("MCPGATE_ADMIN_KEY").is_ok_and(|k| !k.trim().is_empty());
+        eprintln!(
+            "error: {base} shows its upstreams to admin keys only ({}); set MCPGATE_ADMIN_KEY \
+             to a key from `mcpgate keys create --admin` (gateway status: {})",
+            if has_key {
+                "MCPGATE_ADMIN_KEY was not accepted as one"
+            } else {
+                "MCPGATE_ADMIN_KEY is not set"
+            },
+            safe(health["status"].as_str().unwrap_or("unknown"))
+        );
+        return ExitCode::from(3);
+    }
     report(&health, json)
 }
 

@@ -41,3 +41,89 @@ pub(crate) async fn open_store(cfg: &Config) -> Result<mcpgate_store::Store, Exi
         })?;
     Ok(store)
 }
+
+/// The file of the config's SQLite store (`data_dir/mcpgate.db`, or a
+/// `sqlite:` database URL); `None` for PostgreSQL.
+pub(crate) fn sqlite_file(cfg: &Config) -> Option<std::path::PathBuf> {
+    match &cfg.database {
+        None => Some(cfg.data_dir.join("mcpgate.db")),
+        Some(url) => {
+            let rest = url.trim().strip_prefix("sqlite:")?;
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            Some(std::path::PathBuf::from(
+                rest.split('?').next().unwrap_or(rest),
+            ))
+        }
+    }
+}
+
+/// For commands that only read: the store if it exists, or the SQLite file
+/// it would be (`Err`), so that reading never creates a store.
+pub(crate) async fn open_existing(
+    cfg: &Config,
+) -> Result<Result<mcpgate_store::Store, std::path::PathBuf>, ExitCode> {
+    if let Some(file) = sqlite_file(cfg).filter(|f| !f.exists()) {
+        return Ok(Err(file));
+    }
+    mcpgate_gateway::open_store(cfg).await.map(Ok).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(3)
+    })
+}
+
+/// What `check` needs of the store without writing to it: every tenant's
+/// plan mapped to a tier (when the store exists).
+pub(crate) async fn check_store(cfg: &Config) -> Result<(), ExitCode> {
+    let store = match open_existing(cfg).await? {
+        Ok(s) => s,
+        Err(_) => return Ok(()),
+    };
+    let tenants = store.list_tenants().await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(3)
+    })?;
+    let unmapped: Vec<String> = tenants
+        .iter()
+        .filter(|t| cfg.policy.tier_for_plan(&t.plan).is_none())
+        .map(|t| cfg.policy.unmapped_plan(&t.name, &t.plan))
+        .collect();
+    if unmapped.is_empty() {
+        Ok(())
+    } else {
+        eprintln!("error: {}: {}", cfg.file.display(), unmapped.join("; "));
+        Err(ExitCode::from(2))
+    }
+}
+
+/// A store in a fresh temporary directory, removed when dropped: what `check`
+/// probes the upstreams with, so that it writes nothing where it runs.
+pub(crate) struct ScratchStore {
+    dir: std::path::PathBuf,
+}
+
+impl ScratchStore {
+    pub(crate) async fn open() -> Result<(ScratchStore, mcpgate_store::Store), ExitCode> {
+        let dir = std::env::temp_dir().join(format!(
+            "mcpgate-check-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let scratch = ScratchStore { dir };
+        match mcpgate_store::Store::open_in_dir(&scratch.dir).await {
+            Ok(s) => Ok((scratch, s)),
+            Err(e) => {
+                eprintln!("error: cannot open a scratch store: {e}");
+                Err(ExitCode::from(3))
+            }
+        }
+    }
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod cli_edges;
 mod conformance;
 mod http_behaviour;
 mod inputs_and_records;
