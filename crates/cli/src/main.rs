@@ -60,6 +60,11 @@ enum Cmd {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Print a Claude / VS Code / Cursor / Windsurf / Cline MCP config as the equivalent mcpgate.toml.
+    Import {
+        /// The client's JSON (or JSONC) file, e.g. .vscode/mcp.json or claude_desktop_config.json.
+        file: PathBuf,
+    },
     /// Show each upstream's state: from a running gateway (--url) or by probing the config.
     Servers {
         /// Config file whose upstreams are started and probed (default ./mcpgate.toml).
@@ -203,7 +208,8 @@ fn main() -> ExitCode {
         | Cmd::Audit { .. }
         | Cmd::Workflows { .. }
         | Cmd::Run { .. }
-        | Cmd::Runs { .. } => "warn",
+        | Cmd::Runs { .. }
+        | Cmd::Import { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -228,6 +234,16 @@ fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Serve { config, listen } => serve::serve(config.as_deref(), listen).await,
             Cmd::Check { config } => servers::check(config.as_deref(), false).await,
+            Cmd::Import { file } => match mcpgate_gateway::config::to_toml(&file) {
+                Ok(toml) => {
+                    print!("{toml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            },
             Cmd::Servers {
                 url: Some(url),
                 json,

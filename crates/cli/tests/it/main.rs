@@ -7,6 +7,7 @@
 mod common;
 
 mod cli_edges;
+mod config_import;
 mod conformance;
 mod http_behaviour;
 mod inputs_and_records;
