@@ -6,6 +6,7 @@
 
 mod common;
 
+mod child_env;
 mod cli_edges;
 mod config_import;
 mod conformance;

@@ -157,6 +157,7 @@ const SERVER_KEYS: &[&str] = &[
     "disabled",
     "description",
     "envFile",
+    "env_passthrough",
     "gallery",
     "version",
 ];
@@ -431,10 +432,22 @@ impl Walker {
                     Some(c) => Some(self.base.join(self.string(&k("cwd"), c)?)),
                     None => None,
                 };
+                let env_passthrough = self
+                    .opt_strings(t, "env_passthrough")
+                    .map_err(|e| self.rekey(e, &k("env_passthrough")))?;
+                if let Some(bad) = env_passthrough.iter().find(|n| {
+                    n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                }) {
+                    return Err(self.err(
+                        &k("env_passthrough"),
+                        format!("{bad:?} is not an environment variable name"),
+                    ));
+                }
                 TransportSpec::Stdio {
                     command,
                     args,
                     env,
+                    env_passthrough,
                     cwd,
                 }
             }
