@@ -366,3 +366,50 @@ fn mount_refuses_to_merge_two_ports_into_one() {
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
     }
 }
+
+#[test]
+fn regression_tier_counts_are_logged_once_after_the_first_discovery() {
+    let gw = Gateway::start(
+        "tier-log-once",
+        &format!(
+            "auth = \"keys\"\n[plans]\nfree = \"free\"\nnone = \"none\"\n\
+             [tiers.free]\ntools = [\"fx__echo\"]\n\
+             [tiers.none]\ntools = [\"nothing__*\"]\n{}{}{}",
+            fixture_server("fx", ""),
+            fixture_server("fy", ""),
+            fixture_server("fz", "")
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let log = || gw.stderr();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !log().contains("tier 'none' exposes") {
+        assert!(std::time::Instant::now() < deadline, "{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = log();
+    let lines = |tier: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("tier '{tier}' exposes")))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let free = lines("free");
+    let none = lines("none");
+    assert_eq!(free.len(), 1, "{log}");
+    assert_eq!(none.len(), 1, "{log}");
+    assert!(free[0].contains("exposes 1 of "), "{}", free[0]);
+    assert!(
+        none[0].contains("WARN") && none[0].contains("exposes 0 of "),
+        "{}",
+        none[0]
+    );
+    // Counted after all three came up: three times one fixture's tools.
+    let of: u64 = none[0]
+        .split("exposes 0 of ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(of > 0 && of % 3 == 0, "{}", none[0]);
+}

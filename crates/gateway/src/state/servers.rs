@@ -298,6 +298,8 @@ pub(crate) struct Servers {
     /// The last catalog generation. Held for the whole of a rebuild, so two
     /// servers becoming ready at once cannot publish an older snapshot last.
     generation: Mutex<u64>,
+    /// Whether the tiers' counts were logged (once the first discovery ended).
+    tiers_logged: std::sync::atomic::AtomicBool,
 }
 
 /// One server as the catalog sees it: ready?, name, prefix rule, last lists.
@@ -314,6 +316,7 @@ impl Servers {
                 .collect(),
             catalog: RwLock::new(Arc::new(Catalog::default())),
             generation: Mutex::new(0),
+            tiers_logged: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -359,6 +362,18 @@ impl Servers {
         new.index_tiers(tiers);
         let new = Arc::new(new);
         let old = std::mem::replace(&mut *write(&self.catalog), new.clone());
+        // While upstreams start, every one that comes up rebuilds the catalog:
+        // the tiers' counts are logged once that first discovery has ended,
+        // then only when they change.
+        let starting = self
+            .list
+            .iter()
+            .any(|s| lock(&s.state).status == Status::Starting);
+        if !starting {
+            use std::sync::atomic::Ordering;
+            let first = !self.tiers_logged.swap(true, Ordering::AcqRel);
+            new.log_tiers(if first { None } else { Some(&old) });
+        }
         let changed = |a: &[Box<RawValue>], b: &[Box<RawValue>]| {
             a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.get() != y.get())
         };
