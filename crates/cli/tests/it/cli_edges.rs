@@ -413,3 +413,31 @@ fn regression_tier_counts_are_logged_once_after_the_first_discovery() {
         .unwrap();
     assert!(of > 0 && of % 3 == 0, "{}", none[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peers tier: needs Node 22 and server-everything from tests/interop"]
+async fn regression_per_session_servers_list_tools_that_need_client_roots() {
+    let config = format!(
+        "[servers.everything]\ncommand = {}\nargs = [{}, \"stdio\"]\nisolation = \"per-session\"\n\
+         [servers.shared]\ncommand = {}\nargs = [{}, \"stdio\"]\n",
+        q(node_bin().display().to_string()),
+        q(server_everything_js().display().to_string()),
+        q(node_bin().display().to_string()),
+        q(server_everything_js().display().to_string()),
+    );
+    let gw = Gateway::start("per-session-roots", &config);
+    gw.wait_ready(Duration::from_secs(60));
+    let mut c = crate::common::client::Client::new(&gw);
+    c.initialize().await;
+    let names = c.all_tool_names().await;
+    assert!(
+        names.iter().any(|n| n == "everything__get-roots-list"),
+        "per-session discovery declares roots: {names:?}"
+    );
+    assert!(names.iter().any(|n| n == "everything__echo"), "{names:?}");
+    // A shared server is still listed as the shared connection really is.
+    assert!(
+        !names.iter().any(|n| n == "shared__get-roots-list"),
+        "the shared connection declares no roots: {names:?}"
+    );
+}

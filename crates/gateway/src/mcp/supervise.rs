@@ -48,6 +48,20 @@ fn shared_capabilities() -> Box<RawValue> {
     jsonrpc::to_raw(&serde_json::json!({"sampling": {}, "elicitation": {}}))
 }
 
+/// What the connection that lists a server's tools declares. A per-session
+/// server is listed once for every session, so it is listed as a client
+/// with every capability a session may bring (roots too): a tool that needs
+/// one is then listed, and each session's own connection, which declares
+/// that session's real capabilities, decides whether it can be called.
+fn discovery_capabilities(server: &Server) -> Box<RawValue> {
+    match server.cfg.isolation {
+        Isolation::PerSession => jsonrpc::to_raw(
+            &serde_json::json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}}),
+        ),
+        Isolation::Shared => shared_capabilities(),
+    }
+}
+
 /// Runs one shared server until shutdown.
 pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
     let mut backoff = Duration::from_millis(500);
@@ -59,7 +73,8 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
         // Connecting and listing are one step: a server is never published with
         // lists it could not give, and either failure backs off the same way.
         let connect_and_list = async {
-            let conn = Connection::connect(&server.cfg.spec, shared_capabilities(), tx).await?;
+            let conn =
+                Connection::connect(&server.cfg.spec, discovery_capabilities(&server), tx).await?;
             match fetch_lists(&conn).await {
                 Ok(lists) => Ok((conn, lists)),
                 Err(e) => {
