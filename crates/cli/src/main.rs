@@ -60,6 +60,12 @@ enum Cmd {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Make a running gateway re-read its config file (plans and tiers apply at once; a bad file is refused).
+    Reload {
+        /// The gateway's base URL or /mcp URL; the admin key comes from MCPGATE_ADMIN_KEY.
+        #[arg(long)]
+        url: String,
+    },
     /// Print a Claude / VS Code / Cursor / Windsurf / Cline MCP config as the equivalent mcpgate.toml.
     Import {
         /// The client's JSON (or JSONC) file, e.g. .vscode/mcp.json or claude_desktop_config.json.
@@ -209,7 +215,8 @@ fn main() -> ExitCode {
         | Cmd::Workflows { .. }
         | Cmd::Run { .. }
         | Cmd::Runs { .. }
-        | Cmd::Import { .. } => "warn",
+        | Cmd::Import { .. }
+        | Cmd::Reload { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -234,6 +241,7 @@ fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Serve { config, listen } => serve::serve(config.as_deref(), listen).await,
             Cmd::Check { config } => servers::check(config.as_deref(), false).await,
+            Cmd::Reload { url } => serve::reload(&url).await,
             Cmd::Import { file } => match mcpgate_gateway::config::to_toml(&file) {
                 Ok(toml) => {
                     print!("{toml}");

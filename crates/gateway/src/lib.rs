@@ -14,4 +14,5 @@ pub use mcp::admin;
 pub use mcp::health;
 pub use mcp::lifecycle::{probe, stop};
 pub use state::App;
+pub use state::reload::{Reloaded, reload};
 pub use state::startup::{open_store, prepare_store};

@@ -19,6 +19,7 @@ mod lifecycle;
 mod modern;
 mod protocol;
 mod relay;
+mod reload;
 mod runs_api;
 mod runs_claude;
 mod runs_codex;

@@ -1,7 +1,7 @@
 //! The JSON admin API under `/admin/` (admin keys only, Origin checked as on
 //! `/mcp`): tenants, balances, keys, usage and audit. The operations and
 //! their validation are `mcp::admin`'s, shared with the CLI; this module only
-//! reads requests and writes answers.
+//! reads requests and writes answers. `POST /admin/reload` re-reads the config.
 
 use std::sync::Arc;
 
@@ -34,6 +34,24 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .route("/admin/keys/{id}", delete(revoke_key))
         .route("/admin/usage", get(usage))
         .route("/admin/audit", get(audit))
+        .route("/admin/reload", post(reload))
+}
+
+/// The config with the plans and tiers in force (a reload may have changed them).
+fn cfg_now(app: &App) -> crate::config::Config {
+    let mut cfg = app.cfg.clone();
+    cfg.policy = (*app.auth.policy()).clone();
+    cfg
+}
+
+/// `POST /admin/reload`: re-reads the config file (see `state::reload`); a
+/// refused one is a 400 naming the problem, and the running config stays.
+async fn reload(State(app): State<Arc<App>>, h: HeaderMap) -> Answer {
+    admit_admin(&app, &h).await?;
+    match crate::state::reload::reload(&app).await {
+        Ok(r) => done(StatusCode::OK, r),
+        Err(e) => Err(AdminError::BadRequest(e).into()),
+    }
 }
 
 type Answer = Result<Response, Refusal>;
@@ -74,7 +92,7 @@ async fn add_tenant(
 ) -> Answer {
     admit_admin(&app, &h).await?;
     let t = body(b)?;
-    check_plan(&app.cfg, &t.plan)?;
+    check_plan(&cfg_now(&app), &t.plan)?;
     let tenant = app
         .store
         .add_tenant(&t.name, &t.plan, t.balance, t.monthly_allowance)
@@ -93,7 +111,10 @@ async fn show_tenant(
         .tenant(&name)
         .await?
         .ok_or_else(|| AdminError::NotFound(format!("no tenant named '{name}'")))?;
-    done(StatusCode::OK, tenant_view(&app.cfg, &app.catalog(), t))
+    done(
+        StatusCode::OK,
+        tenant_view(&cfg_now(&app), &app.catalog(), t),
+    )
 }
 
 #[derive(Deserialize)]

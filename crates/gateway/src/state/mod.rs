@@ -13,6 +13,7 @@ pub(crate) mod listeners;
 pub(crate) mod log_levels;
 pub(crate) mod parking;
 pub(crate) mod policy;
+pub(crate) mod reload;
 pub(crate) mod runs;
 pub(crate) mod server_requests;
 pub(crate) mod servers;
@@ -106,13 +107,13 @@ impl App {
     /// follows from it, as one step (see `Servers::update`); with `notify`,
     /// every session and listener hears which lists changed.
     pub(crate) fn update_servers(&self, notify: bool, change: impl FnOnce()) {
-        let tiers = self
-            .cfg
-            .policy
+        let policy = self.auth.policy();
+        let local = self.auth.local();
+        let tiers = policy
             .tiers
             .values()
             .map(AsRef::as_ref)
-            .chain([self.auth.local().tier.as_ref()]);
+            .chain([local.tier.as_ref()]);
         let changed = self.servers.update(&self.cfg.separator, tiers, change);
         // A server (re)connected, or what tiers see changed: levels to send.
         self.log_levels.notify();

@@ -1,0 +1,127 @@
+//! Re-reading the config file while serving (SIGHUP, `POST /admin/reload`,
+//! `mcpgate reload`). The new file is parsed and checked in full first (every
+//! tenant's plan must map to a tier, as at start-up); a bad one is refused
+//! with its error and the running config stays. A good one puts its plans
+//! and tiers (visibility, rate, concurrency, sessions, costs) in force at
+//! once: open sessions keep their ids, their next request is resolved under
+//! the new tiers, and every session and listener is told its lists changed.
+//! What cannot change in place (servers, listen address, store, auth mode)
+//! is reported as needing a restart and left as it was.
+
+use serde::Serialize;
+
+use super::App;
+use crate::config::Config;
+use mcpgate_proto::jsonrpc;
+
+/// What a reload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reloaded {
+    /// The file read.
+    pub file: String,
+    /// Whether the plans or tiers changed (and were applied).
+    pub policy_changed: bool,
+    /// Changes the file holds that only a restart applies.
+    pub needs_restart: Vec<String>,
+}
+
+/// Re-reads `app.cfg.file` and applies what can change in place. An error
+/// leaves everything as it was; it is also logged.
+pub async fn reload(app: &App) -> Result<Reloaded, String> {
+    let r = reload_inner(app).await;
+    match &r {
+        Ok(done) => {
+            tracing::info!(
+                file = %done.file,
+                policy_changed = done.policy_changed,
+                "config reloaded{}",
+                if done.needs_restart.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; needs a restart to apply: {}",
+                        done.needs_restart.join("; ")
+                    )
+                }
+            );
+        }
+        Err(e) => tracing::error!("config reload refused, the running config stays: {e}"),
+    }
+    r
+}
+
+async fn reload_inner(app: &App) -> Result<Reloaded, String> {
+    let new = Config::load(&app.cfg.file).map_err(|e| e.to_string())?;
+    let tenants = app
+        .store
+        .list_tenants()
+        .await
+        .map_err(|e| format!("cannot read the tenants to check their plans: {e}"))?;
+    let unmapped: Vec<String> = tenants
+        .iter()
+        .filter(|t| new.policy.tier_for_plan(&t.plan).is_none())
+        .map(|t| new.policy.unmapped_plan(&t.name, &t.plan))
+        .collect();
+    if !unmapped.is_empty() {
+        return Err(format!("{}: {}", new.file.display(), unmapped.join("; ")));
+    }
+    if new.policy.auth != app.auth.mode() {
+        return Err(format!(
+            "{}: auth: changing the auth mode needs a restart",
+            new.file.display()
+        ));
+    }
+    let needs_restart = restart_only_changes(&app.cfg, &new);
+    let old = app.auth.policy();
+    let policy_changed = format!("{:?}", *old) != format!("{:?}", new.policy);
+    if policy_changed {
+        app.auth.set_policy(new.policy.clone());
+        // What each tier sees is recomputed from the same upstream lists.
+        app.update_servers(false, || {});
+        for method in [
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ] {
+            app.broadcast(jsonrpc::notification(method, None).into());
+            app.listeners.list_changed(method);
+        }
+    }
+    Ok(Reloaded {
+        file: new.file.display().to_string(),
+        policy_changed,
+        needs_restart,
+    })
+}
+
+/// Differences between the running config and a new one that a reload does
+/// not apply: the servers (added, removed or changed), where the gateway
+/// listens, and where its store is.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let names = |c: &Config| -> Vec<String> { c.servers.iter().map(|s| s.name.clone()).collect() };
+    let (was, now) = (names(old), names(new));
+    let added: Vec<&String> = now.iter().filter(|n| !was.contains(n)).collect();
+    let removed: Vec<&String> = was.iter().filter(|n| !now.contains(n)).collect();
+    let changed: Vec<&String> = new
+        .servers
+        .iter()
+        .filter(|s| {
+            old.servers
+                .iter()
+                .find(|o| o.name == s.name)
+                .is_some_and(|o| format!("{o:?}") != format!("{s:?}"))
+        })
+        .map(|s| &s.name)
+        .collect();
+    for (what, list) in [("added", added), ("removed", removed), ("changed", changed)] {
+        if !list.is_empty() {
+            let list: Vec<&str> = list.iter().map(|s| s.as_str()).collect();
+            out.push(format!("servers {what}: {}", list.join(", ")));
+        }
+    }
+    if old.data_dir != new.data_dir || old.database != new.database {
+        out.push("the store (data_dir / database)".into());
+    }
+    out
+}
