@@ -14,6 +14,7 @@
 //! 4 not found (an unknown workflow or run).
 
 mod admin;
+mod bridge;
 mod call;
 mod demo;
 mod mount;
@@ -59,6 +60,15 @@ enum Cmd {
         /// Config file: mcpgate.toml, or a Claude / VS Code mcpServers JSON file (default ./mcpgate.toml).
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Be a stdio MCP server that forwards to a gateway (for Claude Desktop and other command-only clients).
+    Stdio {
+        /// The gateway's MCP URL, e.g. http://127.0.0.1:8787/mcp. The key comes from MCPGATE_KEY or --key-file.
+        #[arg(long)]
+        url: String,
+        /// A file holding the gateway key.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Make a running gateway re-read its config file (plans and tiers apply at once; a bad file is refused).
     Reload {
@@ -216,7 +226,8 @@ fn main() -> ExitCode {
         | Cmd::Run { .. }
         | Cmd::Runs { .. }
         | Cmd::Import { .. }
-        | Cmd::Reload { .. } => "warn",
+        | Cmd::Reload { .. }
+        | Cmd::Stdio { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -242,6 +253,7 @@ fn main() -> ExitCode {
             Cmd::Serve { config, listen } => serve::serve(config.as_deref(), listen).await,
             Cmd::Check { config } => servers::check(config.as_deref(), false).await,
             Cmd::Reload { url } => serve::reload(&url).await,
+            Cmd::Stdio { url, key_file } => bridge::stdio(&url, key_file.as_deref()).await,
             Cmd::Import { file } => match mcpgate_gateway::config::to_toml(&file) {
                 Ok(toml) => {
                     print!("{toml}");

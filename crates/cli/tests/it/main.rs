@@ -25,6 +25,7 @@ mod runs_claude;
 mod runs_codex;
 mod runs_gateway;
 mod runs_restart;
+mod stdio_bridge;
 mod tenancy;
 mod tidy;
 mod tool_commands;
