@@ -180,3 +180,32 @@ fn without_a_key_the_client_is_told_what_to_set() {
     let out = b.child.wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("MCPGATE_KEY"));
 }
+
+#[test]
+#[ignore = "peers tier: needs Node 22 and the TypeScript SDK from tests/interop (scripts/test.sh runs it)"]
+fn the_typescript_sdk_stdio_client_runs_the_bridge() {
+    let gw = Gateway::start(
+        "stdio-bridge-ts",
+        &format!(
+            "auth = \"keys\"\n[plans]\nfree = \"free\"\n[tiers.free]\ntools = [\"*\"]\n{}",
+            fixture_server("fx", "")
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let key = tenant_with_key(&gw, "acme", "free", None);
+    let out = Command::new(node_bin())
+        .arg("ts_stdio_bridge.mjs")
+        .arg(mcpgate_bin())
+        .arg(&gw.url)
+        .current_dir(interop_dir())
+        .env("MCPGATE_KEY", &key)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok   closed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("ok   ").count(), 4, "{stdout}");
+}
