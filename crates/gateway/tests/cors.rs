@@ -50,7 +50,7 @@ fn init(origin: Option<&str>) -> Request<Body> {
     b.body(Body::from(INIT)).expect("request")
 }
 
-fn get<'a>(h: &'a axum::http::HeaderMap, name: header::HeaderName) -> &'a str {
+fn get(h: &axum::http::HeaderMap, name: header::HeaderName) -> &str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
