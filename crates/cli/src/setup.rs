@@ -7,9 +7,65 @@ use std::process::ExitCode;
 
 use mcpgate_gateway::Config;
 
-/// Loads the config from a path, ./mcpgate.toml, or the bundled demo.
+/// Loads the config from a path, ./mcpgate.toml, or the bundled demo. On a
+/// terminal, a VS Code `${input:ID}` whose `MCPGATE_INPUT_<ID>` is unset is
+/// asked for (without echo) instead of being an error.
 pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
-    let result = match path {
+    let mut asked = 0;
+    loop {
+        match load_config_once(path) {
+            Err(e) if asked < 32 => match missing_input(&e).and_then(|var| ask(&e, &var)) {
+                Some(()) => asked += 1,
+                None => return Err(report(e)),
+            },
+            Err(e) => return Err(report(e)),
+            Ok(c) => return Ok(c),
+        }
+    }
+}
+
+fn report(e: mcpgate_gateway::config::ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// The `MCPGATE_INPUT_…` variable a config error says is unset.
+fn missing_input(e: &mcpgate_gateway::config::ConfigError) -> Option<String> {
+    let rest = e.message.split("${MCPGATE_INPUT_").nth(1)?;
+    Some(format!("MCPGATE_INPUT_{}", rest.split('}').next()?))
+}
+
+/// Asks for `var` on the terminal (echo off), if stdin and stderr are one.
+fn ask(e: &mcpgate_gateway::config::ConfigError, var: &str) -> Option<()> {
+    use std::io::{IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let stty = |arg: &str| {
+        std::fs::File::open("/dev/tty").ok().map(|tty| {
+            std::process::Command::new("stty")
+                .arg(arg)
+                .stdin(tty)
+                .status()
+        })
+    };
+    eprint!("{} {}: value for {var} (not echoed): ", e.file, e.key);
+    let _ = std::io::stderr().flush();
+    let _ = stty("-echo");
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    let _ = stty("echo");
+    eprintln!();
+    let value = line.trim_end_matches(['\r', '\n']);
+    if read.is_err() || value.is_empty() {
+        return None;
+    }
+    mcpgate_gateway::config::provide_input(var, value);
+    Some(())
+}
+
+fn load_config_once(path: Option<&Path>) -> Result<Config, mcpgate_gateway::config::ConfigError> {
+    match path {
         Some(p) => Config::load(p),
         None if Path::new("mcpgate.toml").exists() => Config::load(Path::new("mcpgate.toml")),
         None => {
@@ -20,11 +76,7 @@ pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
                 .replace("${MCPGATE_EXE}", &exe.replace('\\', "\\\\"));
             Config::parse(Path::new("(bundled demo config)"), &text)
         }
-    };
-    result.map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })
+    }
 }
 
 /// Opens the store and checks it against the config (every tenant's plan mapped).

@@ -224,3 +224,39 @@ fn windsurf_and_cline_files_work_unchanged() {
         "warned, not refused: {err}"
     );
 }
+
+#[test]
+fn on_a_terminal_an_unset_input_is_asked_for() {
+    let (_fx, url) = fixture_http(&[]);
+    let ws = vscode_workspace(&url);
+    // `script` runs the command on a pty and forwards our stdin to it.
+    let mut child = Command::new("script")
+        .current_dir(&ws.0)
+        .args(["-qec"])
+        .arg(format!(
+            "{} check --config .vscode/mcp.json",
+            mcpgate_bin().display()
+        ))
+        .arg("/dev/null")
+        .env("MCPGATE_STATE_DIR", ws.0.join("state"))
+        .env("MCPGATE_TEST_FIXTURE", fixture_bin())
+        .env_remove("MCPGATE_INPUT_API_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"typed-at-prompt\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("value for MCPGATE_INPUT_API_KEY (not echoed)"),
+        "{text}"
+    );
+    let env = dumped_env(&ws.0);
+    assert!(env.lines().any(|l| l == "API_KEY=typed-at-prompt"), "{env}");
+}

@@ -128,6 +128,22 @@ pub fn input_variable(id: &str) -> String {
     format!("MCPGATE_INPUT_{id}")
 }
 
+/// Values given for `${input:ID}` at a prompt (by the CLI, on a terminal):
+/// consulted before the environment, so nothing has to be put in it.
+static PROVIDED: std::sync::Mutex<BTreeMap<String, String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Supplies the value of an input variable (`MCPGATE_INPUT_<ID>`) for this
+/// process, as if it were set in the environment.
+pub fn provide_input(variable: &str, value: &str) {
+    mcpgate_proto::locks::lock(&PROVIDED).insert(variable.to_owned(), value.to_owned());
+}
+
+/// A value given with [`provide_input`].
+pub(crate) fn provided(variable: &str) -> Option<String> {
+    mcpgate_proto::locks::lock(&PROVIDED).get(variable).cloned()
+}
+
 /// VS Code's workspace folder for a config file: the parent of `.vscode/`
 /// for `.vscode/mcp.json`, else the file's own folder.
 fn workspace_folder(path: &Path) -> PathBuf {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 mod duration;
 mod import;
 mod runs;
-pub use import::{input_variable, to_toml};
+pub use import::{input_variable, provide_input, to_toml};
 mod tiers;
 pub use runs::{ModelConfig, ModelKind, RunBackend, RunsSettings};
 pub use tiers::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Rate, Rules, Tier, parse_rate};
@@ -792,7 +792,10 @@ pub fn expand_env(s: &str) -> Result<String, String> {
             Some((n, d)) => (n, Some(d)),
             None => (var, None),
         };
-        match (std::env::var(name), default) {
+        let value = import::provided(name)
+            .ok_or(())
+            .or_else(|()| std::env::var(name));
+        match (value, default) {
             (Ok(v), _) => out.push_str(&v),
             (Err(_), Some(d)) => out.push_str(d),
             (Err(_), None) => return Err(name.to_owned()),
