@@ -158,13 +158,20 @@ async fn a_broken_config_is_refused_and_the_old_one_keeps_serving() {
     // A good one applies; a server added is reported as needing a restart.
     std::fs::write(
         gw.config_path(),
-        config("[\"fx__*\"]", &fixture_server("fy", "")),
+        format!(
+            "max_body = \"1MiB\"\n{}",
+            config("[\"fx__*\"]", &fixture_server("fy", ""))
+        ),
     )
     .unwrap();
     let (code, out, err) = reload_cli(&gw, Some(admin));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("changed and applied"), "{out}");
     assert!(out.contains("needs a restart: servers added: fy"), "{out}");
+    assert!(
+        out.contains("needs a restart: settings changed: max_body"),
+        "{out}"
+    );
     let names = c.all_tool_names().await;
     assert!(
         names.len() > 1 && names.iter().all(|n| n.starts_with("fx__")),

@@ -5,8 +5,9 @@
 //! and tiers (visibility, rate, concurrency, sessions, costs) in force at
 //! once: open sessions keep their ids, their next request is resolved under
 //! the new tiers, and every session and listener is told its lists changed.
-//! What cannot change in place (servers, listen address, store, auth mode)
-//! is reported as needing a restart and left as it was.
+//! What cannot change in place (servers, the store, gateway-wide settings
+//! such as `max_body`; `listen` is what the socket is bound to) is reported as needing a restart and left
+//! as it was; a new auth mode is refused.
 
 use serde::Serialize;
 
@@ -122,6 +123,35 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     }
     if old.data_dir != new.data_dir || old.database != new.database {
         out.push("the store (data_dir / database)".into());
+    }
+    // Gateway-wide settings, read where they are used from the running config.
+    let settings: Vec<&str> = [
+        ("stateless", old.stateless != new.stateless),
+        (
+            "session_idle_timeout",
+            old.session_idle_timeout != new.session_idle_timeout,
+        ),
+        ("max_sessions", old.max_sessions != new.max_sessions),
+        ("max_body", old.max_body_bytes != new.max_body_bytes),
+        (
+            "allowed_origins",
+            old.allowed_origins != new.allowed_origins,
+        ),
+        ("allowed_hosts", old.allowed_hosts != new.allowed_hosts),
+        ("separator", old.separator != new.separator),
+        ("page_size", old.page_size != new.page_size),
+        (
+            "audit / audit_arguments",
+            old.policy.audit != new.policy.audit
+                || old.policy.audit_arguments != new.policy.audit_arguments,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(name, _)| name)
+    .collect();
+    if !settings.is_empty() {
+        out.push(format!("settings changed: {}", settings.join(", ")));
     }
     out
 }
