@@ -82,7 +82,11 @@ enum Cmd {
         file: PathBuf,
     },
     /// Show each upstream's state: from a running gateway (--url) or by probing the config.
+    /// `servers add|rm NAME --url GW` change a running gateway's servers.
+    #[command(args_conflicts_with_subcommands = true)]
     Servers {
+        #[command(subcommand)]
+        cmd: Option<servers::ServersCmd>,
         /// Config file whose upstreams are started and probed (default ./mcpgate.toml).
         #[arg(long, short, conflicts_with = "url")]
         config: Option<PathBuf>,
@@ -264,6 +268,7 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
+            Cmd::Servers { cmd: Some(cmd), .. } => servers::change(cmd).await,
             Cmd::Servers {
                 url: Some(url),
                 json,

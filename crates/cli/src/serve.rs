@@ -143,6 +143,24 @@ pub(crate) async fn reload(url: &str) -> ExitCode {
                     "unchanged"
                 }
             );
+            for (what, key) in [
+                ("added", "servers_added"),
+                ("removed", "servers_removed"),
+                ("restarted", "servers_changed"),
+            ] {
+                let names: Vec<&str> = body[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str())
+                    .collect();
+                if !names.is_empty() {
+                    println!(
+                        "servers {what}: {}",
+                        crate::terminal::safe(&names.join(", "))
+                    );
+                }
+            }
             for r in body["needs_restart"].as_array().into_iter().flatten() {
                 println!(
                     "needs a restart: {}",

@@ -65,8 +65,21 @@ fn discovery_capabilities(server: &Server) -> Box<RawValue> {
 /// Runs one shared server until shutdown.
 pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
     let mut backoff = Duration::from_millis(500);
+    // Until the gateway shuts down or this server is removed.
+    let halt = {
+        let (app, server) = (app.clone(), server.clone());
+        move || {
+            let (app, server) = (app.clone(), server.clone());
+            async move {
+                tokio::select! {
+                    _ = app.shutdown.cancelled() => {}
+                    _ = server.stop.cancelled() => {}
+                }
+            }
+        }
+    };
     loop {
-        if app.shutdown.is_cancelled() {
+        if app.shutdown.is_cancelled() || server.stop.is_cancelled() {
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -85,7 +98,7 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
         };
         let attempt = tokio::select! {
             r = connect_and_list => r,
-            _ = app.shutdown.cancelled() => return,
+            _ = halt() => return,
         };
         match attempt {
             Ok((conn, lists)) => {
@@ -112,7 +125,7 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
                 ));
                 tokio::select! {
                     _ = conn.closed() => {}
-                    _ = app.shutdown.cancelled() => {
+                    _ = halt() => {
                         conn.close(Duration::from_secs(3)).await;
                         return;
                     }
@@ -148,7 +161,7 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = app.shutdown.cancelled() => return,
+            _ = halt() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }

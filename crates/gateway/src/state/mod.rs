@@ -13,7 +13,6 @@ pub(crate) mod listeners;
 pub(crate) mod log_levels;
 pub(crate) mod parking;
 pub(crate) mod policy;
-pub(crate) mod reload;
 pub(crate) mod runs;
 pub(crate) mod server_requests;
 pub(crate) mod servers;
@@ -77,7 +76,7 @@ impl App {
         ));
         let servers = Servers::new(&cfg);
         Arc::new(App {
-            log_levels: LogLevels::new(servers.list.iter().map(|s| &s.name)),
+            log_levels: LogLevels::new(servers.all().iter().map(|s| &s.name)),
             servers,
             runs: runs::RunsState::new(store.clone(), &cfg.data_dir, scopes),
             cfg,
@@ -94,7 +93,7 @@ impl App {
         })
     }
 
-    pub(crate) fn server(&self, name: &str) -> Option<&Arc<Server>> {
+    pub(crate) fn server(&self, name: &str) -> Option<Arc<Server>> {
         self.servers.get(name)
     }
 
@@ -223,7 +222,7 @@ mod tests {
         let cfg = Config::parse(std::path::Path::new("t.toml"), &text).expect("config");
         let store = Store::open_in_dir(&dir).await.expect("store");
         let app = App::new(cfg, store);
-        for s in &app.servers.list {
+        for s in app.servers.all().iter() {
             app.update_servers(false, || {
                 let mut st = mcpgate_proto::locks::lock(&s.state);
                 st.status = servers::Status::Ready;

@@ -5,14 +5,17 @@
 //! and tiers (visibility, rate, concurrency, sessions, costs) in force at
 //! once: open sessions keep their ids, their next request is resolved under
 //! the new tiers, and every session and listener is told its lists changed.
-//! What cannot change in place (servers, the store, gateway-wide settings
+//! Servers added, removed or changed in the file are added, removed or
+//! restarted (`mcp::servers`). What cannot change in place (the store, gateway-wide settings
 //! such as `max_body`; `listen` is what the socket is bound to) is reported as needing a restart and left
 //! as it was; a new auth mode is refused.
 
 use serde::Serialize;
 
-use super::App;
+use std::sync::Arc;
+
 use crate::config::Config;
+use crate::state::App;
 use mcpgate_proto::jsonrpc;
 
 /// What a reload did.
@@ -22,13 +25,17 @@ pub struct Reloaded {
     pub file: String,
     /// Whether the plans or tiers changed (and were applied).
     pub policy_changed: bool,
+    /// Servers added, removed and restarted because their table changed.
+    pub servers_added: Vec<String>,
+    pub servers_removed: Vec<String>,
+    pub servers_changed: Vec<String>,
     /// Changes the file holds that only a restart applies.
     pub needs_restart: Vec<String>,
 }
 
 /// Re-reads `app.cfg.file` and applies what can change in place. An error
 /// leaves everything as it was; it is also logged.
-pub async fn reload(app: &App) -> Result<Reloaded, String> {
+pub async fn reload(app: &Arc<App>) -> Result<Reloaded, String> {
     let r = reload_inner(app).await;
     match &r {
         Ok(done) => {
@@ -51,7 +58,7 @@ pub async fn reload(app: &App) -> Result<Reloaded, String> {
     r
 }
 
-async fn reload_inner(app: &App) -> Result<Reloaded, String> {
+async fn reload_inner(app: &Arc<App>) -> Result<Reloaded, String> {
     let new = Config::load(&app.cfg.file).map_err(|e| e.to_string())?;
     let tenants = app
         .store
@@ -88,39 +95,33 @@ async fn reload_inner(app: &App) -> Result<Reloaded, String> {
             app.listeners.list_changed(method);
         }
     }
+    let (added, removed, changed) = server_changes(app, &new);
+    for name in removed.iter().chain(&changed) {
+        let _ = super::servers::remove(app, name).await;
+    }
+    for s in new
+        .servers
+        .iter()
+        .filter(|s| added.contains(&s.name) || changed.contains(&s.name))
+    {
+        if let Err(e) = super::servers::add(app, s.clone()) {
+            tracing::error!(server = %s.name, "reload could not add the server: {e}");
+        }
+    }
     Ok(Reloaded {
         file: new.file.display().to_string(),
         policy_changed,
+        servers_added: added,
+        servers_removed: removed,
+        servers_changed: changed,
         needs_restart,
     })
 }
 
 /// Differences between the running config and a new one that a reload does
-/// not apply: the servers (added, removed or changed), where the gateway
-/// listens, and where its store is.
+/// not apply: where the store is, and gateway-wide settings.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    let names = |c: &Config| -> Vec<String> { c.servers.iter().map(|s| s.name.clone()).collect() };
-    let (was, now) = (names(old), names(new));
-    let added: Vec<&String> = now.iter().filter(|n| !was.contains(n)).collect();
-    let removed: Vec<&String> = was.iter().filter(|n| !now.contains(n)).collect();
-    let changed: Vec<&String> = new
-        .servers
-        .iter()
-        .filter(|s| {
-            old.servers
-                .iter()
-                .find(|o| o.name == s.name)
-                .is_some_and(|o| format!("{o:?}") != format!("{s:?}"))
-        })
-        .map(|s| &s.name)
-        .collect();
-    for (what, list) in [("added", added), ("removed", removed), ("changed", changed)] {
-        if !list.is_empty() {
-            let list: Vec<&str> = list.iter().map(|s| s.as_str()).collect();
-            out.push(format!("servers {what}: {}", list.join(", ")));
-        }
-    }
     if old.data_dir != new.data_dir || old.database != new.database {
         out.push("the store (data_dir / database)".into());
     }
@@ -154,4 +155,26 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
         out.push(format!("settings changed: {}", settings.join(", ")));
     }
     out
+}
+
+/// Servers the new file adds, removes, or changes (by their whole table),
+/// against what runs now (runtime additions included: the file wins).
+fn server_changes(app: &App, new: &Config) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let running = app.servers.all();
+    let was: Vec<String> = running.iter().map(|s| s.name.to_string()).collect();
+    let now: Vec<String> = new.servers.iter().map(|s| s.name.clone()).collect();
+    let added = now.iter().filter(|n| !was.contains(n)).cloned().collect();
+    let removed = was.iter().filter(|n| !now.contains(n)).cloned().collect();
+    let changed = new
+        .servers
+        .iter()
+        .filter(|s| {
+            running
+                .iter()
+                .find(|r| r.name.as_ref() == s.name)
+                .is_some_and(|r| format!("{:?}", r.cfg) != format!("{s:?}"))
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    (added, removed, changed)
 }
