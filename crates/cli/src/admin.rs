@@ -28,7 +28,9 @@ pub(crate) struct At {
 pub(crate) enum TenantsCmd {
     /// Create a tenant on a plan that `[plans]` maps to a tier.
     Add {
+        /// The tenant's name (letters, digits, `_`, `-`, `.`).
         name: String,
+        /// The tenant's plan; `[plans]` in the config maps it to a tier.
         #[arg(long)]
         plan: String,
         /// Compute tokens to start with (default: unlimited, or the monthly allowance).
@@ -39,13 +41,24 @@ pub(crate) enum TenantsCmd {
         monthly: Option<i64>,
     },
     /// Set a tenant's balance: a number of compute tokens, or `unlimited`.
-    SetBalance { name: String, balance: String },
+    SetBalance {
+        /// The tenant's name.
+        name: String,
+        /// Compute tokens, or `unlimited`.
+        balance: String,
+    },
     /// Move a tenant to another plan.
-    SetPlan { name: String, plan: String },
+    SetPlan {
+        /// The tenant's name.
+        name: String,
+        /// The new plan; `[plans]` in the config maps it to a tier.
+        plan: String,
+    },
     /// List tenants with plan, tier and balance.
     List,
     /// Show a tenant and what it sees: probes the upstreams unless --offline.
     Show {
+        /// The tenant's name.
         name: String,
         /// Do not start the upstreams; show only the tier's rules.
         #[arg(long)]
@@ -72,34 +85,57 @@ pub(crate) enum KeysCmd {
     },
     /// List keys (never their secrets).
     List {
+        /// Only this tenant's keys.
         #[arg(long)]
         tenant: Option<String>,
     },
     /// Revoke a key by id; a running gateway refuses it within a second.
-    Revoke { id: String },
-}
-
-async fn open(at: &At) -> Result<(Config, Store), ExitCode> {
-    let cfg = crate::setup::load_config(at.config.as_deref())?;
-    match mcpgate_gateway::open_store(&cfg).await {
-        Ok(s) => Ok((cfg, s)),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Err(ExitCode::from(3))
-        }
-    }
+    Revoke {
+        /// The key's id: the part after `mcpg_` and before the next `_` (see `keys list`).
+        id: String,
+    },
 }
 
 /// Opens the store, runs `f`, and maps its error to an exit code: 2 for bad
 /// input, 1 for a missing or duplicate tenant or key, 3 when the store fails.
-async fn with_store<F, Fut>(at: &At, f: F) -> ExitCode
+/// A command that only reads (`read_only`) never creates a store: with none
+/// there yet it says where it looked and lists nothing; with one it says on
+/// stderr which store it read.
+async fn with_store<F, Fut>(at: &At, read_only: bool, f: F) -> ExitCode
 where
     F: FnOnce(Config, Store) -> Fut,
     Fut: std::future::Future<Output = Result<(), AdminError>>,
 {
-    let (cfg, store) = match open(at).await {
-        Ok(x) => x,
+    let cfg = match crate::setup::load_config(at.config.as_deref()) {
+        Ok(c) => c,
         Err(c) => return c,
+    };
+    let store = if read_only {
+        match crate::setup::open_existing(&cfg).await {
+            Ok(Ok(s)) => {
+                eprintln!("store: {}", s.describe());
+                s
+            }
+            Ok(Err(file)) => {
+                eprintln!(
+                    "store: none yet at {} (a gateway creates it on first start); nothing to list",
+                    file.display()
+                );
+                if at.json {
+                    println!("[]");
+                }
+                return ExitCode::SUCCESS;
+            }
+            Err(c) => return c,
+        }
+    } else {
+        match mcpgate_gateway::open_store(&cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(3);
+            }
+        }
     };
     match f(cfg, store).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -131,7 +167,8 @@ fn balance(t: &Tenant) -> String {
 }
 
 pub(crate) async fn tenants(at: &At, cmd: TenantsCmd) -> ExitCode {
-    with_store(at, |cfg, store| async move {
+    let read_only = matches!(cmd, TenantsCmd::List | TenantsCmd::Show { .. });
+    with_store(at, read_only, |cfg, store| async move {
         match cmd {
             TenantsCmd::Add {
                 name,
@@ -278,7 +315,8 @@ fn show_text(cfg: &Config, v: &admin::TenantView, offline: bool) -> String {
 }
 
 pub(crate) async fn keys(at: &At, cmd: KeysCmd) -> ExitCode {
-    with_store(at, |_cfg, store| async move {
+    let read_only = matches!(cmd, KeysCmd::List { .. });
+    with_store(at, read_only, |_cfg, store| async move {
         match cmd {
             KeysCmd::Create {
                 tenant,
@@ -355,6 +393,7 @@ fn keys_table(list: &[KeyInfo]) -> String {
 
 #[derive(Args)]
 pub(crate) struct UsageArgs {
+    /// Only this tenant's usage.
     #[arg(long)]
     tenant: Option<String>,
     /// Only records newer than this, e.g. 7d, 24h.
@@ -363,7 +402,7 @@ pub(crate) struct UsageArgs {
 }
 
 pub(crate) async fn usage(at: &At, a: UsageArgs) -> ExitCode {
-    with_store(at, |_cfg, store| async move {
+    with_store(at, true, |_cfg, store| async move {
         let since = a.since.as_deref().map(admin::since_from).transpose()?;
         let rows = store.usage_summary(a.tenant.as_deref(), since).await?;
         if at.json {
@@ -398,11 +437,13 @@ pub(crate) async fn usage(at: &At, a: UsageArgs) -> ExitCode {
 
 #[derive(Args)]
 pub(crate) struct AuditArgs {
+    /// Only this tenant's records.
     #[arg(long)]
     tenant: Option<String>,
     /// Tool, prompt or URI glob, e.g. 'github__*'.
     #[arg(long)]
     tool: Option<String>,
+    /// Only records newer than this, e.g. 7d, 24h.
     #[arg(long)]
     since: Option<String>,
     /// At most this many records, newest first.
@@ -414,7 +455,7 @@ pub(crate) struct AuditArgs {
 }
 
 pub(crate) async fn audit(at: &At, a: AuditArgs) -> ExitCode {
-    with_store(at, |_cfg, store| async move {
+    with_store(at, true, |_cfg, store| async move {
         let filter = AuditFilter {
             tenant: a.tenant,
             name_glob: a.tool,

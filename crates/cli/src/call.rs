@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::remote::{CliError, Remote, Target, server_tools};
+use crate::remote::{CliError, Remote, Target, gateway_servers, server_tools};
 use crate::toolcmd;
 
 /// Where the tools are: shared by `call`, `tools`.
@@ -64,6 +64,21 @@ async fn load_tools(
     let remote = Remote::open(target).await?;
     let all = remote.list_tools().await?;
     let tools = server_tools(&all, server, &at.separator, remote.gateway);
+    let prefix = format!("{server}{}", at.separator);
+    let named = all.iter().any(|t| {
+        t.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.starts_with(&prefix))
+    });
+    let servers = gateway_servers(&all, &at.separator);
+    if remote.gateway && !named && !servers.is_empty() && remote.is_mcpgate(&all, &at.separator) {
+        let at_url = at.url.as_deref().map(crate::remote::url_label);
+        return Err(CliError::usage(format!(
+            "no server {server:?} at {}; servers with tools you can see: {}",
+            at_url.as_deref().unwrap_or("the gateway"),
+            servers.join(", ")
+        )));
+    }
     Ok((tools, Some(remote)))
 }
 
@@ -173,6 +188,9 @@ fn print_ignoring_broken_pipe(text: &str, stderr: bool) {
 }
 
 pub(crate) async fn tools(at: &At, server: Option<&str>) -> ExitCode {
+    if at.url.is_none() && server.is_none() {
+        return tools_of_config(at).await;
+    }
     let result = async {
         let target = Target::resolve(
             at.url.as_deref(),
@@ -202,4 +220,39 @@ pub(crate) async fn tools(at: &At, server: Option<&str>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail("mcpgate tools", e),
     }
+}
+
+/// `tools --config F` without a server: every configured server's tools, named
+/// `SERVER<sep>TOOL` as a gateway would show them. A server that cannot be
+/// reached is reported and the others still listed (exit 3 at the end).
+async fn tools_of_config(at: &At) -> ExitCode {
+    let targets = match Target::all_configured(at.config.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return fail("mcpgate tools", e),
+    };
+    let mut code = ExitCode::SUCCESS;
+    for (name, target) in targets {
+        let listed = async {
+            let remote = Remote::open(&target).await?;
+            remote.list_tools().await
+        };
+        match listed.await {
+            Ok(list) => {
+                let mut out = String::new();
+                for t in &list {
+                    let tool = t.get("name").and_then(Value::as_str).unwrap_or("");
+                    let desc = t.get("description").and_then(Value::as_str).unwrap_or("");
+                    let first = desc.lines().next().unwrap_or("").trim();
+                    let full = format!("{name}{}{tool}", at.separator);
+                    out.push_str(&format!("{full:<32} {first}\n"));
+                }
+                print_ignoring_broken_pipe(&out, false);
+            }
+            Err(e) => {
+                eprintln!("mcpgate tools: {name}: {}", e.message);
+                code = ExitCode::from(e.code);
+            }
+        }
+    }
+    code
 }

@@ -3,7 +3,9 @@
 //!
 //! Exit codes: 0 ok; 1 a tool error (`call`) or an upstream not ready (`check`,
 //! `servers`); 2 a usage or config error (nothing was sent); 3 a connection or
-//! auth error, or the gateway could not start.
+//! auth error, or the gateway could not start; `call` and `tools` also 4 rate
+//! limited (HTTP 429: retry later) and 5 the tenant's compute-token balance is
+//! exhausted.
 //!
 //! `workflows`, `run` and `runs` (clients of a gateway's `/api/v1`): 0 done
 //! (for `run --follow`: the run succeeded); 1 the run failed, was cancelled
@@ -12,6 +14,7 @@
 //! 4 not found (an unknown workflow or run).
 
 mod admin;
+mod bridge;
 mod call;
 mod demo;
 mod mount;
@@ -34,7 +37,7 @@ use clap::{Parser, Subcommand};
     name = "mcpgate",
     version,
     about = "One MCP endpoint for your agents, in front of many MCP servers.",
-    after_help = "Exit codes of workflows, run and runs: 0 done (run --follow: the run succeeded); 1 the run failed, was cancelled or timed out; 2 usage error or bad request; 3 connection or auth error; 4 not found."
+    after_help = "Exit codes: 0 ok; 1 a tool error (call) or an upstream not ready (check, servers); 2 usage or config error, nothing sent; 3 connection or auth error; 4 rate limited (call, tools: HTTP 429, retry later); 5 compute-token balance exhausted (call, tools).\n\nExit codes of workflows, run and runs: 0 done (run --follow: the run succeeded); 1 the run failed, was cancelled or timed out; 2 usage error or bad request; 3 connection or auth error; 4 not found."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,11 +57,37 @@ enum Cmd {
     },
     /// Validate the config and print each upstream's state.
     Check {
+        /// Config file: mcpgate.toml, or a Claude / VS Code mcpServers JSON file (default ./mcpgate.toml).
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Be a stdio MCP server that forwards to a gateway (for Claude Desktop and other command-only clients).
+    Stdio {
+        /// The gateway's MCP URL, e.g. http://127.0.0.1:8787/mcp. The key comes from MCPGATE_KEY or --key-file.
+        #[arg(long)]
+        url: String,
+        /// A file holding the gateway key.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Make a running gateway re-read its config file (plans and tiers apply at once; a bad file is refused).
+    Reload {
+        /// The gateway's base URL or /mcp URL; the admin key comes from MCPGATE_ADMIN_KEY.
+        #[arg(long)]
+        url: String,
+    },
+    /// Print a Claude / VS Code / Cursor / Windsurf / Cline MCP config as the equivalent mcpgate.toml.
+    Import {
+        /// The client's JSON (or JSONC) file, e.g. .vscode/mcp.json or claude_desktop_config.json.
+        file: PathBuf,
+    },
     /// Show each upstream's state: from a running gateway (--url) or by probing the config.
+    /// `servers add|rm NAME --url GW` change a running gateway's servers.
+    #[command(args_conflicts_with_subcommands = true)]
     Servers {
+        #[command(subcommand)]
+        cmd: Option<servers::ServersCmd>,
+        /// Config file whose upstreams are started and probed (default ./mcpgate.toml).
         #[arg(long, short, conflicts_with = "url")]
         config: Option<PathBuf>,
         /// A running gateway: its base URL or its /mcp URL (reads /health; with auth = "keys"
@@ -78,8 +107,9 @@ enum Cmd {
         /// A cached tools/list (written by `mount`): help and validation need no network.
         #[arg(long)]
         tools_file: Option<PathBuf>,
-        /// The server (a command name under `mount`).
-        server: String,
+        /// The server (a command name under `mount`); without one, this help.
+        #[arg(allow_hyphen_values = true)]
+        server: Option<String>,
         /// TOOL, then its flags, passed through untouched.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         rest: Vec<String>,
@@ -88,6 +118,7 @@ enum Cmd {
     Tools {
         #[command(flatten)]
         at: call::At,
+        /// Only this server's tools (default: every server's).
         server: Option<String>,
     },
     /// Write one command per server into --out DIR (read-only), plus an agent prompt section.
@@ -102,6 +133,7 @@ enum Cmd {
         /// {"servers":[{"name":..., "url":...}]}
         #[arg(long)]
         manifest: Option<PathBuf>,
+        /// Directory to write the commands into (created; its files are made read-only).
         #[arg(long)]
         out: PathBuf,
         /// Write the agent prompt section (Markdown in `<mcp-clis>` tags) here.
@@ -116,6 +148,7 @@ enum Cmd {
         /// A file holding the gateway key (else MCPGATE_KEY at call time).
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// The gateway's namespace separator between server and tool names.
         #[arg(long, default_value = "__")]
         separator: String,
     },
@@ -195,10 +228,14 @@ fn main() -> ExitCode {
         | Cmd::Audit { .. }
         | Cmd::Workflows { .. }
         | Cmd::Run { .. }
-        | Cmd::Runs { .. } => "warn",
+        | Cmd::Runs { .. }
+        | Cmd::Import { .. }
+        | Cmd::Reload { .. }
+        | Cmd::Stdio { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
+        .with_ansi(colour_logs())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
@@ -219,6 +256,19 @@ fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Serve { config, listen } => serve::serve(config.as_deref(), listen).await,
             Cmd::Check { config } => servers::check(config.as_deref(), false).await,
+            Cmd::Reload { url } => serve::reload(&url).await,
+            Cmd::Stdio { url, key_file } => bridge::stdio(&url, key_file.as_deref()).await,
+            Cmd::Import { file } => match mcpgate_gateway::config::to_toml(&file) {
+                Ok(toml) => {
+                    print!("{toml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            Cmd::Servers { cmd: Some(cmd), .. } => servers::change(cmd).await,
             Cmd::Servers {
                 url: Some(url),
                 json,
@@ -230,7 +280,10 @@ fn main() -> ExitCode {
                 tools_file,
                 server,
                 rest,
-            } => call::call(&at, tools_file.as_deref(), &server, &rest).await,
+            } => match server.as_deref() {
+                None | Some("--help" | "-h" | "help") => call_help(),
+                Some(server) => call::call(&at, tools_file.as_deref(), server, &rest).await,
+            },
             Cmd::Tools { at, server } => call::tools(&at, server.as_deref()).await,
             Cmd::Mount {
                 url,
@@ -273,4 +326,64 @@ fn main() -> ExitCode {
             Cmd::DemoServer => ExitCode::SUCCESS,
         }
     })
+}
+
+/// Log lines carry ANSI colours only on a terminal, and never with `NO_COLOR` set
+/// (<https://no-color.org>: any non-empty value).
+fn colour_logs() -> bool {
+    use std::io::IsTerminal as _;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// `mcpgate call --help` (or no server): the help of `call` itself. The
+/// command turns off clap's own help flag so that `call SERVER TOOL --help`
+/// reaches the tool's generated help.
+fn call_help() -> ExitCode {
+    use clap::CommandFactory as _;
+    let mut cmd = Cli::command();
+    cmd.build();
+    match cmd.find_subcommand_mut("call") {
+        Some(call) => {
+            let _ = call.print_long_help();
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(2),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// Every option and positional of every command says what it is for.
+    fn missing_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.is_hide_set() || id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.is_hide_set() {
+                continue;
+            }
+            missing_help(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_option_and_positional_has_help_text() {
+        let mut missing = Vec::new();
+        missing_help(&Cli::command(), "mcpgate", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

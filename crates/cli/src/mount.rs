@@ -8,6 +8,13 @@
 //! agent prompt section describing the commands. Against a gateway whose
 //! upstreams are still in their first connection attempt (`/ready` 503) it
 //! waits up to 10 s, and names the servers still starting if any are left.
+//!
+//! A wrapper holds no absolute path of the folder it lives in: it finds its
+//! tool list next to itself, so the folder works when bind-mounted elsewhere
+//! (a run's sandbox). The `mcpgate` binary is `$MCPGATE_BIN`, else the one
+//! that wrote the wrapper if it still exists there, else `mcpgate` on `PATH`.
+//! `--rewrite-host` with a port refuses to send URLs of different ports to
+//! that one port.
 
 use std::path::{Path, PathBuf};
 
@@ -267,11 +274,41 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `--rewrite-host HOST:PORT` sends every loopback URL to that one port: refused
+/// when the loopback URLs have different ports (give HOST alone to keep each
+/// URL's own port).
+fn check_rewrite_ports(urls: &[&str], host: Option<&str>) -> Result<(), CliError> {
+    let Some(host) = host.filter(|h| h.contains(':')) else {
+        return Ok(());
+    };
+    let mut ports: Vec<String> = urls
+        .iter()
+        .filter(|u| rewrite_url(u, Some("x")) != **u)
+        .filter_map(|u| {
+            let authority = u.split_once("://")?.1.split('/').next()?;
+            Some(authority.rsplit_once(':')?.1.to_owned())
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    if ports.len() > 1 {
+        return Err(CliError::usage(format!(
+            "--rewrite-host {host} would send the ports {} all to one port; give the host \
+             without a port (each URL keeps its own) or mount them separately",
+            ports.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 fn write_out(mounted: &[Mounted], opts: &Options<'_>) -> Result<(), CliError> {
     use std::os::unix::fs::PermissionsExt as _;
+    let urls: Vec<&str> = mounted.iter().map(|m| m.url.as_str()).collect();
+    check_rewrite_ports(&urls, opts.rewrite_host)?;
     let io = |what: &Path, e: std::io::Error| CliError::usage(format!("{}: {e}", what.display()));
     std::fs::create_dir_all(opts.out).map_err(|e| io(opts.out, e))?;
-    // Wrappers must work from any directory: every path they hold is absolute.
+    // Wrappers must work from any directory and wherever the folder is
+    // mounted: they find their tool lists relative to themselves.
     let out = &std::fs::canonicalize(opts.out).map_err(|e| io(opts.out, e))?;
     let cache = out.join(".tools");
     // A previous mount left everything read-only: make it writable to replace it.
@@ -290,19 +327,33 @@ fn write_out(mounted: &[Mounted], opts: &Options<'_>) -> Result<(), CliError> {
         let body = serde_json::to_vec_pretty(&list).unwrap_or_default();
         write_file(&tools_file, &body, 0o444).map_err(|e| io(&tools_file, e))?;
         let mut cmd = format!(
-            "exec {} call --url {} --tools-file {}",
-            sh_quote(&exe.display().to_string()),
+            "exec \"$exe\" call --url {} --tools-file \"$here/.tools/\"{}",
             sh_quote(&rewrite_url(&m.url, opts.rewrite_host)),
-            sh_quote(&tools_file.display().to_string()),
+            sh_quote(&format!("{}.json", m.name)),
         );
         if let Some(k) = opts.key_file {
             let k = std::fs::canonicalize(k).map_err(|e| io(k, e))?;
-            cmd.push_str(&format!(
-                " --key-file {}",
-                sh_quote(&k.display().to_string())
-            ));
+            // A key file inside the folder moves with it.
+            match k.strip_prefix(out) {
+                Ok(rel) => cmd.push_str(&format!(
+                    " --key-file \"$here/\"{}",
+                    sh_quote(&rel.display().to_string())
+                )),
+                Err(_) => cmd.push_str(&format!(
+                    " --key-file {}",
+                    sh_quote(&k.display().to_string())
+                )),
+            }
         }
-        let script = format!("#!/bin/sh\n{cmd} {} \"$@\"\n", sh_quote(&m.name));
+        let script = format!(
+            "#!/bin/sh\n\
+             here=$(CDPATH= cd -- \"$(dirname -- \"$0\")\" && pwd) || exit 3\n\
+             exe=${{MCPGATE_BIN:-{exe}}}\n\
+             [ -x \"$exe\" ] || exe=mcpgate\n\
+             {cmd} {name} \"$@\"\n",
+            exe = sh_quote(&exe.display().to_string()),
+            name = sh_quote(&m.name)
+        );
         let path = out.join(&m.name);
         write_file(&path, script.as_bytes(), 0o555).map_err(|e| io(&path, e))?;
     }
@@ -350,6 +401,28 @@ mod tests {
         assert_eq!(
             rewrite_url("http://127.0.0.1:1/mcp", None),
             "http://127.0.0.1:1/mcp"
+        );
+    }
+
+    #[test]
+    fn regression_rewrite_host_with_a_port_never_merges_two_ports() {
+        let urls = ["http://127.0.0.1:8787/mcp", "http://127.0.0.1:9797/mcp"];
+        let err = check_rewrite_ports(&urls, Some("gw:9000")).expect_err("two ports, one target");
+        assert!(err.message.contains("8787, 9797"), "{}", err.message);
+        check_rewrite_ports(&urls, Some("gw")).expect("each URL keeps its port");
+        check_rewrite_ports(&urls[..1], Some("gw:9000")).expect("one port is fine");
+        check_rewrite_ports(
+            &[
+                "http://127.0.0.1:8787/mcp",
+                "https://remote.example:9797/mcp",
+            ],
+            Some("gw:9000"),
+        )
+        .expect("a remote URL is not rewritten");
+        assert_eq!(
+            rewrite_url(urls[1], Some("gw")),
+            "http://gw:9797/mcp",
+            "a host alone keeps the port"
         );
     }
 

@@ -40,9 +40,21 @@ impl CliError {
     }
 }
 
+/// Exit code of `call` and `tools` for a rate limit (HTTP 429, JSON-RPC -32029): retry later.
+pub(crate) const EXIT_RATE_LIMITED: u8 = 4;
+/// Exit code of `call` and `tools` for an exhausted compute-token balance (-32030).
+pub(crate) const EXIT_QUOTA_EXHAUSTED: u8 = 5;
+
 impl From<UpstreamError> for CliError {
     fn from(e: UpstreamError) -> CliError {
-        CliError::connection(e.to_string())
+        let code = match &e {
+            UpstreamError::Http { status: 429, .. } => EXIT_RATE_LIMITED,
+            _ => 3,
+        };
+        CliError {
+            code,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -77,16 +89,7 @@ impl Target {
                 key,
             });
         }
-        let path = match config {
-            Some(p) => p.to_path_buf(),
-            None if Path::new("mcpgate.toml").exists() => PathBuf::from("mcpgate.toml"),
-            None => {
-                return Err(CliError::usage(
-                    "say where the tools are: --url URL (a gateway; key from MCPGATE_KEY or --key-file) or --config FILE",
-                ));
-            }
-        };
-        let cfg = Config::load(&path).map_err(|e| CliError::usage(e.to_string()))?;
+        let (path, cfg) = load_config(config)?;
         let Some(server) = server else {
             return Err(CliError::usage("name a server from the config"));
         };
@@ -98,6 +101,16 @@ impl Target {
                 CliError::usage(format!("no server named {server:?} in {}", path.display()))
             })?;
         Ok(Target::Configured { spec: found.spec })
+    }
+
+    /// Every server of the config (`--config`, or ./mcpgate.toml), in order.
+    pub(crate) fn all_configured(config: Option<&Path>) -> Result<Vec<(String, Target)>, CliError> {
+        let (_, cfg) = load_config(config)?;
+        Ok(cfg
+            .servers
+            .into_iter()
+            .map(|s| (s.name, Target::Configured { spec: s.spec }))
+            .collect())
     }
 
     fn spec(&self) -> UpstreamSpec {
@@ -118,6 +131,21 @@ impl Target {
             },
         }
     }
+}
+
+/// The config `call`/`tools` read servers from: `--config`, or ./mcpgate.toml.
+fn load_config(config: Option<&Path>) -> Result<(PathBuf, Config), CliError> {
+    let path = match config {
+        Some(p) => p.to_path_buf(),
+        None if Path::new("mcpgate.toml").exists() => PathBuf::from("mcpgate.toml"),
+        None => {
+            return Err(CliError::usage(
+                "say where the tools are: --url URL (a gateway; key from MCPGATE_KEY or --key-file) or --config FILE",
+            ));
+        }
+    };
+    let cfg = Config::load(&path).map_err(|e| CliError::usage(e.to_string()))?;
+    Ok((path, cfg))
 }
 
 /// How long `mount`, `call` and `tools` wait for a gateway's upstreams to
@@ -173,8 +201,20 @@ impl Target {
     }
 }
 
+/// The server names a gateway's tool list shows (`SERVER<sep>TOOL`), sorted, once each.
+pub(crate) fn gateway_servers(tools: &[Value], separator: &str) -> Vec<String> {
+    let mut names: Vec<String> = tools
+        .iter()
+        .filter_map(|t| t.get("name")?.as_str()?.split_once(separator))
+        .map(|(server, _)| server.to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Scheme, host and port only: what errors may show of a URL.
-fn url_label(url: &str) -> String {
+pub(crate) fn url_label(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
         None => url.to_owned(),
@@ -213,6 +253,23 @@ impl Remote {
             saved: saved.map(|s| s.session_id),
             gateway: matches!(target, Target::Url { .. }),
         })
+    }
+
+    /// Whether the other end is an mcpgate gateway (its tools are `SERVER<sep>TOOL`):
+    /// what its `initialize` said, or for a resumed session whether every tool
+    /// carries the separator.
+    pub(crate) fn is_mcpgate(&self, tools: &[Value], separator: &str) -> bool {
+        match self.conn.init_info() {
+            Some(info) => info.server_name == "mcpgate",
+            None => {
+                !tools.is_empty()
+                    && tools.iter().all(|t| {
+                        t.get("name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| n.contains(separator))
+                    })
+            }
+        }
     }
 
     /// Saves the session for the next invocation if it changed.
@@ -292,6 +349,14 @@ fn rpc_error(e: Value) -> CliError {
         .to_owned();
     match code {
         -32602 | -32601 => CliError::usage(message),
+        mcpgate_proto::codes::RATE_LIMITED => CliError {
+            code: EXIT_RATE_LIMITED,
+            message,
+        },
+        mcpgate_proto::codes::QUOTA_EXHAUSTED => CliError {
+            code: EXIT_QUOTA_EXHAUSTED,
+            message,
+        },
         _ => CliError::connection(message),
     }
 }

@@ -36,16 +36,24 @@ pub(crate) enum WorkflowsCmd {
     /// List the workflows the key can see.
     List,
     /// Show one workflow's latest version.
-    Show { name: String },
+    Show {
+        /// The workflow's name.
+        name: String,
+    },
     /// Add (or replace, as a new version) a workflow from a TOML or JSON file;
     /// its name is the file's stem unless --name says otherwise.
     Add {
+        /// The workflow definition: a TOML or JSON file.
         file: PathBuf,
+        /// Store it under this name instead of the file's stem.
         #[arg(long)]
         name: Option<String>,
     },
     /// Delete a workflow (runs keep the version they ran).
-    Rm { name: String },
+    Rm {
+        /// The workflow's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -60,18 +68,28 @@ pub(crate) enum RunsCmd {
         workflow: Option<String>,
     },
     /// Show one run.
-    Show { id: String },
+    Show {
+        /// The run's id (printed by `mcpgate run`).
+        id: String,
+    },
     /// Print a run's log; with -f follow it until the run ends.
     Logs {
+        /// The run's id.
         id: String,
+        /// Keep printing new lines until the run ends.
         #[arg(short, long)]
         follow: bool,
     },
     /// Cancel a run.
-    Cancel { id: String },
+    Cancel {
+        /// The run's id.
+        id: String,
+    },
     /// List a run's artifacts; with --download DIR save them there.
     Artifacts {
+        /// The run's id.
         id: String,
+        /// Save every artifact into this directory (created if missing).
         #[arg(long)]
         download: Option<PathBuf>,
     },

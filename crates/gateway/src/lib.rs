@@ -13,5 +13,6 @@ pub use http::{EdgeLimits, bind, router, serve, serve_with};
 pub use mcp::admin;
 pub use mcp::health;
 pub use mcp::lifecycle::{probe, stop};
+pub use mcp::reload::{Reloaded, reload};
 pub use state::App;
 pub use state::startup::{open_store, prepare_store};

@@ -30,3 +30,4 @@ pub use error::UpstreamError;
 pub use handshake::InitInfo;
 pub use message::{Event, EventTx, Incoming, RelayTx, Reply};
 pub use spec::{TransportSpec, UpstreamSpec};
+pub use stdio::DEFAULT_ENV_PASSTHROUGH;

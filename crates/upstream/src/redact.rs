@@ -185,6 +185,7 @@ mod tests {
             command: "x".into(),
             args: vec![],
             env,
+            env_passthrough: vec![],
             cwd: None,
         }))
     }

@@ -25,6 +25,9 @@ pub enum TransportSpec {
         command: String,
         args: Vec<String>,
         env: BTreeMap<String, String>,
+        /// Names of the gateway's environment variables passed to the child
+        /// when set (besides `PATH`, `HOME` and `stdio::DEFAULT_ENV_PASSTHROUGH`).
+        env_passthrough: Vec<String>,
         cwd: Option<PathBuf>,
     },
     StreamableHttp {
@@ -47,12 +50,14 @@ impl std::fmt::Debug for TransportSpec {
                 command,
                 args,
                 env,
+                env_passthrough,
                 cwd,
             } => f
                 .debug_struct("Stdio")
                 .field("command", command)
                 .field("args", args)
                 .field("env", &env.keys().collect::<Vec<_>>())
+                .field("env_passthrough", env_passthrough)
                 .field("cwd", cwd)
                 .finish(),
             TransportSpec::StreamableHttp { url, headers }

@@ -1,9 +1,13 @@
 //! A stdio server: a child process speaking newline-delimited JSON-RPC. The
-//! child gets a cleared environment (only its configured variables plus `PATH`
-//! and `HOME`), runs in its own process group so that SIGTERM/SIGKILL reach
-//! grandchildren too (npx → node), and is always reaped. Its stderr goes to the
-//! gateway log, tagged with the server name, rate-limited, and with the
-//! server's configured `env` values masked (a child may print its environment).
+//! child gets a cleared environment: its configured variables, plus `PATH`,
+//! `HOME` and the [`DEFAULT_ENV_PASSTHROUGH`] set (proxies, CA bundles,
+//! locale) and its own `env_passthrough` names taken from the gateway's
+//! environment when set there. It runs in its own process group so that
+//! SIGTERM/SIGKILL reach grandchildren too (npx → node), and is always
+//! reaped. Its stderr goes to the gateway log, tagged with the server name,
+//! rate-limited, and with the server's configured `env` values masked (a child
+//! may print its environment); the last lines are kept, and a child that dies
+//! has them in the reason it closed, so a server that cannot start says why.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +28,53 @@ use mcpgate_proto::locks::lock;
 const MAX_LINE: usize = 64 << 20;
 /// stderr lines per second that reach the log before we start dropping.
 const STDERR_LINES_PER_SEC: u32 = 20;
+/// stderr lines kept for the error when the child dies, and their length cap.
+const TAIL_LINES: usize = 8;
+const TAIL_LINE_CHARS: usize = 300;
+/// How long a closing child's stderr is given to reach its end.
+const TAIL_WAIT: Duration = Duration::from_millis(500);
+
+/// Variables every stdio child gets from the gateway's environment when set
+/// there, besides `PATH` and `HOME`: what `npx`/`uvx` servers need behind a
+/// corporate proxy or a private CA, and the locale.
+pub const DEFAULT_ENV_PASSTHROUGH: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "LANG",
+    "LC_ALL",
+];
+
+/// The last lines a child wrote on stderr (secrets masked), and whether its
+/// stderr has ended.
+struct StderrTail {
+    lines: std::sync::Mutex<std::collections::VecDeque<String>>,
+    ended: tokio::sync::watch::Receiver<bool>,
+}
+
+impl StderrTail {
+    /// `reason`, followed by the last stderr lines once stderr has ended
+    /// (waiting at most [`TAIL_WAIT`]).
+    async fn explain(&self, reason: String) -> String {
+        let mut ended = self.ended.clone();
+        let _ = tokio::time::timeout(TAIL_WAIT, ended.wait_for(|e| *e)).await;
+        let lines = lock(&self.lines);
+        if lines.is_empty() {
+            return reason;
+        }
+        let tail: Vec<&str> = lines.iter().map(String::as_str).collect();
+        format!("{reason}; its last stderr lines: {}", tail.join(" | "))
+    }
+}
 
 pub(crate) struct Stdio {
     tx: mpsc::UnboundedSender<Vec<u8>>,
@@ -40,6 +91,7 @@ impl Stdio {
             command,
             args,
             env,
+            env_passthrough,
             cwd,
         } = &spec.transport
         else {
@@ -56,7 +108,12 @@ impl Stdio {
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        for key in ["PATH", "HOME"] {
+        let passed = ["PATH", "HOME"]
+            .iter()
+            .chain(DEFAULT_ENV_PASSTHROUGH)
+            .copied()
+            .chain(env_passthrough.iter().map(String::as_str));
+        for key in passed {
             if let Some(v) = std::env::var_os(key) {
                 cmd.env(key, v);
             }
@@ -90,7 +147,13 @@ impl Stdio {
             }
         });
 
+        let (tail_end_tx, tail_end_rx) = tokio::sync::watch::channel(false);
+        let tail = Arc::new(StderrTail {
+            lines: std::sync::Mutex::default(),
+            ended: tail_end_rx,
+        });
         let reader_routes = routes.clone();
+        let reader_tail = tail.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout);
             let mut buf = Vec::new();
@@ -126,13 +189,17 @@ impl Stdio {
                     }
                 }
             }
+            let reason = reader_tail
+                .explain("the process closed its stdout".into())
+                .await;
             // Give the reaper a moment to report the exit status, which says more.
             tokio::time::sleep(Duration::from_millis(50)).await;
-            reader_routes.mark_closed("the process closed its stdout".into());
+            reader_routes.mark_closed(reason);
         });
 
         let name = spec.name.clone();
         let secrets = routes.secrets().clone();
+        let stderr_tail = tail.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             let mut window = Instant::now();
@@ -147,12 +214,22 @@ impl Stdio {
                     dropped = 0;
                 }
                 count += 1;
+                let line = secrets.redact(&line);
                 if count <= STDERR_LINES_PER_SEC {
-                    tracing::info!(server = %name, "stderr: {}", secrets.redact(&line));
+                    tracing::info!(server = %name, "stderr: {line}");
                 } else {
                     dropped += 1;
                 }
+                let line = line.trim();
+                if !line.is_empty() {
+                    let mut kept = lock(&stderr_tail.lines);
+                    if kept.len() == TAIL_LINES {
+                        kept.pop_front();
+                    }
+                    kept.push_back(line.chars().take(TAIL_LINE_CHARS).collect());
+                }
             }
+            let _ = tail_end_tx.send(true);
         });
 
         let (kill_tx, kill_rx) = oneshot::channel::<Duration>();
@@ -161,7 +238,7 @@ impl Stdio {
         tokio::spawn(async move {
             let status = reap(&mut child, pid, kill_rx).await;
             let _ = exited_tx.send(true);
-            reaper_routes.mark_closed(status);
+            reaper_routes.mark_closed(tail.explain(status).await);
         });
 
         Ok(Stdio {

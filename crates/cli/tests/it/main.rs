@@ -6,6 +6,9 @@
 
 mod common;
 
+mod child_env;
+mod cli_edges;
+mod config_import;
 mod conformance;
 mod http_behaviour;
 mod inputs_and_records;
@@ -16,11 +19,13 @@ mod lifecycle;
 mod modern;
 mod protocol;
 mod relay;
+mod reload;
 mod runs_api;
 mod runs_claude;
 mod runs_codex;
 mod runs_gateway;
 mod runs_restart;
+mod stdio_bridge;
 mod tenancy;
 mod tidy;
 mod tool_commands;

@@ -2,7 +2,9 @@
 //! `mcpServers` (or `servers`) JSON file taken unchanged. Both are read into a
 //! JSON tree and walked by hand, so that every error names the file, the key
 //! and what is wrong, and unknown keys are reported instead of ignored.
-//! `${VAR}` in any string value is replaced from the environment.
+//! `${VAR}` in any string value is replaced from the environment. Other
+//! clients' JSON forms (JSONC, VS Code variables, `envFile`, Windsurf and
+//! Cline keys) are rewritten into mcpgate's first by `import.rs`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,7 +15,9 @@ use mcpgate_upstream::{TransportSpec, UpstreamSpec};
 use serde_json::{Map, Value};
 
 mod duration;
+mod import;
 mod runs;
+pub use import::{input_variable, provide_input, to_toml};
 mod tiers;
 pub use runs::{ModelConfig, ModelKind, RunBackend, RunsSettings};
 pub use tiers::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Rate, Rules, Tier, parse_rate};
@@ -153,6 +157,7 @@ const SERVER_KEYS: &[&str] = &[
     "disabled",
     "description",
     "envFile",
+    "env_passthrough",
     "gallery",
     "version",
 ];
@@ -171,14 +176,26 @@ impl Config {
     /// Parses config text as if it were read from `path` (relative paths resolve next to it).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let is_json =
-            path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+        let is_json = path
+            .extension()
+            .is_some_and(|e| e == "json" || e == "jsonc")
+            || text.trim_start().starts_with('{')
+            || text.trim_start().starts_with("//");
         let tree: Value = if is_json {
-            serde_json::from_str(text).map_err(|e| ConfigError {
-                file: file.clone(),
-                key: format!("line {} column {}", e.line(), e.column()),
-                message: format!("not valid JSON: {e}"),
-            })?
+            let mut tree =
+                serde_json::from_str(&import::strip_jsonc(text)).map_err(|e| ConfigError {
+                    file: file.clone(),
+                    key: format!("line {} column {}", e.line(), e.column()),
+                    message: format!("not valid JSON: {e}"),
+                })?;
+            if let Value::Object(top) = &mut tree {
+                for note in import::normalize_object(top, path) {
+                    if note.contains(" ignored: ") {
+                        tracing::warn!("{file}: {note}");
+                    }
+                }
+            }
+            tree
         } else {
             let table: toml::Table = toml::from_str(text).map_err(|e| {
                 let key = e
@@ -399,18 +416,38 @@ impl Walker {
                     Some(a) => self.strings(&k("args"), a)?,
                     None => Vec::new(),
                 };
-                let env = match t.get("env") {
+                let mut env = match t.get("env") {
                     Some(e) => self.string_map(&k("env"), e)?,
                     None => BTreeMap::new(),
                 };
+                // `envFile`'s values are taken literally; `env` wins over it.
+                if let Some(f) = t.get("envFile") {
+                    let f = self.base.join(self.string(&k("envFile"), f)?);
+                    let vars = import::read_env_file(&f).map_err(|m| self.err(&k("envFile"), m))?;
+                    for (name, value) in vars {
+                        env.entry(name).or_insert(value);
+                    }
+                }
                 let cwd = match t.get("cwd") {
                     Some(c) => Some(self.base.join(self.string(&k("cwd"), c)?)),
                     None => None,
                 };
+                let env_passthrough = self
+                    .opt_strings(t, "env_passthrough")
+                    .map_err(|e| self.rekey(e, &k("env_passthrough")))?;
+                if let Some(bad) = env_passthrough.iter().find(|n| {
+                    n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                }) {
+                    return Err(self.err(
+                        &k("env_passthrough"),
+                        format!("{bad:?} is not an environment variable name"),
+                    ));
+                }
                 TransportSpec::Stdio {
                     command,
                     args,
                     env,
+                    env_passthrough,
                     cwd,
                 }
             }
@@ -613,9 +650,13 @@ impl Walker {
     fn string(&self, key: &str, v: &Value) -> Result<String, ConfigError> {
         match v {
             Value::String(s) => expand_env(s).map_err(|var| {
+                let input = var
+                    .strip_prefix("MCPGATE_INPUT_")
+                    .map(|_| " (a VS Code ${input:...}: set it to the input's value)")
+                    .unwrap_or("");
                 self.err(
                     key,
-                    format!("refers to ${{{var}}}, which is not set in the environment"),
+                    format!("refers to ${{{var}}}, which is not set in the environment{input}"),
                 )
             }),
             _ => Err(self.err(key, format!("must be a string, found {}", type_name(v)))),
@@ -751,7 +792,10 @@ pub fn expand_env(s: &str) -> Result<String, String> {
             Some((n, d)) => (n, Some(d)),
             None => (var, None),
         };
-        match (std::env::var(name), default) {
+        let value = import::provided(name)
+            .ok_or(())
+            .or_else(|()| std::env::var(name));
+        match (value, default) {
             (Ok(v), _) => out.push_str(&v),
             (Err(_), Some(d)) => out.push_str(d),
             (Err(_), None) => return Err(name.to_owned()),

@@ -1,7 +1,8 @@
 //! The JSON admin API under `/admin/` (admin keys only, Origin checked as on
 //! `/mcp`): tenants, balances, keys, usage and audit. The operations and
 //! their validation are `mcp::admin`'s, shared with the CLI; this module only
-//! reads requests and writes answers.
+//! reads requests and writes answers. `POST /admin/reload` re-reads the config;
+//! `/admin/servers` lists, adds and removes servers (`mcp::servers`).
 
 use std::sync::Arc;
 
@@ -34,6 +35,82 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .route("/admin/keys/{id}", delete(revoke_key))
         .route("/admin/usage", get(usage))
         .route("/admin/audit", get(audit))
+        .route("/admin/reload", post(reload))
+        .route("/admin/servers", get(list_servers).post(add_server))
+        .route("/admin/servers/{name}", delete(remove_server))
+}
+
+/// `GET /admin/servers`: each server's state, as `/health` shows it to admins.
+async fn list_servers(State(app): State<Arc<App>>, h: HeaderMap) -> Answer {
+    admit_admin(&app, &h).await?;
+    let health = serde_json::to_value(crate::mcp::health::snapshot(&app)).unwrap_or_default();
+    done(
+        StatusCode::OK,
+        health.get("servers").cloned().unwrap_or_default(),
+    )
+}
+
+#[derive(Deserialize)]
+struct NewServer {
+    name: String,
+    /// The keys of a config file's `[servers.NAME]` table.
+    #[serde(flatten)]
+    table: serde_json::Map<String, serde_json::Value>,
+}
+
+fn server_change(e: crate::mcp::servers::ServerChangeError) -> Refusal {
+    use crate::mcp::servers::ServerChangeError as E;
+    match e {
+        E::Invalid(m) => AdminError::BadRequest(m),
+        E::Exists(_) => AdminError::Conflict(e.to_string()),
+        E::NotFound(_) => AdminError::NotFound(e.to_string()),
+    }
+    .into()
+}
+
+/// `POST /admin/servers` `{"name": ..., "command"|"url": ..., ...}`: validated
+/// as the config would be, then started; `201`.
+async fn add_server(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    b: Result<Json<NewServer>, JsonRejection>,
+) -> Answer {
+    admit_admin(&app, &h).await?;
+    let s = body(b)?;
+    crate::mcp::servers::add_table(&app, &s.name, &serde_json::Value::Object(s.table))
+        .await
+        .map_err(server_change)?;
+    done(StatusCode::CREATED, json!({ "added": s.name }))
+}
+
+/// `DELETE /admin/servers/{name}`: unpublished and stopped.
+async fn remove_server(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> Answer {
+    admit_admin(&app, &h).await?;
+    crate::mcp::servers::remove_named(&app, &name)
+        .await
+        .map_err(server_change)?;
+    done(StatusCode::OK, json!({ "removed": name }))
+}
+
+/// The config with the plans and tiers in force (a reload may have changed them).
+fn cfg_now(app: &App) -> crate::config::Config {
+    let mut cfg = app.cfg.clone();
+    cfg.policy = (*app.auth.policy()).clone();
+    cfg
+}
+
+/// `POST /admin/reload`: re-reads the config file (see `state::reload`); a
+/// refused one is a 400 naming the problem, and the running config stays.
+async fn reload(State(app): State<Arc<App>>, h: HeaderMap) -> Answer {
+    admit_admin(&app, &h).await?;
+    match crate::mcp::reload::reload(&app).await {
+        Ok(r) => done(StatusCode::OK, r),
+        Err(e) => Err(AdminError::BadRequest(e).into()),
+    }
 }
 
 type Answer = Result<Response, Refusal>;
@@ -74,7 +151,7 @@ async fn add_tenant(
 ) -> Answer {
     admit_admin(&app, &h).await?;
     let t = body(b)?;
-    check_plan(&app.cfg, &t.plan)?;
+    check_plan(&cfg_now(&app), &t.plan)?;
     let tenant = app
         .store
         .add_tenant(&t.name, &t.plan, t.balance, t.monthly_allowance)
@@ -93,7 +170,10 @@ async fn show_tenant(
         .tenant(&name)
         .await?
         .ok_or_else(|| AdminError::NotFound(format!("no tenant named '{name}'")))?;
-    done(StatusCode::OK, tenant_view(&app.cfg, &app.catalog(), t))
+    done(
+        StatusCode::OK,
+        tenant_view(&cfg_now(&app), &app.catalog(), t),
+    )
 }
 
 #[derive(Deserialize)]

@@ -84,7 +84,8 @@ fn parse_origin(origin: &str) -> Option<(&str, HostPort<'_>)> {
     Some((scheme, parse_host(rest).filter(|_| scheme_ok)?))
 }
 
-fn origin_allowed(app: &App, origin: &str) -> bool {
+/// Whether `origin` may call: loopback, or listed in `allowed_origins`.
+pub(crate) fn origin_allowed(app: &App, origin: &str) -> bool {
     let parsed = parse_origin(origin);
     if parsed
         .as_ref()

@@ -6,6 +6,7 @@
 
 mod admin;
 mod api;
+mod cors;
 mod edge;
 mod guard;
 mod health;
@@ -48,6 +49,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            cors::cors,
+        ))
         .layer(axum::middleware::map_request(host::host_rules))
         .with_state(app)
 }

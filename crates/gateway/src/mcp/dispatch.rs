@@ -228,13 +228,17 @@ fn not_routable(
     unknown: fn(String) -> CallError,
 ) -> CallError {
     let by_prefix = || {
-        app.servers.list.iter().find(|s| {
-            s.cfg.prefix == Prefix::Always
-                && lock(&s.state).status != Status::Ready
-                && name
-                    .strip_prefix(s.name.as_ref())
-                    .is_some_and(|rest| rest.starts_with(app.cfg.separator.as_str()))
-        })
+        app.servers
+            .all()
+            .iter()
+            .find(|s| {
+                s.cfg.prefix == Prefix::Always
+                    && lock(&s.state).status != Status::Ready
+                    && name
+                        .strip_prefix(s.name.as_ref())
+                        .is_some_and(|rest| rest.starts_with(app.cfg.separator.as_str()))
+            })
+            .cloned()
     };
     let owner = catalog
         .offline_owner(&name)

@@ -55,7 +55,7 @@ fn snapshot_now(app: &App) -> Health {
     let catalog = app.catalog();
     let servers: Vec<ServerHealth> = app
         .servers
-        .list
+        .all()
         .iter()
         .map(|s| {
             let st = lock(&s.state);
@@ -111,7 +111,7 @@ pub struct Readiness {
 pub fn readiness(app: &App) -> Readiness {
     let starting: Vec<String> = app
         .servers
-        .list
+        .all()
         .iter()
         .filter(|s| lock(&s.state).status == Status::Starting)
         .map(|s| s.name.to_string())
@@ -127,7 +127,7 @@ pub(crate) fn initialize_result(app: &App, version: &str) -> Box<RawValue> {
     let mut instructions = String::new();
     let mut known: Vec<serde_json::Value> = Vec::new();
     let mut unknown = false;
-    for s in &app.servers.list {
+    for s in app.servers.all().iter() {
         let st = lock(&s.state);
         match st.init.as_ref() {
             Some(init) => {

@@ -23,7 +23,7 @@ use mcpgate_proto::locks::lock;
 /// Starts every upstream's supervisor, the revocation watcher and the reaper
 /// of idle sessions, stale relayed requests and expired parked calls.
 pub(crate) fn start(app: &Arc<App>) {
-    for s in &app.servers.list {
+    for s in app.servers.all().iter() {
         tokio::spawn(supervise(app.clone(), s.clone()));
     }
     tokio::spawn(app.auth.clone().watch(app.shutdown.clone()));
@@ -48,7 +48,7 @@ pub async fn probe(app: &Arc<App>) {
     let deadline = Instant::now()
         + app
             .servers
-            .list
+            .all()
             .iter()
             .map(|s| s.cfg.spec.connect_timeout)
             .max()
@@ -67,7 +67,7 @@ pub async fn stop(app: &App) {
         s.end();
         close_private(&s).await;
     }
-    for s in &app.servers.list {
+    for s in app.servers.all().iter() {
         let conn = lock(&s.state).conn.clone();
         if let Some(c) = conn {
             c.close(Duration::from_secs(3)).await;

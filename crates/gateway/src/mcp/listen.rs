@@ -62,7 +62,7 @@ impl Drop for Unlisten {
 /// server, or opens or ends the listen stream that stands in for it on a
 /// server reached statelessly; true when the subscription is (or was) held.
 pub(crate) async fn subscription(app: &Arc<App>, server: &str, method: &str, uri: &str) -> bool {
-    let Some(srv) = app.server(server).cloned() else {
+    let Some(srv) = app.server(server) else {
         return false;
     };
     // `resources/subscribe` needs a session: a dual-era server takes it on its session-based connection.
@@ -171,7 +171,7 @@ pub(crate) async fn reaches_statelessly(
     server: &str,
     session: Option<&Arc<crate::state::sessions::Session>>,
 ) -> bool {
-    let Some(srv) = app.server(server).cloned() else {
+    let Some(srv) = app.server(server) else {
         return false;
     };
     connection_for(app, &srv, session)

@@ -55,7 +55,8 @@ pub(crate) async fn set_level(ctx: &Ctx, params: Option<&RawValue>) -> Result<()
 /// Brings every server's shared connection to the level its sessions want.
 pub(crate) async fn push_levels(app: &App) {
     let catalog = app.catalog();
-    let pushes = app.servers.list.iter().map(|s| push_one(app, s, &catalog));
+    let all = app.servers.all();
+    let pushes = all.iter().map(|s| push_one(app, s, &catalog));
     futures::future::join_all(pushes).await;
 }
 

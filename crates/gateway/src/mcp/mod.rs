@@ -20,6 +20,8 @@ pub(crate) mod modern;
 pub(crate) mod mrtr;
 pub(crate) mod params;
 pub(crate) mod relay;
+pub(crate) mod reload;
 pub(crate) mod runner;
 pub(crate) mod runs;
+pub(crate) mod servers;
 pub(crate) mod supervise;

@@ -48,18 +48,46 @@ fn shared_capabilities() -> Box<RawValue> {
     jsonrpc::to_raw(&serde_json::json!({"sampling": {}, "elicitation": {}}))
 }
 
+/// What the connection that lists a server's tools declares. A per-session
+/// server is listed once for every session, so it is listed as a client
+/// with every capability a session may bring (roots too): a tool that needs
+/// one is then listed, and each session's own connection, which declares
+/// that session's real capabilities, decides whether it can be called.
+fn discovery_capabilities(server: &Server) -> Box<RawValue> {
+    match server.cfg.isolation {
+        Isolation::PerSession => jsonrpc::to_raw(
+            &serde_json::json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}}),
+        ),
+        Isolation::Shared => shared_capabilities(),
+    }
+}
+
 /// Runs one shared server until shutdown.
 pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
     let mut backoff = Duration::from_millis(500);
+    // Until the gateway shuts down or this server is removed.
+    let halt = {
+        let (app, server) = (app.clone(), server.clone());
+        move || {
+            let (app, server) = (app.clone(), server.clone());
+            async move {
+                tokio::select! {
+                    _ = app.shutdown.cancelled() => {}
+                    _ = server.stop.cancelled() => {}
+                }
+            }
+        }
+    };
     loop {
-        if app.shutdown.is_cancelled() {
+        if app.shutdown.is_cancelled() || server.stop.is_cancelled() {
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
         // Connecting and listing are one step: a server is never published with
         // lists it could not give, and either failure backs off the same way.
         let connect_and_list = async {
-            let conn = Connection::connect(&server.cfg.spec, shared_capabilities(), tx).await?;
+            let conn =
+                Connection::connect(&server.cfg.spec, discovery_capabilities(&server), tx).await?;
             match fetch_lists(&conn).await {
                 Ok(lists) => Ok((conn, lists)),
                 Err(e) => {
@@ -70,7 +98,7 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
         };
         let attempt = tokio::select! {
             r = connect_and_list => r,
-            _ = app.shutdown.cancelled() => return,
+            _ = halt() => return,
         };
         match attempt {
             Ok((conn, lists)) => {
@@ -97,7 +125,7 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
                 ));
                 tokio::select! {
                     _ = conn.closed() => {}
-                    _ = app.shutdown.cancelled() => {
+                    _ = halt() => {
                         conn.close(Duration::from_secs(3)).await;
                         return;
                     }
@@ -133,7 +161,7 @@ pub(crate) async fn supervise(app: Arc<App>, server: Arc<Server>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = app.shutdown.cancelled() => return,
+            _ = halt() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::runs::{RunScope, Scopes};
 use crate::config::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Tier};
-use mcpgate_proto::locks::lock;
+use mcpgate_proto::locks::{lock, read, write};
 
 /// Who is calling: the tenant, the key it used (none when anonymous), and the tier its plan maps to.
 #[derive(Debug)]
@@ -75,11 +75,24 @@ struct Cached {
 pub(crate) struct Authenticator {
     mode: AuthMode,
     store: Store,
-    policy: Policy,
-    local: Arc<Principal>,
+    /// Plans and tiers: replaced whole by a config reload.
+    policy: std::sync::RwLock<Arc<Policy>>,
+    local: std::sync::RwLock<Arc<Principal>>,
     scopes: Scopes,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
     revision: AtomicI64,
+}
+
+/// The anonymous principal of `auth = "none"` under `policy`.
+fn local_principal(policy: &Policy) -> Arc<Principal> {
+    Arc::new(Principal {
+        tenant: Arc::from(LOCAL_TENANT),
+        key_id: None,
+        tier: policy
+            .tier_for_plan(LOCAL_PLAN)
+            .unwrap_or_else(|| Arc::new(Tier::unrestricted())),
+        run: None,
+    })
 }
 
 /// Keys verified and cached at most this many at once (a flood of distinct
@@ -93,19 +106,12 @@ impl Authenticator {
         policy: Policy,
         scopes: Scopes,
     ) -> Authenticator {
-        let local = Arc::new(Principal {
-            tenant: Arc::from(LOCAL_TENANT),
-            key_id: None,
-            tier: policy
-                .tier_for_plan(LOCAL_PLAN)
-                .unwrap_or_else(|| Arc::new(Tier::unrestricted())),
-            run: None,
-        });
+        let local = local_principal(&policy);
         Authenticator {
             mode,
             store,
-            policy,
-            local,
+            policy: std::sync::RwLock::new(Arc::new(policy)),
+            local: std::sync::RwLock::new(local),
             scopes,
             cache: Mutex::new(HashMap::new()),
             revision: AtomicI64::new(i64::MIN),
@@ -117,8 +123,22 @@ impl Authenticator {
     }
 
     /// The anonymous principal of `auth = "none"`.
-    pub(crate) fn local(&self) -> &Arc<Principal> {
-        &self.local
+    pub(crate) fn local(&self) -> Arc<Principal> {
+        read(&self.local).clone()
+    }
+
+    /// The plans and tiers in force.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        read(&self.policy).clone()
+    }
+
+    /// Puts a reloaded config's plans and tiers in force: the next request
+    /// of every key (cached ones too) is resolved under them.
+    pub(crate) fn set_policy(&self, policy: Policy) {
+        let local = local_principal(&policy);
+        *write(&self.policy) = Arc::new(policy);
+        *write(&self.local) = local;
+        lock(&self.cache).clear();
     }
 
     /// Step one of the chain: who is this? `authorization` is the raw
@@ -128,7 +148,7 @@ impl Authenticator {
         authorization: Option<&[u8]>,
     ) -> Result<Arc<Principal>, AuthError> {
         if self.mode == AuthMode::None {
-            return Ok(self.local.clone());
+            return Ok(self.local());
         }
         let token = bearer(authorization)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -153,8 +173,9 @@ impl Authenticator {
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?
             .ok_or_else(|| AuthError::UnknownTenant(tenant_name.clone()))?;
-        let tier = self.policy.tier_for_plan(&tenant.plan).ok_or_else(|| {
-            let msg = self.policy.unmapped_plan(&tenant.name, &tenant.plan);
+        let policy = self.policy();
+        let tier = policy.tier_for_plan(&tenant.plan).ok_or_else(|| {
+            let msg = policy.unmapped_plan(&tenant.name, &tenant.plan);
             tracing::error!("{msg}");
             AuthError::UnmappedPlan(msg)
         })?;

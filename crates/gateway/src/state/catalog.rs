@@ -262,8 +262,7 @@ impl Catalog {
         self.resource(uri).filter(|_| tier.resources.allows(uri))
     }
 
-    /// Computes what each tier sees, and logs it, so that a tier exposing
-    /// nothing is obvious at start-up rather than discovered by a user.
+    /// Computes what each tier sees ([`Catalog::log_tiers`] reports it).
     pub fn index_tiers<'t>(&mut self, tiers: impl IntoIterator<Item = &'t Tier>) {
         // The views change: pages built from the old ones go.
         self.pages
@@ -304,26 +303,50 @@ impl Catalog {
                 servers: Vec::new(),
             };
             view.servers = self.servers_behind(tier, &view.templates);
+            self.views.insert(tier.name.clone(), view);
+        }
+    }
+
+    /// Logs what each tier sees, so that a tier exposing nothing is obvious
+    /// at start-up rather than discovered by a user; with `previous`, only
+    /// the tiers whose counts changed since it. Called once the first
+    /// discovery has ended, not while upstreams are still starting.
+    pub fn log_tiers(&self, previous: Option<&Catalog>) {
+        let counts = |c: &Catalog, name: &str| {
+            c.views.get(name).map(|v| {
+                (
+                    v.tools.len(),
+                    v.prompts.len(),
+                    v.resources.len(),
+                    v.templates.len(),
+                    c.tools.len(),
+                )
+            })
+        };
+        let mut names: Vec<&String> = self.views.keys().collect();
+        names.sort();
+        for name in names {
+            let Some(now) = counts(self, name) else {
+                continue;
+            };
+            if previous.is_some_and(|p| counts(p, name) == Some(now)) {
+                continue;
+            }
+            let (tools, prompts, resources, templates, all_tools) = now;
             let msg = format!(
-                "tier '{}' exposes {} of {} tools, {} of {} prompts, {} of {} resources, {} of {} resource templates",
-                tier.name,
-                view.tools.len(),
-                self.tools.len(),
-                view.prompts.len(),
+                "tier '{name}' exposes {tools} of {all_tools} tools, {prompts} of {} prompts, \
+                 {resources} of {} resources, {templates} of {} resource templates",
                 self.prompts.len(),
-                view.resources.len(),
                 self.resources.len(),
-                view.templates.len(),
                 self.templates.len(),
             );
-            if view.tools.is_empty() && !self.tools.is_empty() {
+            if tools == 0 && all_tools > 0 {
                 tracing::warn!(
                     "{msg}; check its `tools` globs against the names in `mcpgate tools`"
                 );
             } else {
                 tracing::info!("{msg}");
             }
-            self.views.insert(tier.name.clone(), view);
         }
     }
 

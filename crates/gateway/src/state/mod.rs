@@ -76,7 +76,7 @@ impl App {
         ));
         let servers = Servers::new(&cfg);
         Arc::new(App {
-            log_levels: LogLevels::new(servers.list.iter().map(|s| &s.name)),
+            log_levels: LogLevels::new(servers.all().iter().map(|s| &s.name)),
             servers,
             runs: runs::RunsState::new(store.clone(), &cfg.data_dir, scopes),
             cfg,
@@ -93,7 +93,7 @@ impl App {
         })
     }
 
-    pub(crate) fn server(&self, name: &str) -> Option<&Arc<Server>> {
+    pub(crate) fn server(&self, name: &str) -> Option<Arc<Server>> {
         self.servers.get(name)
     }
 
@@ -106,13 +106,13 @@ impl App {
     /// follows from it, as one step (see `Servers::update`); with `notify`,
     /// every session and listener hears which lists changed.
     pub(crate) fn update_servers(&self, notify: bool, change: impl FnOnce()) {
-        let tiers = self
-            .cfg
-            .policy
+        let policy = self.auth.policy();
+        let local = self.auth.local();
+        let tiers = policy
             .tiers
             .values()
             .map(AsRef::as_ref)
-            .chain([self.auth.local().tier.as_ref()]);
+            .chain([local.tier.as_ref()]);
         let changed = self.servers.update(&self.cfg.separator, tiers, change);
         // A server (re)connected, or what tiers see changed: levels to send.
         self.log_levels.notify();
@@ -222,7 +222,7 @@ mod tests {
         let cfg = Config::parse(std::path::Path::new("t.toml"), &text).expect("config");
         let store = Store::open_in_dir(&dir).await.expect("store");
         let app = App::new(cfg, store);
-        for s in &app.servers.list {
+        for s in app.servers.all().iter() {
             app.update_servers(false, || {
                 let mut st = mcpgate_proto::locks::lock(&s.state);
                 st.status = servers::Status::Ready;

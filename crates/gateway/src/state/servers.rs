@@ -199,6 +199,8 @@ pub(crate) struct Server {
     /// the server offers both eras. The catalog is listed from the shared
     /// connection only. Locked while it is opened.
     pub session_conn: tokio::sync::Mutex<SessionConn>,
+    /// Cancelled when the server is removed at runtime: its supervisor stops.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// A stateless server's session-based connection (see `Server::session_conn`).
@@ -227,6 +229,7 @@ impl Server {
             instances: AtomicUsize::new(0),
             breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown),
             session_conn: tokio::sync::Mutex::new(SessionConn::Untried),
+            stop: tokio_util::sync::CancellationToken::new(),
             cfg,
         }
     }
@@ -293,11 +296,14 @@ impl Changed {
 
 /// Every configured server, and the catalog published from their states.
 pub(crate) struct Servers {
-    pub(crate) list: Vec<Arc<Server>>,
+    /// The servers, replaced whole when one is added or removed at runtime.
+    list: RwLock<Arc<Vec<Arc<Server>>>>,
     catalog: RwLock<Arc<Catalog>>,
     /// The last catalog generation. Held for the whole of a rebuild, so two
     /// servers becoming ready at once cannot publish an older snapshot last.
     generation: Mutex<u64>,
+    /// Whether the tiers' counts were logged (once the first discovery ended).
+    tiers_logged: std::sync::atomic::AtomicBool,
 }
 
 /// One server as the catalog sees it: ready?, name, prefix rule, last lists.
@@ -306,19 +312,52 @@ type Snapshot = (bool, Arc<str>, Prefix, ServerLists);
 impl Servers {
     pub(crate) fn new(cfg: &Config) -> Servers {
         Servers {
-            list: cfg
-                .servers
-                .iter()
-                .cloned()
-                .map(|s| Arc::new(Server::new(s)))
-                .collect(),
+            list: RwLock::new(Arc::new(
+                cfg.servers
+                    .iter()
+                    .cloned()
+                    .map(|s| Arc::new(Server::new(s)))
+                    .collect(),
+            )),
             catalog: RwLock::new(Arc::new(Catalog::default())),
             generation: Mutex::new(0),
+            tiers_logged: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Server>> {
-        self.list.iter().find(|s| s.name.as_ref() == name)
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Server>> {
+        read(&self.list)
+            .iter()
+            .find(|s| s.name.as_ref() == name)
+            .cloned()
+    }
+
+    /// Every server, as of now.
+    pub(crate) fn all(&self) -> Arc<Vec<Arc<Server>>> {
+        read(&self.list).clone()
+    }
+
+    /// Adds a server (call inside [`Servers::update`]'s change); `false` if
+    /// the name is taken.
+    pub(crate) fn insert(&self, server: Arc<Server>) -> bool {
+        let mut list = write(&self.list);
+        if list.iter().any(|s| s.name == server.name) {
+            return false;
+        }
+        let mut next = list.as_ref().clone();
+        next.push(server);
+        *list = Arc::new(next);
+        true
+    }
+
+    /// Removes a server by name (call inside [`Servers::update`]'s change).
+    pub(crate) fn take(&self, name: &str) -> Option<Arc<Server>> {
+        let mut list = write(&self.list);
+        let at = list.iter().position(|s| s.name.as_ref() == name)?;
+        let mut next = list.as_ref().clone();
+        let gone = next.remove(at);
+        *list = Arc::new(next);
+        Some(gone)
     }
 
     pub(crate) fn catalog(&self) -> Arc<Catalog> {
@@ -337,8 +376,8 @@ impl Servers {
         change();
         *last += 1;
         let generation = *last;
-        let snapshot: Vec<Snapshot> = self
-            .list
+        let list = self.all();
+        let snapshot: Vec<Snapshot> = list
             .iter()
             .map(|s| {
                 let st = lock(&s.state);
@@ -359,6 +398,17 @@ impl Servers {
         new.index_tiers(tiers);
         let new = Arc::new(new);
         let old = std::mem::replace(&mut *write(&self.catalog), new.clone());
+        // While upstreams start, every one that comes up rebuilds the catalog:
+        // the tiers' counts are logged once that first discovery has ended,
+        // then only when they change.
+        let starting = list
+            .iter()
+            .any(|s| lock(&s.state).status == Status::Starting);
+        if !starting {
+            use std::sync::atomic::Ordering;
+            let first = !self.tiers_logged.swap(true, Ordering::AcqRel);
+            new.log_tiers(if first { None } else { Some(&old) });
+        }
         let changed = |a: &[Box<RawValue>], b: &[Box<RawValue>]| {
             a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.get() != y.get())
         };
@@ -379,7 +429,7 @@ impl Servers {
 
     /// Whether some server has not finished its first connection attempt.
     pub(crate) fn any_starting(&self) -> bool {
-        self.list
+        self.all()
             .iter()
             .any(|s| lock(&s.state).status == Status::Starting)
     }
@@ -497,12 +547,12 @@ mod tests {
             std::thread::spawn(move || {
                 started_rx.recv().expect("writer started");
                 servers.consistent(|| {
-                    let ready = lock(&servers.list[0].state).status == Status::Ready;
+                    let ready = lock(&servers.all()[0].state).status == Status::Ready;
                     (ready, servers.catalog().tool("a__echo").is_some())
                 })
             })
         };
-        let server = servers.list[0].clone();
+        let server = servers.all()[0].clone();
         servers.update("__", [], || {
             let mut st = lock(&server.state);
             st.status = Status::Ready;
