@@ -16,6 +16,7 @@ mod modern;
 mod openapi;
 mod refusal;
 mod sse;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(admin::router())
         .merge(api::router())
         .route("/api/v1/openapi.json", get(openapi::serve))
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::map_request(host::host_rules))
