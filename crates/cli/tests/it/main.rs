@@ -24,4 +24,5 @@ mod runs_restart;
 mod tenancy;
 mod tidy;
 mod tool_commands;
+mod ui_browser;
 mod upstream_http;

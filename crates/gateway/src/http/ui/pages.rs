@@ -291,7 +291,7 @@ async fn tenants_page(
     b.push_str("</tbody></table></div>");
     let options: String = tenants
         .iter()
-        .map(|t| format!("<option>{}</option>", esc(&t.name)))
+        .map(|t| format!("<option value=\"{n}\">{n}</option>", n = esc(&t.name)))
         .collect();
     let _ = write!(
         b,

@@ -5,6 +5,8 @@
 //! status filter, a run's page (facts, cost, model tokens, artifacts to
 //! download, cancel) whose log the script follows over
 //! `/ui/runs/{id}/events` (the API's SSE log, with `Last-Event-ID`).
+//! A form with errors comes back as the page again (200, so the browser's
+//! console stays clean) with each error beside its field.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -519,8 +521,7 @@ pub(crate) async fn create_workflow(
         Ok(w) => Ok(see_other(&format!("/ui/workflows/{}", url_part(&w.name)))),
         Err(errors) => {
             let f = workflow_form(&s, "/ui/workflows", None, &form_values(&form), &errors);
-            let mut r = s.page("New workflow", &format!("<h1>New workflow</h1>{f}"));
-            *r.status_mut() = StatusCode::BAD_REQUEST;
+            let r = s.page("New workflow", &format!("<h1>New workflow</h1>{f}"));
             Ok(r)
         }
     }
@@ -643,9 +644,7 @@ pub(crate) async fn edit_workflow(
     match result {
         Ok(_) => Ok(see_other(&format!("/ui/workflows/{}", url_part(&name)))),
         Err(errors) => {
-            let mut r =
-                workflow_page(&app, &s, &w, Some((form_values(&form), errors)), None).await?;
-            *r.status_mut() = StatusCode::BAD_REQUEST;
+            let r = workflow_page(&app, &s, &w, Some((form_values(&form), errors)), None).await?;
             Ok(r)
         }
     }
@@ -680,8 +679,7 @@ pub(crate) async fn submit(
             url_part(run.id.as_str())
         ))),
         Err(e) => {
-            let mut r = workflow_page(&app, &s, &w, None, Some(&e)).await?;
-            *r.status_mut() = StatusCode::BAD_REQUEST;
+            let r = workflow_page(&app, &s, &w, None, Some(&e)).await?;
             Ok(r)
         }
     }

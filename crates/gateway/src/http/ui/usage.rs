@@ -131,10 +131,12 @@ impl Chart<'_> {
         for (i, label) in self.labels.iter().enumerate() {
             let every = (n / 6).max(1);
             if i % every == 0 {
+                let x = left + i as f64 * bar;
+                let anchor = if x > w - 90.0 { "end" } else { "start" };
                 let _ = write!(
                     b,
-                    "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" fill=\"#333\">{}</text>",
-                    left + i as f64 * bar,
+                    "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" fill=\"#333\" text-anchor=\"{anchor}\">{}</text>",
+                    if anchor == "end" { w - 8.0 } else { x },
                     h - 6.0,
                     esc(label)
                 );
