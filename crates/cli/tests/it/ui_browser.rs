@@ -154,6 +154,8 @@ async fn ui_in_a_real_browser() {
             .await;
     }
     let acme_key = create_key(&b, &base, "acme").await;
+    // The copy button copies (or selects) the key without a console error.
+    b.click("button[data-copy=\"new-key\"]").await;
     shoot(&b, "tenants").await;
     let beta_key = create_key(&b, &base, "beta").await;
 
@@ -223,6 +225,37 @@ async fn ui_in_a_real_browser() {
     let got = std::fs::read_to_string(&file).expect("artifact");
     assert!(got.starts_with("made by"), "{got}");
 
+    // The log the page follows resumes after an event id (a dropped
+    // connection's Last-Event-ID), with the browser's own session cookie.
+    let session = b.cookie("mcpgate_ui").await.expect("session cookie");
+    let http = http_client(Duration::from_secs(30));
+    let resumed = http
+        .get(format!("{base}/ui/runs/{run}/events"))
+        .header("cookie", format!("mcpgate_ui={session}"))
+        .header("last-event-id", "4")
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(resumed.status().as_u16(), 200);
+    let text = resumed.text().await.expect("events body");
+    let ids: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    assert_eq!(ids.first(), Some(&5), "resumes after event 4: {text}");
+    assert!(
+        !text.contains("[run] queued") && text.contains("line 6"),
+        "{text}"
+    );
+    // Without the session cookie the stream is not served.
+    let anon = http
+        .get(format!("{base}/ui/runs/{run}/events"))
+        .send()
+        .await
+        .expect("events");
+    assert!(!anon.status().is_success() || anon.url().path() == "/ui/login");
+
     // A second run, cancelled from its page.
     let slow = fire(&b, &base, "slow").await;
     b.find("#cancel").await;
@@ -275,6 +308,46 @@ async fn ui_in_a_real_browser() {
     b.goto(&format!("{base}/ui/audit?tenant=acme")).await;
     assert!(b.text("#audit").await.contains("fx__echo"));
     shoot(&b, "audit").await;
+    // The export links carry the filters.
+    let href = b.attr("#export-csv", "href").await.expect("csv link");
+    assert!(href.contains("tenant=acme"), "{href}");
+    let get = |path: String| {
+        let http = http.clone();
+        let cookie = format!("mcpgate_ui={session}");
+        async move {
+            let r = http
+                .get(path)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("export");
+            assert_eq!(r.status().as_u16(), 200);
+            r.text().await.expect("export body")
+        }
+    };
+    let csv = get(format!(
+        "{base}/ui/audit/export?format=csv&tenant=acme&tool=fx__echo"
+    ))
+    .await;
+    assert!(csv.starts_with("id,time_ms,tenant,"), "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        4,
+        "a header and the three calls: {csv}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&get(format!("{base}/ui/audit/export?format=json&tenant=acme")).await)
+            .expect("JSON export");
+    assert_eq!(json.as_array().map(Vec::len), Some(3), "{json}");
+    assert!(
+        json[0]["name"] == "fx__echo" && json[0]["outcome"] == "ok",
+        "{json}"
+    );
+    let none = get(format!(
+        "{base}/ui/audit/export?format=json&tenant=acme&outcome=error"
+    ))
+    .await;
+    assert_eq!(none.trim(), "[]");
 
     // Nothing went wrong in the console so far.
     let console = b.console().await;

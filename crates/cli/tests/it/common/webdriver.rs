@@ -200,6 +200,13 @@ impl Browser {
             .await
     }
 
+    /// A cookie's value (WebDriver sees HttpOnly cookies too).
+    pub async fn cookie(&self, name: &str) -> Option<String> {
+        let url = format!("{}/session/{}/cookie/{name}", self.base, self.session);
+        let v = send(self.http.get(&url), None).await.ok()?;
+        v["value"]["value"].as_str().map(str::to_owned)
+    }
+
     pub async fn resize(&self, width: u32, height: u32) {
         self.post("/window/rect", json!({"width": width, "height": height}))
             .await;

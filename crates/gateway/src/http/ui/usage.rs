@@ -66,6 +66,33 @@ pub(crate) struct UsageQuery {
     bucket: Option<String>,
     by: Option<String>,
     tenant: Option<String>,
+    /// A date range instead of `range`: `YYYY-MM-DD`, UTC, both days included.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `YYYY-MM-DD` as ms since the epoch at 00:00 UTC.
+fn date_ms(field: &str, v: &str) -> Result<i64, UiError> {
+    let bad = || UiError::bad(format!("{field} {v:?}: a date as YYYY-MM-DD"));
+    let mut parts = v.trim().splitn(3, '-').map(str::parse::<i64>);
+    let (Some(Ok(y)), Some(Ok(m)), Some(Ok(d))) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant's algorithm), the inverse of `civil`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    if super::civil(days) != (if m <= 2 { y + 1 } else { y }, m as u32, d as u32) {
+        return Err(bad());
+    }
+    Ok(days * DAY)
 }
 
 /// One stacked bar chart: values per bucket per series.
@@ -192,15 +219,6 @@ pub(crate) async fn usage(
 ) -> Page {
     let range = q.range.as_deref().unwrap_or("24h");
     let span = range_ms(range)?.unwrap_or(365 * DAY);
-    let bucket = q
-        .bucket
-        .as_deref()
-        .unwrap_or(if span <= 2 * DAY { "hour" } else { "day" });
-    let step = match bucket {
-        "hour" => HOUR,
-        "day" => DAY,
-        other => return Err(UiError::bad(format!("bucket {other:?}: hour or day"))),
-    };
     let by = q.by.as_deref().unwrap_or("tenant");
     if !["tenant", "tool", "key"].contains(&by) {
         return Err(UiError::bad(format!("by {by:?}: tenant, tool or key")));
@@ -209,9 +227,38 @@ pub(crate) async fn usage(
         Some(t) => Some(t.to_owned()),
         None => q.tenant.filter(|t| !t.is_empty()),
     };
-    let now = now_ms();
-    let first = (now - span).div_euclid(step) * step;
-    let n = ((now - first) / step + 1).clamp(1, 2000) as usize;
+    let from = q.from.as_deref().filter(|v| !v.is_empty());
+    let to = q.to.as_deref().filter(|v| !v.is_empty());
+    let (start, end) = match (from, to) {
+        (None, None) => (now_ms() - span, now_ms()),
+        (f, t) => {
+            let end = match t {
+                Some(t) => date_ms("to", t)? + DAY - 1,
+                None => now_ms(),
+            };
+            let start = match f {
+                Some(f) => date_ms("from", f)?,
+                None => end - span,
+            };
+            if start > end {
+                return Err(UiError::bad("from: the range starts after it ends"));
+            }
+            (start, end)
+        }
+    };
+    let bucket = q.bucket.as_deref().unwrap_or(if end - start <= 2 * DAY {
+        "hour"
+    } else {
+        "day"
+    });
+    let step = match bucket {
+        "hour" => HOUR,
+        "day" => DAY,
+        other => return Err(UiError::bad(format!("bucket {other:?}: hour or day"))),
+    };
+    let first = start.div_euclid(step) * step;
+    let n = ((end - first) / step + 1).clamp(1, 2000) as usize;
+    let now = end;
     let rows = app
         .store
         .audit(&AuditFilter {
@@ -222,6 +269,7 @@ pub(crate) async fn usage(
             run: None,
         })
         .await?;
+    let rows: Vec<AuditRecord> = rows.into_iter().filter(|r| r.ts_ms <= now).collect();
     let labels: Vec<String> = (0..n)
         .map(|i| {
             let t = when(first + i as i64 * step);
@@ -267,6 +315,12 @@ pub(crate) async fn usage(
             esc(tenant.as_deref().unwrap_or(""))
         );
     }
+    let _ = write!(
+        b,
+        "<div><label for=\"u-from\">From (date, UTC)</label><input id=\"u-from\" name=\"from\" type=\"date\" value=\"{}\"></div><div><label for=\"u-to\">To (date, UTC)</label><input id=\"u-to\" name=\"to\" type=\"date\" value=\"{}\"></div>",
+        esc(from.unwrap_or("")),
+        esc(to.unwrap_or(""))
+    );
     b.push_str("<div><button type=\"submit\">Show</button></div></form>");
     b.push_str(
         &Chart {
@@ -549,6 +603,16 @@ pub(crate) async fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_days_since_the_epoch() {
+        assert_eq!(date_ms("from", "1970-01-01").ok(), Some(0));
+        assert_eq!(date_ms("from", "2000-03-01").ok(), Some(11_017 * DAY));
+        assert_eq!(date_ms("from", "2024-02-29").ok(), Some(19_782 * DAY));
+        for bad in ["2023-02-29", "2024-13-01", "yesterday", "2024-1", ""] {
+            assert!(date_ms("from", bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn csv_quotes_and_defuses_formulas() {
