@@ -256,6 +256,30 @@ async fn ui_in_a_real_browser() {
         .expect("events");
     assert!(!anon.status().is_success() || anon.url().path() == "/ui/login");
 
+    // Every page of a run and workflow carries the CSP, the download too.
+    for path in [
+        format!("/ui/runs/{run}"),
+        format!("/ui/runs/{run}/artifacts/out/report.txt"),
+        "/ui/workflows/hello".to_owned(),
+    ] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .header("cookie", format!("mcpgate_ui={session}"))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let csp = r
+            .headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{path}: {csp}"
+        );
+    }
+
     // A second run, cancelled from its page.
     let slow = fire(&b, &base, "slow").await;
     b.find("#cancel").await;

@@ -127,7 +127,7 @@ impl UiError {
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let body = format!(
-            "<main><h1>{}</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/ui/\">Back to the overview</a></p></main>",
+            "<main id=\"main\"><h1>{}</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/ui/\">Back to the overview</a></p></main>",
             self.status.as_u16(),
             esc(&self.message)
         );
@@ -225,7 +225,7 @@ impl Signed {
             "</ul><form method=\"post\" action=\"/ui/logout\" class=\"signout\">{}<span class=\"who\">{who}</span> <button type=\"submit\">Sign out</button></form></nav>",
             self.csrf_field()
         );
-        html_doc(title, &nav, &format!("<main>{body}</main>")).into_response()
+        html_doc(title, &nav, &format!("<main id=\"main\">{body}</main>")).into_response()
     }
 
     /// The hidden field every form carries.
@@ -400,7 +400,7 @@ pub(crate) fn civil(days: i64) -> (i64, u32, u32) {
 /// A whole HTML document: the stylesheet and the script from `/ui/assets/`.
 pub(crate) fn html_doc(title: &str, nav: &str, body: &str) -> Response {
     let doc = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · mcpgate</title><link rel=\"stylesheet\" href=\"/ui/assets/ui.css\"><link rel=\"icon\" href=\"/ui/assets/icon.svg\"><script src=\"/ui/assets/ui.js\" defer></script></head><body><header><a class=\"brand\" href=\"/ui/\">mcpgate</a>{nav}</header>{body}</body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · mcpgate</title><link rel=\"stylesheet\" href=\"/ui/assets/ui.css\"><link rel=\"icon\" href=\"/ui/assets/icon.svg\"><script src=\"/ui/assets/ui.js\" defer></script></head><body><a class=\"skip\" href=\"#main\">Skip to content</a><header><a class=\"brand\" href=\"/ui/\">mcpgate</a>{nav}</header>{body}</body></html>",
         esc(title)
     );
     let mut r = Response::new(Body::from(doc));

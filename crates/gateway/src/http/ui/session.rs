@@ -28,7 +28,7 @@ fn login_form(error: Option<&str>) -> String {
         })
         .unwrap_or_default();
     format!(
-        "<main class=\"narrow\"><h1>Sign in</h1>{error}<form method=\"post\" action=\"/ui/login\"><label for=\"key\">API key (admin or tenant)</label><input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"current-password\" required autofocus><button type=\"submit\">Sign in</button></form><p class=\"hint\">The key is checked by the gateway and kept there; your browser only holds a session cookie.</p></main>"
+        "<main id=\"main\" class=\"narrow\"><h1>Sign in</h1>{error}<form method=\"post\" action=\"/ui/login\"><label for=\"key\">API key (admin or tenant)</label><input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"current-password\" required autofocus><button type=\"submit\">Sign in</button></form><p class=\"hint\">The key is checked by the gateway and kept there; your browser only holds a session cookie.</p></main>"
     )
 }
 
