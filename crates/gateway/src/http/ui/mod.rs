@@ -131,7 +131,9 @@ impl IntoResponse for UiError {
             self.status.as_u16(),
             esc(&self.message)
         );
-        (self.status, html_doc("Error", "", &body)).into_response()
+        // No session at hand here: the links, without sign-out (the overview has it).
+        let nav = "<nav aria-label=\"Main\"><ul><li><a href=\"/ui/\">Overview</a></li><li><a href=\"/ui/workflows\">Workflows</a></li><li><a href=\"/ui/runs\">Runs</a></li></ul></nav>";
+        (self.status, html_doc("Error", nav, &body)).into_response()
     }
 }
 

@@ -61,7 +61,8 @@
     var say = function (t) { if (status) status.textContent = t; };
     es.onopen = function () { say(startedFinal ? "log" : "following live"); };
     es.onerror = function () {
-      if (es.readyState !== EventSource.CLOSED) say("reconnecting…");
+      // The browser reconnects by itself, sending Last-Event-ID; a refusal closes it.
+      say(es.readyState === EventSource.CLOSED ? "the log is not available" : "reconnecting…");
     };
     es.onmessage = function (m) {
       var ev;
