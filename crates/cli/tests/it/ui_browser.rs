@@ -140,7 +140,15 @@ async fn ui_in_a_real_browser() {
     );
     shoot(&b, "overview").await;
     b.goto(&format!("{base}/ui/servers")).await;
-    assert!(b.text("main").await.contains("fx__echo"));
+    let servers = b.text("main").await;
+    assert!(
+        servers.contains("fx__echo") && servers.contains("ready"),
+        "{servers}"
+    );
+    assert!(
+        b.text("main table").await.contains("pro"),
+        "the tier that sees the tool"
+    );
     shoot(&b, "servers").await;
 
     // Tenants and keys, made in the page.
@@ -289,6 +297,11 @@ async fn ui_in_a_real_browser() {
         Duration::from_secs(30),
     )
     .await;
+    // The overview counts it in flight.
+    b.goto(&format!("{base}/ui/")).await;
+    assert_eq!(b.text("#in-flight").await, "1");
+    assert!(b.text("main").await.contains(&slow));
+    b.goto(&format!("{base}/ui/runs/{slow}")).await;
     b.click_and_load("#cancel").await;
     b.wait_for(
         "the cancel to land",

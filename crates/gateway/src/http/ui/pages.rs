@@ -149,60 +149,75 @@ pub(crate) async fn servers(State(app): State<Arc<App>>, s: Signed) -> Page {
     if mine.is_some() {
         b.push_str("<p class=\"hint\">The tools your tenant's tier sees.</p>");
     }
-    let mut current: Option<&str> = None;
-    let mut count = 0;
-    for (server, t) in &rows {
-        if let Some(tier) = &mine
-            && !tier.tools.allows(&t.name)
-        {
+    let health = snapshot(&app);
+    let mut shown = 0;
+    for sv in &health.servers {
+        let tools: Vec<&ToolRow> = rows
+            .iter()
+            .filter(|(server, t)| {
+                *server == sv.name && mine.as_ref().is_none_or(|tier| tier.tools.allows(&t.name))
+            })
+            .map(|(_, t)| t)
+            .collect();
+        if mine.is_some() && tools.is_empty() {
             continue;
         }
-        if current != Some(server.as_str()) {
-            if current.is_some() {
-                b.push_str("</tbody></table></div>");
-            }
-            current = Some(server.as_str());
+        shown += 1;
+        let status = serde_json::to_value(sv.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if mine.is_none() {
             let _ = write!(
                 b,
-                "<h2>{}</h2><div class=\"scroll\"><table><thead><tr><th scope=\"col\">Tool</th><th scope=\"col\">Description and input schema</th>{}</tr></thead><tbody>",
-                esc(server),
-                if mine.is_none() {
-                    "<th scope=\"col\">Tiers that see it</th>"
-                } else {
-                    ""
-                }
+                "<h2>{} <span class=\"status-{status}\">{status}</span></h2>",
+                esc(&sv.name)
             );
-        }
-        count += 1;
-        let seen_by = if mine.is_none() {
-            let names: Vec<&str> = tiers
-                .iter()
-                .filter(|tier| tier.tools.allows(&t.name))
-                .map(|tier| tier.name.as_str())
-                .collect();
-            format!(
-                "<td>{}</td>",
-                if names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    esc(&names.join(", "))
-                }
-            )
         } else {
-            String::new()
-        };
+            let _ = write!(b, "<h2>{}</h2>", esc(&sv.name));
+        }
+        if tools.is_empty() {
+            b.push_str("<p>No tools listed.</p>");
+            continue;
+        }
         let _ = write!(
             b,
-            "<tr><td><code>{}</code></td><td>{}<details><summary>Input schema</summary><pre>{}</pre></details></td>{seen_by}</tr>",
-            esc(&t.name),
-            esc(&t.description),
-            esc(&t.schema)
+            "<div class=\"scroll\"><table><thead><tr><th scope=\"col\">Tool</th><th scope=\"col\">Description and input schema</th>{}</tr></thead><tbody>",
+            if mine.is_none() {
+                "<th scope=\"col\">Tiers that see it</th>"
+            } else {
+                ""
+            }
         );
-    }
-    if current.is_some() {
+        for t in tools {
+            let seen_by = if mine.is_none() {
+                let names: Vec<&str> = tiers
+                    .iter()
+                    .filter(|tier| tier.tools.allows(&t.name))
+                    .map(|tier| tier.name.as_str())
+                    .collect();
+                format!(
+                    "<td>{}</td>",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        esc(&names.join(", "))
+                    }
+                )
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                b,
+                "<tr><td><code>{}</code></td><td>{}<details><summary>Input schema</summary><pre>{}</pre></details></td>{seen_by}</tr>",
+                esc(&t.name),
+                esc(&t.description),
+                esc(&t.schema)
+            );
+        }
         b.push_str("</tbody></table></div>");
     }
-    if count == 0 {
+    if shown == 0 {
         b.push_str("<p>No tools to show.</p>");
     }
     Ok(s.page("Servers", &b))
