@@ -7,12 +7,15 @@
 //! run, sees the usage chart grow after tool calls, checks that a tenant's
 //! key sees neither another tenant's runs nor the tenants page, and that the
 //! console stayed clean. Screenshots of every page at desktop and phone
-//! width go to `target/ui-screenshots/`.
+//! width go to `target/ui-screenshots/`. A second test runs the real Claude
+//! Code CLI against the MOCK model (`mcpgate-mock-model`) and checks that
+//! the page sets the agent's tool calls and results apart from its output.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::common::admin::*;
+use crate::common::runs::{KEYED_PRO, mock_model};
 use crate::common::webdriver::{Browser, available};
 use crate::common::*;
 
@@ -421,6 +424,116 @@ async fn ui_in_a_real_browser() {
     assert_eq!(b.text("#run-state").await, "succeeded");
     b.goto(&format!("{base}/ui/workflows/new")).await;
     shoot(&b, "workflow-new").await;
+    let console = b.console().await;
+    let bad: Vec<_> = console.iter().filter(|(l, _)| l == "SEVERE").collect();
+    assert!(bad.is_empty(), "console errors: {bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peers tier: needs Debian chromium and chromium-driver, Claude Code from tests/interop, bubblewrap"]
+async fn ui_sets_an_agents_tool_calls_apart_in_the_live_log() {
+    if let Err(why) = available() {
+        panic!("{why}");
+    }
+    let claude = interop_dir().join("node_modules/.bin/claude");
+    assert!(
+        claude.exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        claude.display()
+    );
+    let dir = TempDir::new("ui-agent");
+    let record = dir.0.join("model-requests.jsonl");
+    let (_mock, model_url) = mock_model(
+        &record,
+        &[
+            "--tool",
+            "mcp__mcpgate__fx__echo",
+            "--tool-input",
+            &serde_json::json!({"message": "page-word"}).to_string(),
+            "--write-file",
+            "out.txt",
+        ],
+    );
+    let key_file = dir.0.join("model.key");
+    std::fs::write(&key_file, "sk-mock").expect("key file");
+    let config = format!(
+        r#"{KEYED_PRO}
+[models.mock]
+kind = "anthropic"
+url = {}
+auth = [{{ header = "x-api-key", file = {} }}]
+
+[runs]
+agents.claude-code = {}
+
+[workflows.echo]
+agent = "claude-code"
+model = "mock"
+prompt = "Call the echo tool with the word {{{{word}}}}, then write what it said to out.txt."
+params = {{ word = {{ required = true, pattern = "[a-z0-9-]+", description = "the word to echo" }} }}
+tools = ["fx__echo"]
+artifacts = ["out.txt"]
+timeout = "3m"
+tenant = "acme"
+{}"#,
+        q(&model_url),
+        q(key_file.display().to_string()),
+        q(claude.display().to_string()),
+        fixture_server("fx", "")
+    );
+    let gw = Gateway::start("ui-agent", &config);
+    gw.wait_ready(Duration::from_secs(20));
+    let key = tenant_with_key(&gw, "acme", "pro", None);
+    let downloads = TempDir::new("ui-agent-downloads");
+    let b = Browser::start(&downloads.0).await;
+    let base = gw.base.clone();
+
+    sign_in(&b, &base, &key).await;
+    b.goto(&format!("{base}/ui/workflows/echo")).await;
+    assert!(
+        b.text("label[for=\"p-word\"]")
+            .await
+            .contains("word (required)")
+    );
+    b.fill("#p-word", "page-word").await;
+    b.click_and_load("#start-run").await;
+    b.find("#log").await;
+    b.wait_for(
+        "the agent's run to succeed",
+        "var s = document.getElementById('run-state'); return !!s && s.textContent === 'succeeded' && !!document.querySelector('#log .ev-result')",
+        Duration::from_secs(180),
+    )
+    .await;
+    let call = b.text("#log .ev-tool").await;
+    assert!(
+        call.contains("fx__echo") && call.contains("page-word"),
+        "{call}"
+    );
+    let result = b.text("#log .ev-result").await;
+    assert!(result.contains("page-word"), "{result}");
+    let plain = b
+        .run("return document.querySelectorAll('#log .ev-out, #log .ev-assistant').length")
+        .await
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        plain > 0,
+        "plain output is there too, apart from the tool lines"
+    );
+    let tokens = b.text("dl.facts").await;
+    assert!(
+        !tokens.contains("0 in, 0 out"),
+        "model tokens counted: {tokens}"
+    );
+    assert!(b.text("#artifacts").await.contains("out.txt"));
+    shoot(&b, "run-agent").await;
+    b.goto(&format!("{base}/ui/usage")).await;
+    let model = b
+        .attr("#chart-model", "data-total")
+        .await
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(0);
+    assert!(model > 0, "the model-tokens chart shows the run");
     let console = b.console().await;
     let bad: Vec<_> = console.iter().filter(|(l, _)| l == "SEVERE").collect();
     assert!(bad.is_empty(), "console errors: {bad:?}");

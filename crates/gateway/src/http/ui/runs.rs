@@ -113,8 +113,12 @@ pub(crate) async fn run(State(app): State<Arc<App>>, s: Signed, Path(id): Path<S
     let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
     let _ = write!(
         b,
-        "<dl class=\"facts\"><dt>State</dt><dd id=\"run-state\" class=\"state-{st}\">{st}</dd><dt>Workflow</dt><dd><a href=\"/ui/workflows/{wl}\">{w}</a> (version {})</dd><dt>Tenant</dt><dd>{}</dd><dt>Params</dt><dd>{}</dd><dt>Created</dt><dd>{}</dd><dt>Duration</dt><dd>{duration}</dd><dt>Cost</dt><dd id=\"run-cost\">{} compute tokens, {} tool calls</dd><dt>Model tokens</dt><dd>{} in, {} out</dd>{}{}</dl>",
-        r.workflow_version,
+        "<dl class=\"facts\"><dt>State</dt><dd id=\"run-state\" class=\"state-{st}\">{st}</dd><dt>Workflow</dt><dd><a href=\"/ui/workflows/{wl}\">{w}</a> ({})</dd><dt>Tenant</dt><dd>{}</dd><dt>Params</dt><dd>{}</dd><dt>Created</dt><dd>{}</dd><dt>Duration</dt><dd>{duration}</dd><dt>Cost</dt><dd id=\"run-cost\">{} compute tokens, {} tool calls</dd><dt>Model tokens</dt><dd>{} in, {} out</dd>{}{}</dl>",
+        if r.workflow_version == 0 {
+            "from the config file".to_owned()
+        } else {
+            format!("version {}", r.workflow_version)
+        },
         esc(&r.tenant),
         esc(&params.join(", ")),
         when(r.created_at as i64),

@@ -45,6 +45,12 @@
         return ["ev-tool", "→ tool call " + ev.name + " " + JSON.stringify(ev.input)];
       case "tool_result":
         return ["ev-result", (ev.is_error ? "← tool error " : "← tool result ") + ev.text];
+      case "agent_result":
+        return [ev.is_error ? "ev-stderr" : "ev-state",
+          "[agent] " + (ev.is_error ? "failed" : "done") +
+          (ev.turns ? " after " + ev.turns + " turns" : "") + (ev.text ? ": " + ev.text : "")];
+      case "notice":
+        return ["ev-stderr", "[notice] " + ev.message];
       default:
         return ["ev-out", "[" + ev.type + "] " + JSON.stringify(ev)];
     }
