@@ -395,8 +395,26 @@ async fn ui_in_a_real_browser() {
     assert!(bad.is_empty(), "console errors: {bad:?}");
     sign_out(&b).await;
 
+    // Tenant beta signs in with the keyboard alone (the key field has focus),
+    // and the first Tab on a page reaches the skip link.
+    b.goto(&format!("{base}/ui/login")).await;
+    b.find("#key").await;
+    assert_eq!(b.run("return document.activeElement.id").await, "key");
+    b.run("window.__wdOld = true; return true").await;
+    b.keys(&format!("{beta_key}\u{E007}")).await;
+    b.wait_for(
+        "the overview after a keyboard sign-in",
+        "return window.__wdOld !== true && document.readyState === 'complete' && !!document.querySelector('nav .who')",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.keys("\u{E004}").await;
+    assert_eq!(
+        b.run("return document.activeElement.className").await,
+        "skip",
+        "Tab first reaches the skip link"
+    );
     // Tenant beta: no acme runs, no tenants page.
-    sign_in(&b, &base, &beta_key).await;
     assert!(b.text(".who").await.contains("beta"));
     assert!(b.try_find("nav a[href=\"/ui/tenants\"]").await.is_none());
     b.goto(&format!("{base}/ui/runs")).await;

@@ -200,6 +200,21 @@ impl Browser {
             .await
     }
 
+    /// Types on the keyboard into whatever has focus (`\u{E004}` is Tab,
+    /// `\u{E007}` Enter), as a person would, with no element targeted.
+    pub async fn keys(&self, text: &str) {
+        let mut actions = Vec::new();
+        for c in text.chars() {
+            actions.push(json!({"type": "keyDown", "value": c.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": c.to_string()}));
+        }
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        )
+        .await;
+    }
+
     /// A cookie's value (WebDriver sees HttpOnly cookies too).
     pub async fn cookie(&self, name: &str) -> Option<String> {
         let url = format!("{}/session/{}/cookie/{name}", self.base, self.session);
