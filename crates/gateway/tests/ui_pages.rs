@@ -2,7 +2,8 @@
 //! workflows created and edited with each error beside its field, version
 //! history, the run form made from the params, a run refused with the
 //! reason shown when runs cannot start; the usage page's date range and
-//! the audit export for a tenant's session.
+//! the audit export for a tenant's session; the audit table's pages and
+//! filters over real ledger rows.
 
 use axum::http::StatusCode;
 
@@ -217,4 +218,101 @@ async fn usage_takes_a_date_range_and_exports_are_held_to_the_tenant() {
     assert_eq!(a.body.trim(), "[]");
     let a = ui.get("/ui/audit/export?format=xml", Some(&tenant)).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_audit_table_pages_and_filters_real_ledger_rows() {
+    use mcpgate_store::{CallRecord, Outcome, now_ms};
+    let ui = Ui::new("ui-audit").await;
+    ui.app
+        .store
+        .add_tenant("other", "pro", None, None)
+        .await
+        .expect("tenant");
+    let ledger = ui.app.store.ledger();
+    let rec = |tenant: &str, name: &str, i: i64| CallRecord {
+        ts_ms: now_ms() - 1000 + i,
+        tenant: tenant.to_owned(),
+        key_id: None,
+        session: None,
+        method: "tools/call".to_owned(),
+        name: name.to_owned(),
+        upstream: Some("fx".to_owned()),
+        cost: 1,
+        arg_bytes: 2,
+        args: None,
+        run_id: None,
+    };
+    for i in 0..60 {
+        let r = ledger
+            .reserve(rec("acme", "fx__echo", i))
+            .await
+            .expect("reserve");
+        let outcome = if i % 10 == 0 {
+            Outcome::ToolError
+        } else {
+            Outcome::Ok
+        };
+        ledger.finish(r.id, outcome, 1000, None, false);
+    }
+    let r = ledger
+        .reserve(rec("other", "fx__secret", 0))
+        .await
+        .expect("reserve");
+    ledger.finish(r.id, Outcome::Ok, 1000, None, false);
+    // finish is queued: wait until the ledger shows every row ended.
+    let filter = mcpgate_store::AuditFilter {
+        tenant: None,
+        name_glob: None,
+        since_ms: None,
+        limit: Some(1000),
+        run: None,
+    };
+    for _ in 0..200 {
+        let rows = ui.app.store.audit(&filter).await.expect("audit");
+        if rows.len() == 61 && rows.iter().all(|r| r.outcome != "pending") {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let admin = ui.sign_in(&ui.admin_key).await;
+    let page = ui.get("/ui/audit", Some(&admin)).await;
+    assert!(page.body.contains("61 rows"), "{}", page.body);
+    assert_eq!(page.body.matches("<tr><td>").count(), 50, "fifty to a page");
+    assert!(page.body.contains("page=1\">Older</a>"));
+    let second = ui.get("/ui/audit?page=1", Some(&admin)).await;
+    assert_eq!(second.body.matches("<tr><td>").count(), 11);
+    assert!(second.body.contains("page=0\">Newer</a>"));
+    let errors = ui
+        .get("/ui/audit?outcome=tool_error&tenant=acme", Some(&admin))
+        .await;
+    assert!(errors.body.contains("6 rows"), "{}", errors.body);
+    assert!(errors.body.contains("<option selected>tool_error</option>"));
+    let glob = ui.get("/ui/audit?tool=fx__sec*", Some(&admin)).await;
+    assert!(glob.body.contains("1 rows") && glob.body.contains("fx__secret"));
+
+    // A tenant sees its own rows only, whatever it asks for.
+    let tenant = ui.sign_in(&ui.tenant_key).await;
+    let mine = ui.get("/ui/audit?tenant=other", Some(&tenant)).await;
+    assert!(mine.body.contains("60 rows"), "{}", mine.body);
+    assert!(!mine.body.contains("fx__secret"));
+    let csv = ui
+        .get(
+            "/ui/audit/export?format=csv&outcome=tool_error",
+            Some(&tenant),
+        )
+        .await;
+    assert_eq!(csv.body.lines().count(), 7, "{}", csv.body);
+    let usage = ui.get("/ui/usage?by=tool", Some(&tenant)).await;
+    assert!(
+        usage.body.contains("id=\"chart-calls\" data-total=\"60\""),
+        "{}",
+        usage.body
+    );
+    assert!(!usage.body.contains("fx__secret"));
+    let usage = ui.get("/ui/usage?by=tenant", Some(&admin)).await;
+    assert!(usage.body.contains("id=\"chart-calls\" data-total=\"61\""));
+    assert!(usage.body.contains("id=\"chart-cost\" data-total=\"61\""));
 }

@@ -14,7 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use mcpgate_runs::RunFilter;
-use mcpgate_store::{AuditFilter, AuditRecord, now_ms};
+use mcpgate_store::{AuditFilter, AuditRecord, Outcome, now_ms};
 use serde::Deserialize;
 
 use super::{Page, Signed, UiError, esc, url_part, when};
@@ -466,12 +466,22 @@ pub(crate) async fn audit(
     text(&mut b, "key", "Key id", &q.key);
     text(&mut b, "tool", "Tool (glob)", &q.tool);
     text(&mut b, "run", "Run", &q.run);
+    let outcomes: Vec<String> = [String::new()]
+        .into_iter()
+        .chain(Outcome::ALL.iter().filter_map(|o| {
+            serde_json::to_value(o)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+        }))
+        .chain(["pending".to_owned(), "interrupted".to_owned()])
+        .collect();
+    let outcomes: Vec<&str> = outcomes.iter().map(String::as_str).collect();
     b.push_str(&select(
         "a-outcome",
         "outcome",
         "Outcome",
         blank(&q.outcome).unwrap_or(""),
-        &["", "ok", "error", "denied", "interrupted", "pending"],
+        &outcomes,
     ));
     b.push_str(&select(
         "a-range",
