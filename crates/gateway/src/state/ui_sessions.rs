@@ -111,4 +111,21 @@ mod tests {
         s.remove(&id);
         assert!(s.get(&id).is_none());
     }
+
+    #[test]
+    fn an_expired_session_is_gone() {
+        let s = UiSessions::default();
+        let (id, a) = s.create("k".into(), false).expect("random");
+        let stale = Arc::new(UiSession {
+            key: a.key.clone(),
+            admin: false,
+            csrf: a.csrf.clone(),
+            expires: Instant::now() - Duration::from_secs(1),
+        });
+        lock(&s.map).insert(id.clone(), stale);
+        assert!(s.get(&id).is_none(), "past its expiry");
+        assert!(lock(&s.map).is_empty(), "and dropped");
+        let (_, fresh) = s.create("k".into(), false).expect("random");
+        assert!(fresh.expires > Instant::now() + UI_SESSION_TTL - Duration::from_secs(60));
+    }
 }
