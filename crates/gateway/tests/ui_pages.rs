@@ -290,6 +290,25 @@ async fn the_audit_table_pages_and_filters_real_ledger_rows() {
         .await;
     assert!(errors.body.contains("6 rows"), "{}", errors.body);
     assert!(errors.body.contains("<option selected>tool_error</option>"));
+    // A date range: everything was today; a range ending yesterday has none.
+    let today = mcpgate_store::format_ts(now_ms());
+    let today = &today[..10];
+    let dated = ui
+        .get(
+            &format!("/ui/audit?range=all&from={today}&to={today}"),
+            Some(&admin),
+        )
+        .await;
+    assert!(dated.body.contains("61 rows"), "{today}: {}", dated.body);
+    let before = ui
+        .get(
+            "/ui/audit?range=all&from=2020-01-01&to=2020-01-31",
+            Some(&admin),
+        )
+        .await;
+    assert!(before.body.contains("0 rows"), "{}", before.body);
+    let bad = ui.get("/ui/audit?to=2020-02-30", Some(&admin)).await;
+    assert_eq!(bad.status, axum::http::StatusCode::BAD_REQUEST);
     let glob = ui.get("/ui/audit?tool=fx__sec*", Some(&admin)).await;
     assert!(glob.body.contains("1 rows") && glob.body.contains("fx__secret"));
 

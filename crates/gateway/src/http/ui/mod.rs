@@ -376,27 +376,10 @@ pub(crate) fn when(ms: i64) -> String {
     if ms <= 0 {
         return "—".into();
     }
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
-/// Days since 1970-01-01 as (year, month, day) (Howard Hinnant's algorithm).
-pub(crate) fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    mcpgate_store::format_ts(ms)
+        .get(..16)
+        .unwrap_or("")
+        .replace('T', " ")
 }
 
 /// A whole HTML document: the stylesheet and the script from `/ui/assets/`.
@@ -430,8 +413,6 @@ mod tests {
         );
         assert_eq!(when(0), "—");
         assert_eq!(when(1_700_000_000_000), "2023-11-14 22:13");
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(11_016), (2000, 2, 29));
         assert_eq!(url_part("a b/c"), "a%20b%2Fc");
     }
 

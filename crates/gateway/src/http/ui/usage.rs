@@ -81,7 +81,7 @@ fn date_ms(field: &str, v: &str) -> Result<i64, UiError> {
     if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
     }
-    // Days from civil (Howard Hinnant's algorithm), the inverse of `civil`.
+    // Days from civil (Howard Hinnant's algorithm).
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -89,7 +89,8 @@ fn date_ms(field: &str, v: &str) -> Result<i64, UiError> {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    if super::civil(days) != (if m <= 2 { y + 1 } else { y }, m as u32, d as u32) {
+    // 2023-02-29 comes out as a real day: only a date that reads back is one.
+    if mcpgate_store::format_ts(days * DAY).get(..10) != Some(v.trim()) {
         return Err(bad());
     }
     Ok(days * DAY)
@@ -407,6 +408,9 @@ pub(crate) struct AuditQuery {
     run: Option<String>,
     outcome: Option<String>,
     range: Option<String>,
+    /// Dates (`YYYY-MM-DD`, UTC, both included) that narrow `range`.
+    from: Option<String>,
+    to: Option<String>,
     page: Option<usize>,
     format: Option<String>,
 }
@@ -421,7 +425,14 @@ async fn audit_rows(app: &App, s: &Signed, q: &AuditQuery) -> Result<Vec<AuditRe
         Some(t) => Some(t.to_owned()),
         None => blank(&q.tenant).map(str::to_owned),
     };
-    let since = range_ms(q.range.as_deref().unwrap_or("7d"))?.map(|r| now_ms() - r);
+    let mut since = range_ms(q.range.as_deref().unwrap_or("7d"))?.map(|r| now_ms() - r);
+    if let Some(f) = blank(&q.from) {
+        let from = date_ms("from", f)?;
+        since = Some(since.map_or(from, |s| s.max(from)));
+    }
+    let until = blank(&q.to)
+        .map(|t| date_ms("to", t).map(|d| d + DAY - 1))
+        .transpose()?;
     let mut rows = app
         .store
         .audit(&AuditFilter {
@@ -437,6 +448,9 @@ async fn audit_rows(app: &App, s: &Signed, q: &AuditQuery) -> Result<Vec<AuditRe
     }
     if let Some(o) = blank(&q.outcome) {
         rows.retain(|r| r.outcome == o);
+    }
+    if let Some(u) = until {
+        rows.retain(|r| r.ts_ms <= u);
     }
     rows.sort_by(|a, b| b.ts_ms.cmp(&a.ts_ms).then(b.id.cmp(&a.id)));
     Ok(rows)
@@ -490,6 +504,12 @@ pub(crate) async fn audit(
         q.range.as_deref().unwrap_or("7d"),
         &["1h", "24h", "7d", "30d", "90d", "all"],
     ));
+    let _ = write!(
+        b,
+        "<div><label for=\"a-from\">From (date, UTC)</label><input id=\"a-from\" name=\"from\" type=\"date\" value=\"{}\"></div><div><label for=\"a-to\">To (date, UTC)</label><input id=\"a-to\" name=\"to\" type=\"date\" value=\"{}\"></div>",
+        esc(blank(&q.from).unwrap_or("")),
+        esc(blank(&q.to).unwrap_or(""))
+    );
     b.push_str("<div><button type=\"submit\">Filter</button></div></form>");
     let mut query: Vec<String> = Vec::new();
     for (k, v) in [
@@ -499,6 +519,8 @@ pub(crate) async fn audit(
         ("run", &q.run),
         ("outcome", &q.outcome),
         ("range", &q.range),
+        ("from", &q.from),
+        ("to", &q.to),
     ] {
         if let Some(v) = blank(v) {
             query.push(format!("{k}={}", url_part(v)));
