@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::Proc;
+use super::{Proc, TempDir};
 
 /// Whether chromium and chromedriver are installed here.
 pub fn available() -> Result<(), String> {
@@ -34,6 +34,8 @@ pub fn available() -> Result<(), String> {
 /// A running chromedriver with one browser session.
 pub struct Browser {
     _driver: Proc,
+    /// Chromium's TMPDIR, so the profile dirs it leaves go with the test.
+    _tmp: TempDir,
     http: reqwest::Client,
     session: String,
     base: String,
@@ -46,8 +48,10 @@ impl Browser {
     /// Starts chromedriver on a free port it picks and a headless Chromium
     /// that downloads into `downloads` and records the console.
     pub async fn start(downloads: &Path) -> Browser {
+        let tmp = TempDir::new("chromium-tmp");
         let mut child = Command::new("chromedriver")
             .arg("--port=0")
+            .env("TMPDIR", &tmp.0)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -91,6 +95,7 @@ impl Browser {
             .to_owned();
         Browser {
             _driver: driver,
+            _tmp: tmp,
             http,
             session,
             base,
