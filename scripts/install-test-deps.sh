@@ -5,6 +5,8 @@
 #                               the agent CLIs runs execute (@anthropic-ai/claude-code, @openai/codex)
 #   tests/interop/.venv         the Python SDK (PyPI mcp) and mcp-server-time
 #   bwrap                       bubblewrap, the local run sandbox (Debian package, only when missing)
+#   chromium, chromedriver      Debian chromium and chromium-driver, for the web page's browser test
+#                               (only when missing)
 # Idempotent: a second run only checks. Nothing else is installed outside the tree.
 set -euo pipefail
 
@@ -12,6 +14,11 @@ if ! command -v bwrap >/dev/null 2>&1; then
   echo "install-test-deps: bubblewrap (Debian package, for the run sandbox)"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get install -y bubblewrap >/dev/null || { $sudo apt-get update >/dev/null && $sudo apt-get install -y bubblewrap >/dev/null; }
+fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "install-test-deps: chromium and chromium-driver (Debian packages, for the web page's browser test)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y chromium chromium-driver >/dev/null || { $sudo apt-get update >/dev/null && $sudo apt-get install -y chromium chromium-driver >/dev/null; }
 fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir="$root/tests/interop"
@@ -32,4 +39,4 @@ if [ ! -x .venv/bin/python ] || [ requirements.txt -nt .venv/.stamp ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
   touch .venv/.stamp
 fi
-echo "install-test-deps: ok (node $node_ver, $(bwrap --version), $(.venv/bin/python -c 'import importlib.metadata as m; print("mcp", m.version("mcp"))'))"
+echo "install-test-deps: ok (node $node_ver, $(bwrap --version), $(chromedriver --version | cut -d' ' -f1-2), $(.venv/bin/python -c 'import importlib.metadata as m; print("mcp", m.version("mcp"))'))"

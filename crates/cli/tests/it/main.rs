@@ -29,4 +29,5 @@ mod stdio_bridge;
 mod tenancy;
 mod tidy;
 mod tool_commands;
+mod ui_browser;
 mod upstream_http;

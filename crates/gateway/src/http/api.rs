@@ -256,11 +256,11 @@ async fn cancel(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<String
     done(StatusCode::OK, &Runs::of(&app).cancel(&who, &id).await?)
 }
 
-type Events = Pin<Box<dyn Stream<Item = Result<RunEvent, RunsError>> + Send>>;
+pub(super) type Events = Pin<Box<dyn Stream<Item = Result<RunEvent, RunsError>> + Send>>;
 
 /// A run's log as SSE: each event's id is its seq, its data the event as JSON.
-struct LogSource {
-    events: Events,
+pub(super) struct LogSource {
+    pub(super) events: Events,
 }
 
 impl Source for LogSource {

@@ -17,6 +17,7 @@ mod modern;
 mod openapi;
 mod refusal;
 mod sse;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(admin::router())
         .merge(api::router())
         .route("/api/v1/openapi.json", get(openapi::serve))
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(

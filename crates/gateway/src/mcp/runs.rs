@@ -271,6 +271,20 @@ impl<'a> Runs<'a> {
         })
     }
 
+    /// Every stored version of a workflow the caller may see, oldest first
+    /// (none for a config workflow).
+    pub(crate) async fn history(
+        &self,
+        who: &Caller,
+        name: &str,
+    ) -> Result<Vec<mcpgate_store::WorkflowVersion>, RunsError> {
+        let w = self.workflow(who, name).await?;
+        if w.read_only {
+            return Ok(Vec::new());
+        }
+        Ok(self.app.store.workflow_history(name).await?)
+    }
+
     /// Deletes a stored workflow (its versions stay readable for its runs).
     pub(crate) async fn delete_workflow(&self, who: &Caller, name: &str) -> Result<(), RunsError> {
         if self.app.cfg.workflows.contains_key(name) {

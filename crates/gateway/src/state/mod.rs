@@ -19,6 +19,7 @@ pub(crate) mod servers;
 pub(crate) mod sessions;
 pub(crate) mod startup;
 pub(crate) mod subscriptions;
+pub(crate) mod ui_sessions;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,6 +62,8 @@ pub struct App {
     pub(crate) log_levels: LogLevels,
     /// Agent runs: workflows, the runner, live run keys (see `mcp::runs`).
     pub(crate) runs: runs::RunsState,
+    /// The web page's sign-in sessions (`/ui/`).
+    pub(crate) ui: ui_sessions::UiSessions,
     pub shutdown: CancellationToken,
     pub(crate) started: Instant,
 }
@@ -88,6 +91,7 @@ impl App {
             subscriptions: Subscriptions::default(),
             parking: Parking::default(),
             listeners: Listeners::default(),
+            ui: ui_sessions::UiSessions::default(),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
         })

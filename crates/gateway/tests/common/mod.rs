@@ -10,6 +10,8 @@ use std::sync::Arc;
 use mcpgate_gateway::{App, Config, open_store, prepare_store};
 use mcpgate_store::Store;
 
+pub(crate) mod ui;
+
 /// A temp dir removed when the test ends.
 pub(crate) struct TempDir(pub(crate) PathBuf);
 

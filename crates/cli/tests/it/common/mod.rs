@@ -321,6 +321,7 @@ pub mod admin;
 pub mod client;
 pub mod mock_upstream;
 pub mod runs;
+pub mod webdriver;
 
 /// POSTs one JSON-RPC message with curl (a client outside this process and
 /// crate); returns the HTTP status and the raw response, headers included.
