@@ -1,0 +1,392 @@
+//! The Kubernetes Jobs backend: each run is a Job on a cluster, found the
+//! usual way (the in-cluster service account, else `KUBECONFIG` or
+//! `~/.kube/config`). Launching a run creates its Job first, then the
+//! Secret (run key), ConfigMap (run spec) and NetworkPolicy owned by it
+//! (`objects.rs`); the pod's entry point is `mcpgate run-pod`
+//! ([`crate::pod`]), which runs the same adapter code as the local backends
+//! and uploads the artifacts over the run API. `watch.rs` follows the Job
+//! and its pod: log lines, the exit code, and the ends that are not the
+//! agent's (unschedulable, image pull errors, the Job's deadline, a
+//! vanished Job). Cancel and timeout delete the Job with foreground
+//! propagation.
+//!
+//! Runs outlive the gateway here: `KubernetesBackend::reattach` finds a
+//! run's Job again by its label after a restart and follows it from the
+//! start of its log (the runner skips what it stored already).
+//!
+//! The API calls, and so the Role in `deploy/kubernetes/` (no more than
+//! this): `jobs` create, list, watch, delete; `pods` list, watch;
+//! `pods/log` get; `secrets`, `configmaps`, `networkpolicies` create.
+
+mod objects;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use serde::Deserialize;
+
+use super::BackendError;
+use crate::pod::PodRun;
+use crate::run::RunId;
+pub(crate) use watch::{RemoteEnd, StopSignal};
+
+/// `[runs.kubernetes] resources`: requests and limits of the run's container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// e.g. `{ cpu = "500m", memory = "1Gi" }`.
+    #[serde(default)]
+    pub requests: BTreeMap<String, String>,
+    /// e.g. `{ cpu = "2", memory = "4Gi" }`.
+    #[serde(default)]
+    pub limits: BTreeMap<String, String>,
+}
+
+/// `[runs.kubernetes]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Where the runs' objects are made (default: `default`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The runner image: the agent CLIs and `mcpgate` on `PATH`.
+    pub image: String,
+    /// `Always`, `IfNotPresent` or `Never` (default: the cluster's).
+    #[serde(default)]
+    pub image_pull_policy: Option<String>,
+    /// How pods reach the gateway (e.g. `http://mcpgate.mcpgate.svc:8787`);
+    /// default: the gateway's own address.
+    #[serde(default)]
+    pub gateway_url: Option<String>,
+    /// Labels of the gateway's pods, which the run's NetworkPolicy lets the
+    /// pod reach (default: `app.kubernetes.io/name = "mcpgate"`).
+    #[serde(default = "default_gateway_labels")]
+    pub gateway_pod_labels: BTreeMap<String, String>,
+    /// The pod's service account (its token is never mounted).
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// Requests and limits.
+    #[serde(default)]
+    pub resources: Resources,
+    /// A RuntimeClass such as `gvisor`.
+    #[serde(default)]
+    pub runtime_class: Option<String>,
+    /// Node labels the pod needs.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations, as in a pod spec.
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    /// How long a finished Job is kept (seconds, or a duration such as `1h`).
+    #[serde(default, with = "ttl_serde")]
+    pub ttl_after_finished: Option<Duration>,
+    /// Secrets for pulling the runner image.
+    #[serde(default)]
+    pub image_pull_secrets: Vec<String>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+fn default_gateway_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("app.kubernetes.io/name".to_owned(), "mcpgate".to_owned())])
+}
+
+mod ttl_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ttl {
+        Seconds(u64),
+        Text(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(match Option::<Ttl>::deserialize(d)? {
+            None => None,
+            Some(Ttl::Seconds(s)) => Some(Duration::from_secs(s)),
+            Some(Ttl::Text(t)) => Some(
+                mcpgate_proto::duration::parse_duration(&t)
+                    .map_err(|e| D::Error::custom(format!("ttl_after_finished: {e}")))?,
+            ),
+        })
+    }
+}
+
+impl KubernetesConfig {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let dns_label = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !s.starts_with('-')
+                && !s.ends_with('-')
+        };
+        if !dns_label(&self.namespace) {
+            return Err(format!(
+                "namespace {:?} is not a Kubernetes namespace name",
+                self.namespace
+            ));
+        }
+        if self.image.trim().is_empty() {
+            return Err("image must name the runner image".into());
+        }
+        if let Some(url) = &self.gateway_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!("gateway_url {url:?} must be an http(s) URL"));
+        }
+        if let Some(policy) = &self.image_pull_policy
+            && !["Always", "IfNotPresent", "Never"].contains(&policy.as_str())
+        {
+            return Err(format!(
+                "image_pull_policy {policy:?} is not Always, IfNotPresent or Never"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The port of an `http(s)://host[:port]/…` URL.
+fn url_port(url: &str) -> u16 {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split('/').next().unwrap_or("");
+    authority
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(if scheme == "https" { 443 } else { 80 })
+}
+
+/// Runs as Kubernetes Jobs.
+#[derive(Clone)]
+pub struct KubernetesBackend {
+    client: Client,
+    config: KubernetesConfig,
+}
+
+impl std::fmt::Debug for KubernetesBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesBackend")
+            .field("namespace", &self.config.namespace)
+            .field("image", &self.config.image)
+            .finish_non_exhaustive()
+    }
+}
+
+fn api_error(what: &str) -> impl Fn(kube::Error) -> BackendError + '_ {
+    move |e| BackendError::Unavailable(format!("Kubernetes: cannot {what}: {e}"))
+}
+
+/// A run on the cluster, as the runner holds it.
+#[derive(Debug)]
+pub(crate) struct RemoteRun {
+    pub(crate) output: tokio::sync::mpsc::Receiver<crate::backend::OutputLine>,
+    pub(crate) end: tokio::sync::oneshot::Receiver<RemoteEnd>,
+    pub(crate) stop: StopSignal,
+}
+
+impl KubernetesBackend {
+    /// Connects to the cluster (in-cluster config, else `KUBECONFIG` or
+    /// `~/.kube/config`).
+    pub async fn connect(config: KubernetesConfig) -> Result<KubernetesBackend, BackendError> {
+        config
+            .validate()
+            .map_err(|e| BackendError::Unavailable(format!("[runs.kubernetes] {e}")))?;
+        let client = Client::try_default().await.map_err(|e| {
+            BackendError::Unavailable(format!(
+                "no Kubernetes cluster found (in-cluster service account, KUBECONFIG or ~/.kube/config): {e}"
+            ))
+        })?;
+        Ok(KubernetesBackend { client, config })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &KubernetesConfig {
+        &self.config
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.config.namespace)
+    }
+
+    /// The address the pod uses instead of `gateway_url` (the gateway's own),
+    /// applied to the spec's URLs.
+    pub(crate) fn pod_addresses(&self, run: &mut PodRun) {
+        let Some(url) = self.config.gateway_url.as_deref() else {
+            return;
+        };
+        fn swap(u: &str, old: &str, new: &str) -> String {
+            match u.strip_prefix(old) {
+                Some(rest) => format!("{new}{rest}"),
+                None => u.to_owned(),
+            }
+        }
+        let url = url.trim_end_matches('/');
+        let old = run.gateway_url.clone();
+        run.mcp_url = swap(&run.mcp_url, &old, url);
+        run.model_base_url = run.model_base_url.as_deref().map(|u| swap(u, &old, url));
+        run.gateway_url = url.to_owned();
+    }
+
+    /// Creates the run's objects and starts following it.
+    pub(crate) async fn launch(
+        &self,
+        mut run: PodRun,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<RemoteRun, BackendError> {
+        self.pod_addresses(&mut run);
+        let id = run.run_id.clone();
+        let params = PostParams::default();
+        let job = self
+            .api::<Job>()
+            .create(&params, &objects::job(&self.config, &id, timeout.as_secs()))
+            .await
+            .map_err(api_error("create the run's Job"))?;
+        let owner = objects::owner_reference(&job);
+        let made = async {
+            self.api::<Secret>()
+                .create(
+                    &params,
+                    &objects::secret(&self.config, &id, key, owner.as_ref()),
+                )
+                .await
+                .map_err(api_error("create the run's Secret"))?;
+            let map = objects::config_map(&self.config, &run, owner.as_ref()).map_err(|e| {
+                BackendError::Unavailable(format!("cannot write the run's spec: {e}"))
+            })?;
+            self.api::<ConfigMap>()
+                .create(&params, &map)
+                .await
+                .map_err(api_error("create the run's ConfigMap"))?;
+            let policy = objects::network_policy(
+                &self.config,
+                &id,
+                url_port(&run.gateway_url),
+                owner.as_ref(),
+            );
+            self.api::<NetworkPolicy>()
+                .create(&params, &policy)
+                .await
+                .map_err(api_error("create the run's NetworkPolicy"))?;
+            Ok::<(), BackendError>(())
+        };
+        if let Err(e) = made.await {
+            watch::delete_job(&self.api(), &objects::object_name(&id)).await;
+            return Err(e);
+        }
+        Ok(self.follow(&id))
+    }
+
+    fn follow(&self, id: &RunId) -> RemoteRun {
+        let (output, end, stop) = watch::follow(
+            self.api(),
+            self.api::<Pod>(),
+            id.clone(),
+            objects::object_name(id),
+        );
+        RemoteRun { output, end, stop }
+    }
+
+    /// After a gateway restart: follows the run's Job again, if it still
+    /// exists (`None`: it vanished).
+    pub(crate) async fn reattach(&self, id: &RunId) -> Result<Option<RemoteRun>, BackendError> {
+        let params = ListParams::default().labels(&format!(
+            "{},{}",
+            objects::managed_selector(),
+            objects::run_selector(id)
+        ));
+        let jobs = self
+            .api::<Job>()
+            .list(&params)
+            .await
+            .map_err(api_error("list the run's Jobs"))?;
+        if jobs.items.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.follow(id)))
+    }
+}
+
+/// The objects a run makes, as JSON (for schema validation in tests).
+#[doc(hidden)]
+pub fn example_objects(config: &KubernetesConfig, run: &PodRun) -> Vec<serde_json::Value> {
+    let mut job = objects::job(config, &run.run_id, run.workflow.timeout.as_secs());
+    job.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+    let owner = objects::owner_reference(&job);
+    let mut out = vec![serde_json::to_value(&job).unwrap_or_default()];
+    out.push(
+        serde_json::to_value(objects::secret(
+            config,
+            &run.run_id,
+            "mcpg_example",
+            owner.as_ref(),
+        ))
+        .unwrap_or_default(),
+    );
+    if let Ok(map) = objects::config_map(config, run, owner.as_ref()) {
+        out.push(serde_json::to_value(map).unwrap_or_default());
+    }
+    out.push(
+        serde_json::to_value(objects::network_policy(
+            config,
+            &run.run_id,
+            url_port(&run.gateway_url),
+            owner.as_ref(),
+        ))
+        .unwrap_or_default(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_come_from_the_gateway_url() {
+        assert_eq!(url_port("http://mcpgate.mcpgate.svc:8787/x"), 8787);
+        assert_eq!(url_port("http://mcpgate"), 80);
+        assert_eq!(url_port("https://gw.example"), 443);
+    }
+
+    #[test]
+    fn config_parses_and_checks_its_fields() {
+        let config: KubernetesConfig = serde_json::from_value(serde_json::json!({
+            "namespace": "agents", "image": "runner:1", "ttl_after_finished": "1h",
+            "resources": {"limits": {"cpu": "2"}},
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        }))
+        .expect("config");
+        assert_eq!(config.ttl_after_finished, Some(Duration::from_secs(3600)));
+        assert_eq!(config.tolerations.len(), 1);
+        assert!(config.validate().is_ok());
+        let bad = KubernetesConfig {
+            namespace: "Not_A_Name".into(),
+            ..config.clone()
+        };
+        assert!(bad.validate().expect_err("bad ns").contains("Not_A_Name"));
+        let unknown = serde_json::from_value::<KubernetesConfig>(
+            serde_json::json!({"image": "x", "imagee": "y"}),
+        );
+        assert!(unknown.is_err());
+    }
+}
