@@ -115,7 +115,8 @@ fn now_rfc3339() -> String {
     )
 }
 
-fn b64decode(text: &str) -> Vec<u8> {
+/// Decodes standard base64 (a Secret's `data`).
+pub fn b64decode(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut acc, mut bits) = (0u32, 0);
     for c in text.bytes() {

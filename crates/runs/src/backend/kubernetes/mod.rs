@@ -326,37 +326,6 @@ impl KubernetesBackend {
     }
 }
 
-/// The objects a run makes, as JSON (for schema validation in tests).
-#[doc(hidden)]
-pub fn example_objects(config: &KubernetesConfig, run: &PodRun) -> Vec<serde_json::Value> {
-    let mut job = objects::job(config, &run.run_id, run.workflow.timeout.as_secs());
-    job.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
-    let owner = objects::owner_reference(&job);
-    let mut out = vec![serde_json::to_value(&job).unwrap_or_default()];
-    out.push(
-        serde_json::to_value(objects::secret(
-            config,
-            &run.run_id,
-            "mcpg_example",
-            owner.as_ref(),
-        ))
-        .unwrap_or_default(),
-    );
-    if let Ok(map) = objects::config_map(config, run, owner.as_ref()) {
-        out.push(serde_json::to_value(map).unwrap_or_default());
-    }
-    out.push(
-        serde_json::to_value(objects::network_policy(
-            config,
-            &run.run_id,
-            url_port(&run.gateway_url),
-            owner.as_ref(),
-        ))
-        .unwrap_or_default(),
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
