@@ -2,8 +2,9 @@
 //! run's pod (see `mcpgate_runs::pod`). It reads the run's spec from the
 //! mounted ConfigMap (`--spec DIR`) and the run key from `MCPGATE_KEY` (the
 //! run's Secret), prepares the agent with the same adapter code as the
-//! local backends, runs it in `--workspace` with its output as the pod's
-//! own (the log the gateway follows), then uploads the files matching the
+//! local backends, runs it in `--workspace` under `mcpgate sandbox-init`
+//! (which mounts `cli_tools` and kills what the agent leaves behind) with its
+//! output as the pod's own (the log the gateway follows), then uploads the files matching the
 //! workflow's artifact globs with `PUT /api/v1/runs/{id}/artifacts/{path}`
 //! and the run key, and exits with the agent's code (1 if the agent
 //! succeeded but an artifact could not be uploaded; 125 if the run could
@@ -79,12 +80,12 @@ async fn run(args: Args) -> Result<i32, String> {
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let command = prepare_pod(&spec, &key, &args.home, &args.workspace)?;
-    let (program, rest) = command
-        .argv
-        .split_first()
-        .ok_or("the workflow's command is empty")?;
-    let mut child = tokio::process::Command::new(program)
-        .args(rest)
+    let program =
+        std::env::current_exe().map_err(|e| format!("cannot find the mcpgate executable: {e}"))?;
+    let program = program.display().to_string();
+    let mut child = tokio::process::Command::new(&program)
+        .arg("sandbox-init")
+        .args(&command.init_args)
         .env_clear()
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&args.workspace)
@@ -97,7 +98,13 @@ async fn run(args: Args) -> Result<i32, String> {
     let status = tokio::select! {
         status = child.wait() => status.map_err(|e| format!("waiting for {program}: {e}"))?,
         _ = term.recv() => {
-            let _ = child.start_kill();
+            // sandbox-init kills every process of the agent on SIGTERM.
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
             let _ = child.wait().await;
             return Ok(143);
         }

@@ -5,8 +5,9 @@
 //! as `MCPGATE_KEY`. [`prepare_pod`] turns both into the agent's argv and
 //! environment with the same adapter code the local backends use
 //! ([`crate::adapters`]), writing the adapter's files into the pod's home.
-//! The CLI then runs the agent with the pod's stdout and stderr (the pod's
-//! log, which the gateway follows), uploads the files matching the
+//! The CLI then runs the agent under `sandbox-init` (as the unsandboxed
+//! backend does: `cli_tools` mounted, leftovers killed) with the pod's
+//! stdout and stderr (the pod's log, which the gateway follows), uploads the files matching the
 //! workflow's artifact globs over the run API, and exits with the agent's
 //! code.
 
@@ -18,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::{self, AgentInput, binary_name};
 use crate::backend::SandboxPaths;
 use crate::hooks::RunGrant;
+use crate::limits::Limits;
+use crate::relay::SandboxInitArgs;
 use crate::run::RunId;
 use crate::workflow::Workflow;
 
@@ -40,6 +43,9 @@ pub struct PodRun {
     pub gateway_url: String,
     /// The MCP endpoint as the pod reaches it.
     pub mcp_url: String,
+    /// Between a server's name and its tool's in the gateway's tool names.
+    #[serde(default = "default_separator")]
+    pub tool_separator: String,
     /// The model proxy's base URL, if the workflow names a model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_base_url: Option<String>,
@@ -48,11 +54,17 @@ pub struct PodRun {
     pub model_id: Option<String>,
 }
 
-/// The agent as the pod starts it.
+fn default_separator() -> String {
+    "__".into()
+}
+
+/// The agent as the pod starts it: through `sandbox-init` (no relays, no
+/// rlimits: the pod's own limits apply), which mounts `cli_tools` and kills
+/// whatever the agent leaves behind, exactly as on the unsandboxed backend.
 #[derive(Debug, Clone)]
 pub struct PodCommand {
-    /// argv (the program first).
-    pub argv: Vec<String>,
+    /// `sandbox-init`'s arguments (the agent's argv after `--`).
+    pub init_args: Vec<String>,
     /// The agent's whole environment.
     pub env: Vec<(String, String)>,
 }
@@ -85,6 +97,7 @@ pub fn prepare_pod(
         key: key.to_owned(),
         gateway_url: run.gateway_url.clone(),
         mcp_url: run.mcp_url.clone(),
+        tool_separator: run.tool_separator.clone(),
         model_base_url: run.model_base_url.clone(),
         model_id: run.model_id.clone(),
     };
@@ -116,8 +129,14 @@ pub fn prepare_pod(
             })
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    Ok(PodCommand {
+    let init = SandboxInitArgs {
+        relays: Vec::new(),
+        limits: Limits::none(),
+        cli_tools: prepared.cli_tools,
         argv: prepared.argv,
+    };
+    Ok(PodCommand {
+        init_args: init.to_args(),
         env: prepared.env,
     })
 }
@@ -141,6 +160,7 @@ mod tests {
             system_prompt: None,
             gateway_url: "http://gw:8787".into(),
             mcp_url: "http://gw:8787/mcp".into(),
+            tool_separator: "__".into(),
             model_base_url: None,
             model_id: None,
         };
@@ -149,7 +169,13 @@ mod tests {
         assert_eq!(back, run);
         let command =
             prepare_pod(&run, "mcpg_key", &home, &dir.join("workspace")).expect("prepares");
-        assert_eq!(command.argv, ["sh", "-c", "true"]);
+        let after: Vec<&str> = command
+            .init_args
+            .iter()
+            .map(String::as_str)
+            .skip_while(|a| *a != "--")
+            .collect();
+        assert_eq!(after, ["--", "sh", "-c", "true"]);
         let env: std::collections::BTreeMap<_, _> = command.env.into_iter().collect();
         assert_eq!(env["MCPGATE_KEY"], "mcpg_key");
         assert_eq!(env["MCPGATE_PROMPT"], "hello pod");

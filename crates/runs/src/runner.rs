@@ -580,6 +580,7 @@ impl Inner {
                 system_prompt,
                 gateway_url: grant.gateway_url.clone(),
                 mcp_url: grant.mcp_url.clone(),
+                tool_separator: grant.tool_separator.clone(),
                 model_base_url: grant.model_base_url.clone(),
                 model_id: grant.model_id.clone(),
             };

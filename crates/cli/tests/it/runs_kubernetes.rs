@@ -174,13 +174,41 @@ fn object_name(id: &str) -> String {
     format!("mcpgate-{}", id.replace('_', "-"))
 }
 
-const SLEEPER: &str = r#"
+/// A workflow that sleeps; its sleep's argument carries `marker`.
+fn sleeper(marker: &str) -> String {
+    format!(
+        r#"
 [workflows.sleeper]
 agent = "command"
-command = ["sh", "-c", "echo sleeper-started; exec sleep 300"]
+command = ["sh", "-c", "echo sleeper-started; exec sleep {marker}"]
 tenant = "acme"
 timeout = "10m"
-"#;
+"#
+    )
+}
+
+/// A sleep argument unique to this test process and `n`.
+fn marker(n: u32) -> String {
+    format!("300.{}{n}", std::process::id())
+}
+
+/// Processes whose command line carries `marker`, other than this test's own.
+fn processes_with(marker: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(marker) {
+            found.push(format!("{pid}: {cmd}"));
+        }
+    }
+    found
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kubernetes_run_succeeds_with_its_log_and_artifact_through_the_mock_cluster() {
@@ -303,14 +331,58 @@ timeout = "5m"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_pod_calls_the_runs_tools_through_the_gateway_with_its_key() {
+    let c = cluster("k8s-tools");
+    let workflows = format!(
+        r#"
+[workflows.shell]
+agent = "command"
+cli_tools = true
+command = ["sh", "-c", """
+echo "WHICH=$(command -v fx)"
+fx echo --message hello-from-the-pod
+fx sleep --ms 1; echo "HIDDEN-EXIT=$?"
+"""]
+tools = ["fx__echo"]
+tenant = "acme"
+timeout = "2m"
+{}
+"#,
+        fixture_server("fx", "")
+    );
+    let gw = start(&c, "k8s-tools-gw", &config(None, "", &workflows));
+    let key = tenant_with_key(&gw, "acme", "pro", None);
+    let id = submit(&gw, &key, "shell").await;
+    let run = wait_final(&gw, &key, &id).await;
+    let log = log_text(&gw, &key, &id).await;
+    assert_eq!(run["state"], "succeeded", "{run}\n{log}");
+    assert!(log.contains("/.mcpgate/bin/fx"), "fx is on PATH: {log}");
+    assert!(log.contains("hello-from-the-pod"), "{log}");
+    assert!(
+        log.contains("HIDDEN-EXIT=2"),
+        "a tool outside the workflow is not a subcommand: {log}"
+    );
+    let rows = crate::common::runs::run_audit(&gw, &id);
+    assert!(
+        crate::common::runs::audited_ok(&rows, "fx__echo", &id),
+        "the pod's call is audited under the run: {rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_kubernetes_run_deletes_its_job_in_the_foreground() {
     let c = cluster("k8s-cancel");
-    let gw = start(&c, "k8s-cancel-gw", &config(None, "", SLEEPER));
+    let marker = marker(1);
+    let gw = start(&c, "k8s-cancel-gw", &config(None, "", &sleeper(&marker)));
     let key = tenant_with_key(&gw, "acme", "pro", None);
     let id = submit(&gw, &key, "sleeper").await;
     wait_log(&gw, &key, &id, "sleeper-started").await;
     let name = object_name(&id);
     assert!(c.mock.object("jobs", &name).is_some());
+    assert!(
+        !processes_with(&marker).is_empty(),
+        "the pod's process runs"
+    );
 
     let resp = http()
         .post(format!("{}/api/v1/runs/{id}/cancel", gw.base))
@@ -335,19 +407,27 @@ async fn cancelling_a_kubernetes_run_deletes_its_job_in_the_foreground() {
             c.mock.names(resource)
         );
     }
+    assert!(
+        processes_with(&marker).is_empty(),
+        "the pod's processes died with it: {:?}",
+        processes_with(&marker)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kubernetes_run_past_its_timeout_ends_timed_out_and_its_job_is_deleted() {
     let c = cluster("k8s-timeout");
-    let workflows = r#"
+    let marker = marker(7);
+    let workflows = format!(
+        r#"
 [workflows.slow]
 agent = "command"
-command = ["sh", "-c", "echo slow-started; exec sleep 300"]
+command = ["sh", "-c", "echo slow-started; exec sleep {marker}"]
 tenant = "acme"
 timeout = "3s"
-"#;
-    let gw = start(&c, "k8s-timeout-gw", &config(None, "", workflows));
+"#
+    );
+    let gw = start(&c, "k8s-timeout-gw", &config(None, "", &workflows));
     let key = tenant_with_key(&gw, "acme", "pro", None);
     let id = submit(&gw, &key, "slow").await;
     let run = wait_final(&gw, &key, &id).await;
@@ -378,7 +458,11 @@ async fn a_pod_that_cannot_be_scheduled_fails_the_run_with_the_pods_reason() {
     let gw = start(
         &c,
         "k8s-unsched-gw",
-        &config(None, "node_selector = { gpu = \"h100\" }", SLEEPER),
+        &config(
+            None,
+            "node_selector = { gpu = \"h100\" }",
+            &sleeper(&marker(2)),
+        ),
     );
     let key = tenant_with_key(&gw, "acme", "pro", None);
     let id = submit(&gw, &key, "sleeper").await;
@@ -399,7 +483,7 @@ async fn a_pod_that_cannot_be_scheduled_fails_the_run_with_the_pods_reason() {
 async fn an_image_pull_error_fails_the_run_with_the_pods_reason() {
     let c = cluster("k8s-pull");
     let extra = "image_pull_secrets = [\"regcred\"]";
-    let config = config(None, extra, SLEEPER).replace(IMAGE, BAD_IMAGE);
+    let config = config(None, extra, &sleeper(&marker(3))).replace(IMAGE, BAD_IMAGE);
     let gw = start(&c, "k8s-pull-gw", &config);
     let key = tenant_with_key(&gw, "acme", "pro", None);
     let id = submit(&gw, &key, "sleeper").await;
@@ -534,7 +618,7 @@ timeout = "5m"
 async fn a_run_whose_job_vanished_while_the_gateway_was_down_fails() {
     let c = cluster("k8s-vanish");
     let data = TempDir::new("k8s-vanish-data");
-    let config = config(Some(&data), "", SLEEPER);
+    let config = config(Some(&data), "", &sleeper(&marker(4)));
     let mut gw = start(&c, "k8s-vanish-a", &config);
     let key = tenant_with_key(&gw, "acme", "pro", None);
     let id = submit(&gw, &key, "sleeper").await;
@@ -565,7 +649,8 @@ async fn a_run_whose_job_vanished_while_the_gateway_was_down_fails() {
 async fn the_role_grants_exactly_the_calls_the_backend_makes() {
     let c = cluster("k8s-rbac");
     let workflows = format!(
-        "{SLEEPER}\n[workflows.quick]\nagent = \"command\"\ncommand = [\"sh\", \"-c\", \"echo quick; touch out.txt\"]\nartifacts = [\"out.txt\"]\ntenant = \"acme\"\n"
+        "{}\n[workflows.quick]\nagent = \"command\"\ncommand = [\"sh\", \"-c\", \"echo quick; touch out.txt\"]\nartifacts = [\"out.txt\"]\ntenant = \"acme\"\n",
+        sleeper(&marker(5))
     );
     let gw = start(&c, "k8s-rbac-gw", &config(None, "", &workflows));
     let key = tenant_with_key(&gw, "acme", "pro", None);
@@ -670,7 +755,11 @@ image_pull_policy = "IfNotPresent"
 image_pull_secrets = ["regcred"]
 tolerations = [{ key = "agents", operator = "Exists", effect = "NoSchedule" }]
 "#;
-    let gw = start(&c, "k8s-schema-gw", &config(None, extra, SLEEPER));
+    let gw = start(
+        &c,
+        "k8s-schema-gw",
+        &config(None, extra, &sleeper(&marker(6))),
+    );
     let key = tenant_with_key(&gw, "acme", "pro", None);
     let id = submit(&gw, &key, "sleeper").await;
     let name = object_name(&id);

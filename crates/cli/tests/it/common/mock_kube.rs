@@ -702,6 +702,7 @@ async fn run_job(shared: Arc<Shared>, job: Value) {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     if let Some(dir) = workdir {
         command.current_dir(dir);
@@ -739,19 +740,32 @@ async fn run_job(shared: Arc<Shared>, job: Value) {
             }
         }));
     }
+    // The container's processes are one group, all killed together (as a
+    // container's are).
+    let group = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .map(nix::unistd::Pid::from_raw);
+    let kill_all = move || {
+        if let Some(group) = group {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    };
     let deadline = job["spec"]["activeDeadlineSeconds"]
         .as_u64()
         .unwrap_or(u64::MAX / 4);
     let mut job_failed: Option<(&str, String)> = None;
     let code = tokio::select! {
         status = child.wait() => status.ok().and_then(|s| s.code()).unwrap_or(137),
-        () = kill.notified() => { let _ = child.kill().await; 137 }
+        () = kill.notified() => { kill_all(); let _ = child.wait().await; 137 }
         () = tokio::time::sleep(Duration::from_secs(deadline)) => {
-            let _ = child.kill().await;
+            kill_all();
+            let _ = child.wait().await;
             job_failed = Some(("DeadlineExceeded", "Job was active longer than specified deadline".into()));
             137
         }
     };
+    kill_all();
     for r in readers {
         let _ = r.await;
     }
