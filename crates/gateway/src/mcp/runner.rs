@@ -75,6 +75,11 @@ async fn try_start(
                 .kubernetes
                 .clone()
                 .ok_or("[runs] backend = \"kubernetes\" needs [runs.kubernetes]")?;
+            if cluster.gateway_url.is_none() {
+                tracing::warn!(
+                    "[runs.kubernetes] gateway_url is not set: run pods will be told to reach the gateway at http://{tcp}; set it to the address pods can reach (e.g. the in-cluster Service URL)"
+                );
+            }
             let backend = Backend::kubernetes(cluster)
                 .await
                 .map_err(|e| format!("the Kubernetes backend cannot be used: {e}"))?;

@@ -161,6 +161,22 @@ impl KubernetesConfig {
     }
 }
 
+/// Moves the spec's gateway, MCP and model URLs from the gateway's own
+/// address to `url`.
+fn rebase_urls(run: &mut PodRun, url: &str) {
+    fn swap(u: &str, old: &str, new: &str) -> String {
+        match u.strip_prefix(old) {
+            Some(rest) => format!("{new}{rest}"),
+            None => u.to_owned(),
+        }
+    }
+    let url = url.trim_end_matches('/');
+    let old = run.gateway_url.clone();
+    run.mcp_url = swap(&run.mcp_url, &old, url);
+    run.model_base_url = run.model_base_url.as_deref().map(|u| swap(u, &old, url));
+    run.gateway_url = url.to_owned();
+}
+
 /// The port of an `http(s)://host[:port]/…` URL.
 fn url_port(url: &str) -> u16 {
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
@@ -227,23 +243,12 @@ impl KubernetesBackend {
         Api::namespaced(self.client.clone(), &self.config.namespace)
     }
 
-    /// The address the pod uses instead of `gateway_url` (the gateway's own),
-    /// applied to the spec's URLs.
+    /// The spec's URLs as the pod reaches the gateway (`gateway_url`, else
+    /// the gateway's own address).
     pub(crate) fn pod_addresses(&self, run: &mut PodRun) {
-        let Some(url) = self.config.gateway_url.as_deref() else {
-            return;
-        };
-        fn swap(u: &str, old: &str, new: &str) -> String {
-            match u.strip_prefix(old) {
-                Some(rest) => format!("{new}{rest}"),
-                None => u.to_owned(),
-            }
+        if let Some(url) = self.config.gateway_url.as_deref() {
+            rebase_urls(run, url);
         }
-        let url = url.trim_end_matches('/');
-        let old = run.gateway_url.clone();
-        run.mcp_url = swap(&run.mcp_url, &old, url);
-        run.model_base_url = run.model_base_url.as_deref().map(|u| swap(u, &old, url));
-        run.gateway_url = url.to_owned();
     }
 
     /// Creates the run's objects and starts following it.
@@ -258,7 +263,10 @@ impl KubernetesBackend {
         let params = PostParams::default();
         let job = self
             .api::<Job>()
-            .create(&params, &objects::job(&self.config, &id, timeout.as_secs()))
+            .create(
+                &params,
+                &objects::job(&self.config, &id, timeout.as_millis().div_ceil(1000) as u64),
+            )
             .await
             .map_err(api_error("create the run's Job"))?;
         let owner = objects::owner_reference(&job);
@@ -335,6 +343,91 @@ mod tests {
         assert_eq!(url_port("http://mcpgate.mcpgate.svc:8787/x"), 8787);
         assert_eq!(url_port("http://mcpgate"), 80);
         assert_eq!(url_port("https://gw.example"), 443);
+    }
+
+    fn config() -> KubernetesConfig {
+        serde_json::from_value(serde_json::json!({"namespace": "agents", "image": "runner:1"}))
+            .expect("config")
+    }
+
+    fn pod_run() -> PodRun {
+        PodRun {
+            run_id: RunId::generate(),
+            workflow: serde_json::from_value(serde_json::json!({
+                "agent": "command", "command": ["true"], "timeout": "90s"}))
+            .expect("workflow"),
+            prompt: "p".into(),
+            system_prompt: None,
+            gateway_url: "http://127.0.0.1:8787".into(),
+            mcp_url: "http://127.0.0.1:8787/mcp".into(),
+            tool_separator: "__".into(),
+            model_base_url: Some("http://127.0.0.1:8787/models/claude".into()),
+            model_id: None,
+        }
+    }
+
+    #[test]
+    fn pods_are_pointed_at_the_configured_gateway_url() {
+        let mut run = pod_run();
+        rebase_urls(&mut run, "http://mcpgate.mcpgate.svc:8787/");
+        assert_eq!(run.gateway_url, "http://mcpgate.mcpgate.svc:8787");
+        assert_eq!(run.mcp_url, "http://mcpgate.mcpgate.svc:8787/mcp");
+        assert_eq!(
+            run.model_base_url.as_deref(),
+            Some("http://mcpgate.mcpgate.svc:8787/models/claude")
+        );
+    }
+
+    #[test]
+    fn a_runs_objects_are_labelled_owned_and_restricted() {
+        let config = config();
+        let run = pod_run();
+        let mut job = objects::job(&config, &run.run_id, 90);
+        job.metadata.uid = Some("uid-1".into());
+        let owner = objects::owner_reference(&job).expect("owner");
+        let job = serde_json::to_value(&job).expect("job");
+        let name = objects::object_name(&run.run_id);
+        assert!(!name.contains('_') && name.len() <= 63, "{name}");
+        assert_eq!(job["metadata"]["name"], serde_json::json!(name));
+        assert_eq!(job["spec"]["activeDeadlineSeconds"], 90);
+        assert_eq!(job["spec"]["backoffLimit"], 0);
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"]["mcpgate.dev/run"],
+            serde_json::json!(run.run_id)
+        );
+        assert_eq!(pod["restartPolicy"], "Never");
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        let c = &pod["containers"][0]["securityContext"];
+        assert_eq!(c["runAsNonRoot"], true);
+        assert_eq!(c["allowPrivilegeEscalation"], false);
+        assert_eq!(c["readOnlyRootFilesystem"], true);
+        assert_eq!(c["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        assert_eq!(c["seccompProfile"]["type"], "RuntimeDefault");
+        let secret = serde_json::to_value(objects::secret(&config, &run.run_id, "k", Some(&owner)))
+            .expect("secret");
+        assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(secret["data"]["run-key"], "aw==", "base64 of the key only");
+        let map = serde_json::to_value(
+            objects::config_map(&config, &run, Some(&owner)).expect("configmap"),
+        )
+        .expect("map");
+        let spec: PodRun =
+            serde_json::from_str(map["data"]["run.json"].as_str().expect("run.json"))
+                .expect("spec");
+        assert_eq!(spec, run, "the pod reads back what the gateway wrote");
+        let policy = serde_json::to_value(objects::network_policy(
+            &config,
+            &run.run_id,
+            8787,
+            Some(&owner),
+        ))
+        .expect("policy");
+        assert_eq!(policy["spec"]["egress"][0]["ports"][0]["port"], 8787);
+        assert_eq!(
+            policy["spec"]["egress"][0]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+            "mcpgate"
+        );
     }
 
     #[test]

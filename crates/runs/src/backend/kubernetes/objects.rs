@@ -165,7 +165,9 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-/// The Job: one pod, never retried, killed at `timeout_secs`.
+/// The Job: one pod, never retried, killed at `timeout_secs` (the workflow's
+/// timeout rounded up, so the gateway's own deadline, which deletes the Job,
+/// normally comes first).
 pub(crate) fn job(config: &KubernetesConfig, id: &RunId, timeout_secs: u64) -> Job {
     let name = object_name(id);
     let container = Container {
