@@ -57,6 +57,8 @@ struct Inner {
     deletes: Vec<(String, String, Option<String>)>,
     logs: HashMap<String, (Vec<u8>, bool)>,
     kills: HashMap<String, Arc<Notify>>,
+    /// Process groups of running pods.
+    groups: HashMap<String, i32>,
 }
 
 struct Shared {
@@ -746,6 +748,12 @@ async fn run_job(shared: Arc<Shared>, job: Value) {
         .id()
         .and_then(|p| i32::try_from(p).ok())
         .map(nix::unistd::Pid::from_raw);
+    if let Some(group) = group {
+        shared
+            .lock()
+            .groups
+            .insert(pod_name.clone(), group.as_raw());
+    }
     let kill_all = move || {
         if let Some(group) = group {
             let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
@@ -766,6 +774,7 @@ async fn run_job(shared: Arc<Shared>, job: Value) {
         }
     };
     kill_all();
+    shared.lock().groups.remove(&pod_name);
     for r in readers {
         let _ = r.await;
     }
@@ -927,9 +936,13 @@ impl MockKube {
 
 impl Drop for MockKube {
     fn drop(&mut self) {
-        let kills: Vec<Arc<Notify>> = self.shared.lock().kills.drain().map(|(_, k)| k).collect();
-        for k in kills {
-            k.notify_one();
+        // Every pod's processes die with the mock (a test may end mid-run).
+        let groups: Vec<i32> = self.shared.lock().groups.drain().map(|(_, g)| g).collect();
+        for group in groups {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         self.stop.notify_one();
     }
