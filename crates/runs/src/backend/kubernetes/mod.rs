@@ -222,6 +222,9 @@ impl KubernetesBackend {
         config
             .validate()
             .map_err(|e| BackendError::Unavailable(format!("[runs.kubernetes] {e}")))?;
+        // kube's rustls client uses the process's crypto provider (ring, as
+        // everywhere in mcpgate) for an https API server.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::try_default().await.map_err(|e| {
             BackendError::Unavailable(format!(
                 "no Kubernetes cluster found (in-cluster service account, KUBECONFIG or ~/.kube/config): {e}"
