@@ -272,10 +272,18 @@ impl Runner {
         let was_waiting = lock(&self.inner.queue).remove(id);
         if was_waiting {
             live.stop(StopReason::Cancelled);
-            let ended = Ended::new(
-                RunState::Cancelled,
-                Some("cancelled before it started".into()),
-            );
+            let before = live.snapshot().state;
+            let reason = if before == RunState::Queued {
+                "cancelled before it started"
+            } else {
+                // A Kubernetes run from before a restart, waiting for a slot
+                // to be re-attached: its Job is still going.
+                if let Backend::Kubernetes(cluster) = &self.inner.backend {
+                    cluster.delete_run(id).await;
+                }
+                "cancelled"
+            };
+            let ended = Ended::new(RunState::Cancelled, Some(reason.into()));
             self.inner.finish(&live, ended, false).await;
         } else {
             live.stop(StopReason::Cancelled);

@@ -8,7 +8,10 @@
 //! artifact; cancel (the Job deleted with foreground propagation, its
 //! objects and process gone); timeout; a pod that never schedules; an image
 //! pull error; a gateway killed mid-run and re-attached with no lost or
-//! repeated log line; and the RBAC Role in `deploy/kubernetes/rbac.yaml`
+//! repeated log line (and stopped gracefully, leaving its runs running); a
+//! Job vanished while the gateway was down; a re-attached run cancelled
+//! while it waits for a slot; a pod's `cli_tools` command calling the
+//! workflow's tool with the run key; and the RBAC Role in `deploy/kubernetes/rbac.yaml`
 //! granting exactly what the backend called. With the peers tier, every
 //! object the backend sent and every manifest validate against the official
 //! schemas offline (PyPI `kubernetes-validate`).
@@ -787,4 +790,73 @@ tolerations = [{ key = "agents", operator = "Exists", effect = "NoSchedule" }]
     std::fs::write(&file, broken.to_string()).expect("write");
     let (ok, text) = kubernetes_validate(&[file]);
     assert!(!ok, "a Job with a string backoffLimit passed:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_to_be_reattached_is_cancelled_by_deleting_its_job() {
+    let c = cluster("k8s-wait");
+    let data = TempDir::new("k8s-wait-data");
+    let marker = marker(8);
+    let with_slots = |n: u32| {
+        config(Some(&data), "", &sleeper(&marker)).replace(
+            "[runs]\nbackend = \"kubernetes\"",
+            &format!("[runs]\nbackend = \"kubernetes\"\nmax_concurrent = {n}"),
+        )
+    };
+    let mut gw = start(&c, "k8s-wait-a", &with_slots(2));
+    let key = tenant_with_key(&gw, "acme", "pro", None);
+    let first = submit(&gw, &key, "sleeper").await;
+    let second = submit(&gw, &key, "sleeper").await;
+    wait_log(&gw, &key, &first, "sleeper-started").await;
+    wait_log(&gw, &key, &second, "sleeper-started").await;
+    gw.proc.child.kill().expect("SIGKILL the gateway");
+    let _ = gw.proc.child.wait();
+
+    // One slot now: one run is re-attached, the other waits for the slot.
+    let again = start(&c, "k8s-wait-b", &with_slots(1));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        let mut attached = Vec::new();
+        for id in [&first, &second] {
+            if log_text(&again, &key, id)
+                .await
+                .contains("following the run's Job again")
+            {
+                attached.push(id.clone());
+            }
+        }
+        if attached.len() == 1 {
+            break if attached[0] == first {
+                second.clone()
+            } else {
+                first.clone()
+            };
+        }
+        assert!(attached.len() < 2, "max_concurrent = 1 re-attached both");
+        assert!(Instant::now() < deadline, "no run re-attached");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let state = get_json(format!("{}/api/v1/runs/{waiting}", again.base), &key).await;
+    assert_eq!(
+        state["state"], "running",
+        "still running on the cluster: {state}"
+    );
+    let resp = http()
+        .post(format!("{}/api/v1/runs/{waiting}/cancel", again.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("cancel");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let run = wait_final(&again, &key, &waiting).await;
+    assert_eq!(run["state"], "cancelled", "{run}");
+    let name = object_name(&waiting);
+    assert!(
+        c.mock
+            .deletes()
+            .contains(&("jobs".into(), name.clone(), Some("Foreground".into()))),
+        "{:?}",
+        c.mock.deletes()
+    );
+    assert!(c.mock.object("jobs", &name).is_none());
 }

@@ -317,6 +317,11 @@ impl KubernetesBackend {
         RemoteRun { output, end, stop }
     }
 
+    /// Deletes a run's Job (foreground propagation) without following it.
+    pub(crate) async fn delete_run(&self, id: &RunId) {
+        watch::delete_job(&self.api(), &objects::object_name(id)).await;
+    }
+
     /// After a gateway restart: follows the run's Job again, if it still
     /// exists (`None`: it vanished).
     pub(crate) async fn reattach(&self, id: &RunId) -> Result<Option<RemoteRun>, BackendError> {
