@@ -19,6 +19,7 @@ mod call;
 mod demo;
 mod mount;
 mod remote;
+mod run_pod;
 mod runs;
 mod sandbox_init;
 mod serve;
@@ -208,6 +209,9 @@ enum Cmd {
 
 fn main() -> ExitCode {
     if let Some(code) = sandbox_init::dispatch() {
+        return code;
+    }
+    if let Some(code) = run_pod::dispatch() {
         return code;
     }
     let cli = Cli::parse();

@@ -25,6 +25,7 @@ pub mod backend;
 pub mod hooks;
 pub mod limits;
 mod live;
+pub mod pod;
 mod queue;
 pub mod relay;
 pub mod run;
@@ -34,7 +35,10 @@ pub mod store;
 pub mod workflow;
 
 pub use artifacts::{Artifact, ArtifactLimits};
-pub use backend::{Backend, BackendError, HostRelay, InitProgram, local::LocalConfig};
+pub use backend::{
+    Backend, BackendError, HostRelay, InitProgram, KubernetesBackend, KubernetesConfig,
+    kubernetes::Resources, local::LocalConfig,
+};
 pub use hooks::{FixedGrant, RunGrant, RunHooks};
 pub use limits::Limits;
 pub use relay::{CliTools, MountTools, SandboxInitArgs, sandbox_init};

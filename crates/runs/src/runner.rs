@@ -27,10 +27,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::adapters::{self, AgentInput, Transcript, Verdict, binary_name};
 use crate::artifacts::{self, ArtifactLimits};
-use crate::backend::{Backend, HostRelay, LaunchSpec, OutputLine, STOP_GRACE};
+use crate::backend::kubernetes::RemoteEnd;
+use crate::backend::{Backend, HostRelay, LaunchSpec, Launched, OutputLine, STOP_GRACE};
 use crate::hooks::RunHooks;
 use crate::limits::Limits;
 use crate::live::{LiveRun, StopReason};
+use crate::pod::PodRun;
 use crate::queue::Queue;
 use crate::run::{EventBody, Run, RunEvent, RunId, RunState, UsageDelta, now_ms};
 use crate::store::{RunFilter, RunStore, RunStoreError};
@@ -189,7 +191,11 @@ impl Runner {
         for run in inner.store.unfinished_runs().await? {
             let last_seq = inner.store.last_seq(&run.id).await?;
             let live = LiveRun::new(run.clone(), last_seq, inner.config.log_cap_bytes);
-            if run.state == RunState::Queued {
+            let reattach = matches!(inner.backend, Backend::Kubernetes(_));
+            if run.state == RunState::Queued || reattach {
+                // Queued runs start again; on Kubernetes, runs that were
+                // starting or running still are (their Job outlived the
+                // gateway) and are re-attached when they get their slot.
                 lock(&inner.live).insert(run.id.clone(), live);
                 lock(&inner.queue).push(run.id.clone(), run.tenant.clone());
             } else {
@@ -266,11 +272,18 @@ impl Runner {
         let was_waiting = lock(&self.inner.queue).remove(id);
         if was_waiting {
             live.stop(StopReason::Cancelled);
-            let ended = Ended {
-                state: RunState::Cancelled,
-                reason: Some("cancelled before it started".into()),
-                exit_code: None,
+            let before = live.snapshot().state;
+            let reason = if before == RunState::Queued {
+                "cancelled before it started"
+            } else {
+                // A Kubernetes run from before a restart, waiting for a slot
+                // to be re-attached: its Job is still going.
+                if let Backend::Kubernetes(cluster) = &self.inner.backend {
+                    cluster.delete_run(id).await;
+                }
+                "cancelled"
             };
+            let ended = Ended::new(RunState::Cancelled, Some(reason.into()));
             self.inner.finish(&live, ended, false).await;
         } else {
             live.stop(StopReason::Cancelled);
@@ -394,15 +407,22 @@ struct Ended {
     state: RunState,
     reason: Option<String>,
     exit_code: Option<i32>,
+    /// Not ended: a remote run left running because the gateway stops.
+    detached: bool,
 }
 
 impl Ended {
-    fn failed(reason: impl Into<String>) -> Ended {
+    fn new(state: RunState, reason: Option<String>) -> Ended {
         Ended {
-            state: RunState::Failed,
-            reason: Some(reason.into()),
+            state,
+            reason,
             exit_code: None,
+            detached: false,
         }
+    }
+
+    fn failed(reason: impl Into<String>) -> Ended {
+        Ended::new(RunState::Failed, Some(reason.into()))
     }
 }
 
@@ -460,14 +480,31 @@ impl Inner {
 
     /// One run's task, from its slot to its end.
     async fn drive(self: Arc<Self>, live: Arc<LiveRun>) {
-        let run = self
-            .persist(&live, |r| {
+        let before = live.snapshot();
+        let resumed = matches!(before.state, RunState::Starting | RunState::Running);
+        let run = if resumed {
+            before
+        } else {
+            self.persist(&live, |r| {
                 r.state = RunState::Starting;
                 r.started_at = Some(now_ms());
             })
-            .await;
+            .await
+        };
         let run_dir = self.config.runs_dir.join(run.id.as_str());
-        let ended = self.execute(&live, &run, &run_dir).await;
+        let ended = if resumed {
+            self.resume(&live, &run).await
+        } else {
+            self.execute(&live, &run, &run_dir).await
+        };
+        if ended.detached {
+            // A remote run left running while the gateway shuts down: its
+            // key stays valid and the next start re-attaches it.
+            tracing::info!(run = %run.id, "leaving the run on the cluster while the gateway stops");
+            lock(&self.live).remove(&run.id);
+            lock(&self.queue).done(&run.tenant);
+            return;
+        }
         let dropped = live.dropped().await;
         if dropped > 0 {
             self.notice(
@@ -505,16 +542,13 @@ impl Inner {
     fn stopped(&self, live: &LiveRun, timeout: Duration) -> Ended {
         match live.stop_reason() {
             Some(StopReason::Shutdown) => Ended::failed("gateway shut down"),
-            Some(StopReason::Cancelled) => Ended {
-                state: RunState::Cancelled,
-                reason: Some("cancelled".into()),
-                exit_code: None,
-            },
-            None => Ended {
-                state: RunState::TimedOut,
-                reason: Some(format!("timed out after {}", format_duration(timeout))),
-                exit_code: None,
-            },
+            Some(StopReason::Cancelled) => {
+                Ended::new(RunState::Cancelled, Some("cancelled".into()))
+            }
+            None => Ended::new(
+                RunState::TimedOut,
+                Some(format!("timed out after {}", format_duration(timeout))),
+            ),
         }
     }
 
@@ -545,6 +579,32 @@ impl Inner {
             Ok(grant) => grant,
             Err(e) => return Ended::failed(format!("cannot issue the run's credential: {e}")),
         };
+        let system_prompt = workflow.render_system_prompt(&run.params);
+        if let Backend::Kubernetes(cluster) = &self.backend {
+            let spec = PodRun {
+                run_id: run.id.clone(),
+                workflow: workflow.clone(),
+                prompt: run.prompt.clone(),
+                system_prompt,
+                gateway_url: grant.gateway_url.clone(),
+                mcp_url: grant.mcp_url.clone(),
+                tool_separator: grant.tool_separator.clone(),
+                model_base_url: grant.model_base_url.clone(),
+                model_id: grant.model_id.clone(),
+            };
+            let launched = tokio::select! {
+                launched = cluster.launch(spec, &grant.key, timeout) => launched,
+                () = &mut stop => return self.stopped(live, timeout),
+            };
+            return match launched {
+                Ok(remote) => {
+                    self.persist(live, |r| r.state = RunState::Running).await;
+                    self.supervise(live, run, Launched::remote(remote), stop, timeout, 0)
+                        .await
+                }
+                Err(e) => Ended::failed(e.to_string()),
+            };
+        }
         let program = self.program(workflow.agent);
         let mut ro_paths = self.config.ro_paths.clone();
         if let Some(dir) = program.as_deref().and_then(Path::parent)
@@ -553,7 +613,6 @@ impl Inner {
             ro_paths.push(dir.to_owned());
         }
         let paths = self.backend.paths(run_dir);
-        let system_prompt = workflow.render_system_prompt(&run.params);
         let prepared = match adapters::prepare(&AgentInput {
             run_id: &run.id,
             workflow,
@@ -593,14 +652,98 @@ impl Inner {
             )
             .await;
         }
-        let mut launched = match self.backend.launch(&spec).await {
+        let launched = match self.backend.launch(&spec).await {
             Ok(launched) => launched,
             Err(e) => return Ended::failed(e.to_string()),
         };
         self.persist(live, |r| r.state = RunState::Running).await;
+        let ended = self.supervise(live, run, launched, stop, timeout, 0).await;
+        self.collect_artifacts(live, run, &spec.workspace_dir())
+            .await;
+        ended
+    }
+
+    /// After a restart, follows a run that was starting or running on a
+    /// remote backend; its log continues after the events already stored.
+    async fn resume(&self, live: &LiveRun, run: &Run) -> Ended {
+        let Backend::Kubernetes(cluster) = &self.backend else {
+            return Ended::failed("gateway restarted");
+        };
+        let timeout = run.definition.timeout;
+        let started = run.started_at.unwrap_or(run.created_at);
+        let left = (started + timeout.as_millis() as u64).saturating_sub(now_ms());
+        let deadline = Instant::now() + Duration::from_millis(left);
+        let stop = async {
+            tokio::select! {
+                _ = live.cancel.cancelled() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        };
+        tokio::pin!(stop);
+        let stored = match self.line_events_stored(&run.id).await {
+            Ok(n) => n,
+            Err(e) => return Ended::failed(format!("cannot read the run's log: {e}")),
+        };
+        let remote = tokio::select! {
+            found = cluster.reattach(&run.id) => found,
+            () = &mut stop => return self.stopped(live, timeout),
+        };
+        match remote {
+            Ok(Some(remote)) => {
+                tracing::info!(run = %run.id, "re-attached to the run's Kubernetes Job");
+                self.notice(
+                    live,
+                    "the gateway restarted; following the run's Job again".into(),
+                )
+                .await;
+                if run.state != RunState::Running {
+                    self.persist(live, |r| r.state = RunState::Running).await;
+                }
+                self.supervise(live, run, Launched::remote(remote), stop, timeout, stored)
+                    .await
+            }
+            Ok(None) => {
+                Ended::failed("the run's Kubernetes Job vanished while the gateway was down")
+            }
+            Err(e) => Ended::failed(format!("cannot re-attach after a gateway restart: {e}")),
+        }
+    }
+
+    /// Events of a run's log that came from its output (not states or the
+    /// runner's notices): what a re-attached log skips.
+    async fn line_events_stored(&self, id: &RunId) -> Result<usize, RunStoreError> {
+        let mut after = 0;
+        let mut count = 0;
+        loop {
+            let page = self.store.events(id, after, FOLLOW_PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(count);
+            };
+            after = last.seq;
+            count += page
+                .iter()
+                .filter(|e| !matches!(e.body, EventBody::State { .. } | EventBody::Notice { .. }))
+                .count();
+        }
+    }
+
+    /// Output, stop and exit of a launched run; `skip`: output events
+    /// already stored by an earlier gateway (a re-attached log starts over).
+    async fn supervise(
+        &self,
+        live: &LiveRun,
+        run: &Run,
+        mut launched: Launched,
+        mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        timeout: Duration,
+        skip: usize,
+    ) -> Ended {
+        let workflow = &run.definition;
+        let mut skip = skip;
         let mut transcript = Transcript::for_agent(workflow.agent);
         let mut output = launched.take_output();
         let killer = launched.killer();
+        let launched_remote = launched.is_remote();
         let mut stopped = None;
         let mut output_open = true;
         let force = tokio::time::sleep(Duration::ZERO);
@@ -613,6 +756,11 @@ impl Inner {
                     biased;
                     code = &mut wait => break code,
                     () = &mut stop, if stopped.is_none() => {
+                        if launched_remote && live.stop_reason() == Some(StopReason::Shutdown) {
+                            let mut ended = Ended::failed("gateway shut down");
+                            ended.detached = true;
+                            return ended;
+                        }
                         killer.stop();
                         force.as_mut().reset(Instant::now() + STOP_GRACE);
                         stopped = Some(self.stopped(live, timeout));
@@ -622,7 +770,7 @@ impl Inner {
                         force.as_mut().reset(Instant::now() + Duration::from_secs(3600));
                     }
                     line = output.recv(), if output_open => match line {
-                        Some(line) => self.log_lines(live, &mut transcript, line, &mut output).await,
+                        Some(line) => self.log_lines(live, &mut transcript, line, &mut output, &mut skip).await,
                         None => output_open = false,
                     },
                 }
@@ -631,7 +779,7 @@ impl Inner {
         if output_open {
             let drain = async {
                 while let Some(line) = output.recv().await {
-                    self.log_lines(live, &mut transcript, line, &mut output)
+                    self.log_lines(live, &mut transcript, line, &mut output, &mut skip)
                         .await;
                 }
             };
@@ -643,17 +791,22 @@ impl Inner {
                 .await;
             }
         }
+        if stopped.is_none()
+            && let Some(end) = launched.ending()
+        {
+            return match end {
+                RemoteEnd::TimedOut(reason) => Ended::new(RunState::TimedOut, Some(reason.clone())),
+                RemoteEnd::Failed(reason) => Ended::failed(reason.clone()),
+                RemoteEnd::Stopped | RemoteEnd::Exited(_) => Ended::failed("the run was stopped"),
+            };
+        }
         let mut ended = stopped.unwrap_or_else(|| match transcript.verdict(exit_code) {
-            Verdict::Succeeded => Ended {
-                state: RunState::Succeeded,
-                reason: None,
-                exit_code: None,
-            },
+            Verdict::Succeeded => Ended::new(RunState::Succeeded, None),
             Verdict::Failed(reason) => Ended::failed(reason),
         });
-        ended.exit_code = Some(exit_code);
-        self.collect_artifacts(live, run, &spec.workspace_dir())
-            .await;
+        if launched.ending().is_none() {
+            ended.exit_code = Some(exit_code);
+        }
         ended
     }
 
@@ -664,6 +817,7 @@ impl Inner {
         transcript: &mut Transcript,
         first: OutputLine,
         output: &mut tokio::sync::mpsc::Receiver<OutputLine>,
+        skip: &mut usize,
     ) {
         let mut events = transcript.on_line(first.stream, &first.line);
         for _ in 0..FOLLOW_PAGE {
@@ -671,6 +825,13 @@ impl Inner {
                 Ok(line) => events.extend(transcript.on_line(line.stream, &line.line)),
                 Err(_) => break,
             }
+        }
+        if *skip > 0 {
+            // Stored before a restart: the transcript sees them again (it
+            // keeps its state) but they are not stored twice.
+            let n = (*skip).min(events.len());
+            events.drain(..n);
+            *skip -= n;
         }
         if let Err(e) = live.emit(&*self.store, events).await {
             tracing::error!(error = %e, "cannot store run output");

@@ -24,6 +24,7 @@ mod runs_api;
 mod runs_claude;
 mod runs_codex;
 mod runs_gateway;
+mod runs_kubernetes;
 mod runs_restart;
 mod stdio_bridge;
 mod tenancy;

@@ -20,6 +20,8 @@ pub enum RunBackend {
     Local,
     /// Plain processes, no isolation: only when set explicitly; every run logs a warning.
     Unsandboxed,
+    /// Kubernetes Jobs, as `[runs.kubernetes]` says.
+    Kubernetes,
 }
 
 /// `[runs]`.
@@ -34,6 +36,8 @@ pub struct RunsSettings {
     pub claude_code: Option<PathBuf>,
     /// `agents.codex`: the `codex` program (default: on `PATH`).
     pub codex: Option<PathBuf>,
+    /// `[runs.kubernetes]`, required by `backend = "kubernetes"`.
+    pub kubernetes: Option<mcpgate_runs::KubernetesConfig>,
 }
 
 impl Default for RunsSettings {
@@ -44,6 +48,7 @@ impl Default for RunsSettings {
             backend: RunBackend::Local,
             claude_code: None,
             codex: None,
+            kubernetes: None,
         }
     }
 }
@@ -87,7 +92,13 @@ impl ModelConfig {
     }
 }
 
-const RUNS_KEYS: &[&str] = &["max_concurrent", "per_tenant_max", "backend", "agents"];
+const RUNS_KEYS: &[&str] = &[
+    "max_concurrent",
+    "per_tenant_max",
+    "backend",
+    "agents",
+    "kubernetes",
+];
 const MODEL_KEYS: &[&str] = &["kind", "url", "auth", "model"];
 
 fn valid_name(name: &str) -> bool {
@@ -126,13 +137,28 @@ impl Walker {
             out.backend = match self.string("runs.backend", b)?.as_str() {
                 "local" => RunBackend::Local,
                 "unsandboxed" => RunBackend::Unsandboxed,
+                "kubernetes" => RunBackend::Kubernetes,
                 other => {
                     return Err(self.err(
                         "runs.backend",
-                        format!("{other:?} is not \"local\" or \"unsandboxed\""),
+                        format!("{other:?} is not \"local\", \"unsandboxed\" or \"kubernetes\""),
                     ));
                 }
             };
+        }
+        if let Some(k) = t.get("kubernetes") {
+            let config: mcpgate_runs::KubernetesConfig = serde_json::from_value(k.clone())
+                .map_err(|e| self.err("runs.kubernetes", e.to_string()))?;
+            config
+                .validate()
+                .map_err(|e| self.err("runs.kubernetes", e))?;
+            out.kubernetes = Some(config);
+        }
+        if out.backend == RunBackend::Kubernetes && out.kubernetes.is_none() {
+            return Err(self.err(
+                "runs.kubernetes",
+                "backend = \"kubernetes\" needs a [runs.kubernetes] table (at least `image`)",
+            ));
         }
         if let Some(a) = t.get("agents") {
             let agents = a
@@ -251,6 +277,42 @@ mod tests {
             Ok(_) => panic!("accepted:\n{text}"),
             Err(e) => format!("{}: {}: {}", e.file, e.key, e.message),
         }
+    }
+
+    #[test]
+    fn the_kubernetes_backend_needs_its_table_and_checks_it() {
+        let dir = std::env::temp_dir().join(format!("mcpgate-cfg-k8s-{}", std::process::id()));
+        let parse = |text: &str| Config::parse(&dir.join("c.toml"), text);
+        let c = parse(
+            r#"
+[runs]
+backend = "kubernetes"
+[runs.kubernetes]
+namespace = "agents"
+image = "ghcr.io/example/mcpgate-runner:1"
+gateway_url = "http://mcpgate.mcpgate.svc:8787"
+runtime_class = "gvisor"
+node_selector = { pool = "agents" }
+ttl_after_finished = "1h"
+image_pull_secrets = ["regcred"]
+resources = { requests = { cpu = "500m" }, limits = { memory = "2Gi" } }
+tolerations = [{ key = "agents", operator = "Exists", effect = "NoSchedule" }]
+"#,
+        )
+        .expect("config");
+        assert_eq!(c.runs.backend, RunBackend::Kubernetes);
+        let k = c.runs.kubernetes.expect("kubernetes");
+        assert_eq!(k.namespace, "agents");
+        assert_eq!(k.runtime_class.as_deref(), Some("gvisor"));
+        assert_eq!(k.resources.limits["memory"], "2Gi");
+        let missing = parse("[runs]\nbackend = \"kubernetes\"\n").expect_err("no table");
+        assert!(missing.to_string().contains("runs.kubernetes"), "{missing}");
+        let bad = parse("[runs.kubernetes]\nimage = \"x\"\nnamespace = \"Bad_NS\"\n")
+            .expect_err("bad namespace");
+        assert!(bad.to_string().contains("Bad_NS"), "{bad}");
+        let unknown =
+            parse("[runs.kubernetes]\nimage = \"x\"\nreplicas = 3\n").expect_err("unknown key");
+        assert!(unknown.to_string().contains("replicas"), "{unknown}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! runner over the SQL store with `RunKeys` as its hooks, and the relay from
 //! a loopback port inside each sandbox to the gateway's Unix socket. The
 //! sandbox's first process is this very executable's hidden `sandbox-init`
-//! subcommand.
+//! subcommand. With `backend = "kubernetes"` runs are Jobs on a cluster
+//! (`[runs.kubernetes]`), whose pods reach the gateway at `gateway_url`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,6 +69,21 @@ async fn try_start(
                 socket,
             }];
             (backend, format!("http://127.0.0.1:{}", tcp.port()))
+        }
+        RunBackend::Kubernetes => {
+            let cluster = settings
+                .kubernetes
+                .clone()
+                .ok_or("[runs] backend = \"kubernetes\" needs [runs.kubernetes]")?;
+            if cluster.gateway_url.is_none() {
+                tracing::warn!(
+                    "[runs.kubernetes] gateway_url is not set: run pods will be told to reach the gateway at http://{tcp}; set it to the address pods can reach (e.g. the in-cluster Service URL)"
+                );
+            }
+            let backend = Backend::kubernetes(cluster)
+                .await
+                .map_err(|e| format!("the Kubernetes backend cannot be used: {e}"))?;
+            (backend, format!("http://{tcp}"))
         }
         RunBackend::Unsandboxed => {
             tracing::warn!(

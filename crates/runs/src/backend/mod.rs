@@ -12,6 +12,7 @@
 //! the run directory (`workspace/`, `home/` with the adapter's files) and
 //! reading stdout and stderr line by line, with a cap on line length.
 
+pub mod kubernetes;
 pub(crate) mod local;
 pub(crate) mod unsandboxed;
 
@@ -27,6 +28,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub use kubernetes::{KubernetesBackend, KubernetesConfig};
+use kubernetes::{RemoteEnd, StopSignal};
 pub use local::LocalSandbox;
 pub use unsandboxed::Unsandboxed;
 
@@ -80,6 +83,9 @@ pub enum Backend {
     /// A plain process group with no isolation, when `[runs] backend =
     /// "unsandboxed"` says so; every run logs a warning.
     Unsandboxed(Unsandboxed),
+    /// Kubernetes Jobs on a cluster (`[runs.kubernetes]`): runs outlive the
+    /// gateway and are re-attached after a restart.
+    Kubernetes(Box<KubernetesBackend>),
 }
 
 /// A file the adapter writes into the run's home before it starts.
@@ -169,23 +175,34 @@ impl Backend {
         Backend::Unsandboxed(Unsandboxed::new(init))
     }
 
-    /// `local` or `unsandboxed`.
+    /// The Kubernetes Jobs backend, connected to the cluster.
+    pub async fn kubernetes(config: KubernetesConfig) -> Result<Backend, BackendError> {
+        let backend = KubernetesBackend::connect(config).await?;
+        Ok(Backend::Kubernetes(Box::new(backend)))
+    }
+
+    /// `local`, `unsandboxed` or `kubernetes`.
     pub fn kind(&self) -> &'static str {
         match self {
             Backend::Local(_) => "local",
             Backend::Unsandboxed(_) => "unsandboxed",
+            Backend::Kubernetes(_) => "kubernetes",
         }
     }
 
     /// Whether runs are isolated from the host.
     pub fn is_sandboxed(&self) -> bool {
-        matches!(self, Backend::Local(_))
+        matches!(self, Backend::Local(_) | Backend::Kubernetes(_))
     }
 
     /// Where the agent will see its home and workspace.
     pub(crate) fn paths(&self, run_dir: &Path) -> SandboxPaths {
         match self {
             Backend::Local(_) => local::paths(),
+            Backend::Kubernetes(_) => SandboxPaths {
+                home: PathBuf::from("/home/run"),
+                workspace: PathBuf::from("/workspace"),
+            },
             Backend::Unsandboxed(_) => SandboxPaths {
                 home: run_dir.join("home"),
                 workspace: run_dir.join("workspace"),
@@ -200,6 +217,9 @@ impl Backend {
         match self {
             Backend::Local(sandbox) => sandbox.launch(spec),
             Backend::Unsandboxed(plain) => plain.launch(spec),
+            Backend::Kubernetes(_) => Err(BackendError::Unavailable(
+                "a Kubernetes run is launched from its pod spec, not a local command".into(),
+            )),
         }
     }
 }
@@ -244,43 +264,68 @@ pub(crate) fn prepare_run_dir(spec: &LaunchSpec) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// A started run.
+/// A started run: a process group on this machine, or a Job on a cluster.
 #[derive(Debug)]
 pub(crate) struct Launched {
-    child: Child,
-    pgid: Pid,
-    graceful: bool,
-    exited: bool,
+    what: Started,
     output: Option<mpsc::Receiver<OutputLine>>,
+    /// How a remote run ended when that was not the agent's exit.
+    ending: Option<RemoteEnd>,
+}
+
+#[derive(Debug)]
+enum Started {
+    Process {
+        child: Child,
+        pgid: Pid,
+        graceful: bool,
+        exited: bool,
+    },
+    Remote {
+        end: Option<tokio::sync::oneshot::Receiver<RemoteEnd>>,
+        stop: StopSignal,
+    },
 }
 
 /// Kills a launched run's processes without borrowing the [`Launched`].
 /// Only while its leader is not yet reaped (so the group id cannot have been
 /// reused).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Killer {
-    pgid: Pid,
-    /// SIGTERM to `sandbox-init` first, which kills every descendant (even
-    /// one that left the process group); for backends without a PID namespace.
-    graceful: bool,
+#[derive(Debug, Clone)]
+pub(crate) enum Killer {
+    Process {
+        pgid: Pid,
+        /// SIGTERM to `sandbox-init` first, which kills every descendant (even
+        /// one that left the process group); for backends without a PID namespace.
+        graceful: bool,
+    },
+    /// Deletes the run's Job (foreground propagation).
+    Remote(StopSignal),
 }
 
 impl Killer {
     /// Starts stopping the run: SIGKILL to the process group, or for a
     /// graceful backend SIGTERM to `sandbox-init` (follow with [`Killer::kill`]
-    /// after [`STOP_GRACE`] if it has not exited).
-    pub(crate) fn stop(self) {
-        if self.graceful && self.pgid.as_raw() > 0 {
-            let _ = nix::sys::signal::kill(self.pgid, Signal::SIGTERM);
-        } else {
-            self.kill();
+    /// after [`STOP_GRACE`] if it has not exited); for a remote run, deletes
+    /// its Job.
+    pub(crate) fn stop(&self) {
+        match self {
+            Killer::Process { pgid, graceful } => {
+                if *graceful && pgid.as_raw() > 0 {
+                    let _ = nix::sys::signal::kill(*pgid, Signal::SIGTERM);
+                } else {
+                    self.kill();
+                }
+            }
+            Killer::Remote(stop) => stop.stop(),
         }
     }
 
-    /// SIGKILL to the run's process group.
-    pub(crate) fn kill(self) {
-        if self.pgid.as_raw() > 0 {
-            let _ = killpg(self.pgid, Signal::SIGKILL);
+    /// SIGKILL to the run's process group (nothing more for a remote run).
+    pub(crate) fn kill(&self) {
+        if let Killer::Process { pgid, .. } = self
+            && pgid.as_raw() > 0
+        {
+            let _ = killpg(*pgid, Signal::SIGKILL);
         }
     }
 }
@@ -315,12 +360,32 @@ impl Launched {
             tokio::spawn(read_lines(err, Stream::Stderr, tx));
         }
         Ok(Launched {
-            child,
-            pgid: Pid::from_raw(pid),
-            graceful,
-            exited: false,
+            what: Started::Process {
+                child,
+                pgid: Pid::from_raw(pid),
+                graceful,
+                exited: false,
+            },
             output: Some(rx),
+            ending: None,
         })
+    }
+
+    /// A run followed on a cluster.
+    pub(crate) fn remote(run: kubernetes::RemoteRun) -> Launched {
+        Launched {
+            what: Started::Remote {
+                end: Some(run.end),
+                stop: run.stop,
+            },
+            output: Some(run.output),
+            ending: None,
+        }
+    }
+
+    /// Whether the run lives outside this gateway (and so outlives it).
+    pub(crate) fn is_remote(&self) -> bool {
+        matches!(self.what, Started::Remote { .. })
     }
 
     /// stdout and stderr, line by line, closed when both reach EOF (once;
@@ -331,18 +396,42 @@ impl Launched {
 
     /// A handle that kills the run while [`Launched::wait`] is pending.
     pub(crate) fn killer(&self) -> Killer {
-        Killer {
-            pgid: self.pgid,
-            graceful: self.graceful,
+        match &self.what {
+            Started::Process { pgid, graceful, .. } => Killer::Process {
+                pgid: *pgid,
+                graceful: *graceful,
+            },
+            Started::Remote { stop, .. } => Killer::Remote(stop.clone()),
         }
     }
 
     /// Waits for the first process to exit; its exit code (128 + N for signal N).
-    /// Then kills whatever is left in its process group.
+    /// Then kills whatever is left in its process group. A remote run that
+    /// ended other than by the agent's exit gives -1 and says how in
+    /// [`Launched::ending`].
     pub(crate) async fn wait(&mut self) -> i32 {
-        let status = self.child.wait().await;
+        let status = match &mut self.what {
+            Started::Process { child, .. } => child.wait().await,
+            Started::Remote { end, .. } => {
+                let got = match end.take() {
+                    Some(end) => end
+                        .await
+                        .unwrap_or(RemoteEnd::Failed("lost track of the run's Job".into())),
+                    None => RemoteEnd::Failed("the run was already waited for".into()),
+                };
+                return match got {
+                    RemoteEnd::Exited(code) => code,
+                    other => {
+                        self.ending = Some(other);
+                        -1
+                    }
+                };
+            }
+        };
         self.kill();
-        self.exited = true;
+        if let Started::Process { exited, .. } = &mut self.what {
+            *exited = true;
+        }
         match status {
             Ok(status) => {
                 use std::os::unix::process::ExitStatusExt;
@@ -355,11 +444,23 @@ impl Launched {
         }
     }
 
+    /// How a remote run ended when it was not the agent's own exit.
+    pub(crate) fn ending(&self) -> Option<&RemoteEnd> {
+        self.ending.as_ref()
+    }
+
     /// Kills every process of the run: SIGKILL to the process group (for the
     /// local sandbox, bwrap's death takes the whole PID namespace with it).
+    /// A remote run is left alone (it outlives the gateway).
     pub(crate) fn kill(&self) {
-        if !self.exited && self.pgid.as_raw() > 0 {
-            let _ = killpg(self.pgid, Signal::SIGKILL);
+        if let Started::Process {
+            pgid,
+            exited: false,
+            ..
+        } = &self.what
+            && pgid.as_raw() > 0
+        {
+            let _ = killpg(*pgid, Signal::SIGKILL);
         }
     }
 }

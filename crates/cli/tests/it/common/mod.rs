@@ -319,6 +319,7 @@ impl Gateway {
 
 pub mod admin;
 pub mod client;
+pub mod mock_kube;
 pub mod mock_upstream;
 pub mod runs;
 pub mod webdriver;
