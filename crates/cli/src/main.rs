@@ -45,6 +45,13 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// How `serve` writes its log.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the gateway. Without --config it uses ./mcpgate.toml, or the bundled demo.
@@ -55,6 +62,10 @@ enum Cmd {
         /// Listen address, overriding the config's `listen` (e.g. 127.0.0.1:0 for any free port).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Log lines on stderr: `text` for people, `json` (one object per line, with the
+        /// call's trace_id, tenant, session and run) for a log pipeline.
+        #[arg(long, value_enum, default_value = "text", env = "MCPGATE_LOG_FORMAT")]
+        log_format: LogFormat,
     },
     /// Validate the config and print each upstream's state.
     Check {
@@ -238,14 +249,27 @@ fn main() -> ExitCode {
         | Cmd::Stdio { .. } => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let log = tracing_subscriber::fmt()
         .with_ansi(colour_logs())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if let Cmd::Serve {
+        log_format: LogFormat::Json,
+        ..
+    } = cli.cmd
+    {
+        // The fields of the spans a line was written in (a call's trace_id,
+        // tenant, session, run) are flattened into the line's own object.
+        log.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init();
+    } else {
+        log.init();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -258,7 +282,7 @@ fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.cmd {
-            Cmd::Serve { config, listen } => serve::serve(config.as_deref(), listen).await,
+            Cmd::Serve { config, listen, .. } => serve::serve(config.as_deref(), listen).await,
             Cmd::Check { config } => servers::check(config.as_deref(), false).await,
             Cmd::Reload { url } => serve::reload(&url).await,
             Cmd::Stdio { url, key_file } => bridge::stdio(&url, key_file.as_deref()).await,

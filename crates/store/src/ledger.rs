@@ -13,6 +13,7 @@ use crate::connect::Target;
 use crate::error::{ReserveError, StoreError};
 use crate::op::Op;
 use crate::record::{CallRecord, Outcome, Reservation};
+use crate::stats::LedgerStats;
 use crate::writer;
 
 /// How long `touch_key` stays quiet about a key after writing it.
@@ -26,6 +27,7 @@ pub struct Ledger {
     tx: mpsc::UnboundedSender<Op>,
     /// Last `last_used` value queued per key, for coalescing.
     touched: Arc<Mutex<HashMap<String, i64>>>,
+    stats: Arc<LedgerStats>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -40,16 +42,24 @@ impl Ledger {
     /// Spawns the writer task (inside the current Tokio runtime).
     pub(crate) fn spawn(target: Arc<Target>) -> Ledger {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer::run(rx, target));
+        let stats = Arc::new(LedgerStats::default());
+        tokio::spawn(writer::run(rx, target, stats.clone()));
         Ledger {
             tx,
             touched: Arc::default(),
+            stats,
         }
     }
 
     /// Queues an operation; `false` if the writer has stopped.
     fn send(&self, op: Op) -> bool {
+        self.stats.sent();
         self.tx.send(op).is_ok()
+    }
+
+    /// The writer's queue depth and commit latency.
+    pub fn stats(&self) -> &LedgerStats {
+        &self.stats
     }
 
     /// Reserves `rec.cost` tokens for a call, in one committed transaction:
@@ -101,6 +111,7 @@ impl Ledger {
 
     /// Queues a usage row (cost 0) for a call refused before any reservation.
     pub fn deny(&self, rec: CallRecord, outcome: Outcome, error: Option<String>) {
+        self.stats.sent();
         if let Err(mpsc::error::SendError(Op::Deny { rec, .. })) = self.tx.send(Op::Deny {
             rec,
             outcome,

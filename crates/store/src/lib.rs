@@ -28,6 +28,7 @@ mod op;
 mod record;
 mod report;
 mod runs;
+mod stats;
 mod tenants;
 mod workflows;
 mod writer;
@@ -46,6 +47,7 @@ pub use ledger::Ledger;
 pub use record::{CallRecord, Outcome, Reservation};
 pub use report::{AuditFilter, AuditRecord, UsageSummary};
 pub use runs::{RunEventRow, RunRow, RunRowFilter};
+pub use stats::{HistogramSnapshot, LATENCY_BUCKETS_US, LatencyHistogram, LedgerStats};
 pub use tenants::Tenant;
 pub use workflows::WorkflowVersion;
 

@@ -117,6 +117,18 @@ impl Store {
         Ok(())
     }
 
+    /// How many runs are in each state (for monitoring), by state name.
+    pub async fn count_runs_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM runs GROUP BY state ORDER BY state")
+            .fetch_all(self.pool())
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db)
+    }
+
     /// One run.
     pub async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");

@@ -10,7 +10,7 @@
 //! are tried once more on their own (and logged if they are lost).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{AnyConnection, Connection, Executor};
 use tokio::sync::mpsc;
@@ -24,6 +24,7 @@ use crate::error::{ReserveError, StoreError};
 use crate::interrupted;
 use crate::op::Op;
 use crate::record::Outcome;
+use crate::stats::LedgerStats;
 
 /// The most operations applied in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -42,7 +43,11 @@ struct Writer {
 }
 
 /// The writer task's body; ends when every sender is gone and the queue is drained.
-pub(crate) async fn run(mut rx: mpsc::UnboundedReceiver<Op>, target: Arc<Target>) {
+pub(crate) async fn run(
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    target: Arc<Target>,
+    stats: Arc<LedgerStats>,
+) {
     // Dropped (stopping its task) when this task ends.
     let checkpointer =
         (target.backend == Backend::Sqlite).then(|| checkpoint::spawn(target.clone()));
@@ -59,17 +64,25 @@ pub(crate) async fn run(mut rx: mpsc::UnboundedReceiver<Op>, target: Arc<Target>
         let mut batch = std::mem::take(&mut w.carry);
         if batch.is_empty() {
             match rx.recv().await {
-                Some(op) => batch.push(op),
+                Some(op) => {
+                    stats.taken();
+                    batch.push(op);
+                }
                 None => break,
             }
         }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(op) => {
+                    stats.taken();
+                    batch.push(op);
+                }
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         w.run_batch(batch).await;
+        stats.commit.observe(started.elapsed());
         if let Some(c) = &checkpointer
             && c.restart_requested()
             && let Some(conn) = w.conn.as_mut()

@@ -8,6 +8,7 @@ mod common;
 
 mod child_env;
 mod cli_edges;
+mod cluster;
 mod config_import;
 mod conformance;
 mod http_behaviour;
@@ -17,6 +18,7 @@ mod interop_dual;
 mod isolation;
 mod lifecycle;
 mod modern;
+mod observability;
 mod protocol;
 mod relay;
 mod reload;

@@ -14,11 +14,13 @@ use std::time::Duration;
 use mcpgate_upstream::{TransportSpec, UpstreamSpec};
 use serde_json::{Map, Value};
 
+mod cluster;
 mod duration;
 mod import;
 mod runs;
 pub use import::{input_variable, provide_input, to_toml};
 mod tiers;
+pub use cluster::DATABASE_URL_ENV;
 pub use runs::{ModelConfig, ModelKind, RunBackend, RunsSettings};
 pub use tiers::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Rate, Rules, Tier, parse_rate};
 
@@ -94,8 +96,11 @@ pub struct Config {
     pub mount_as_clis: bool,
     /// `auth`, `[plans]`, `[tiers]`, `audit_arguments`.
     pub policy: Policy,
-    /// A database URL (`postgres://…`); unset means SQLite in `data_dir`.
+    /// The store's URL (`store`, `database` or `$DATABASE_URL`: `postgres://…`);
+    /// unset means SQLite in `data_dir`.
     pub database: Option<String>,
+    /// `metrics_listen`: a separate address serving `/metrics` without a key.
+    pub metrics_listen: Option<SocketAddr>,
     /// `[runs]`.
     pub runs: RunsSettings,
     /// `[workflows.NAME]`: read-only workflows.
@@ -126,6 +131,8 @@ const TOP_KEYS: &[&str] = &[
     "audit_arguments",
     "audit",
     "database",
+    "store",
+    "metrics_listen",
     "servers",
     "mcpServers",
     "plans",
@@ -344,12 +351,8 @@ impl Walker {
             servers,
             mount_as_clis: self.opt_bool(top, "mount_as_clis")?.unwrap_or(false),
             policy,
-            database: match top.get("database") {
-                Some(v) => Some(expand_env(&self.string("database", v)?).map_err(|var| {
-                    self.err("database", format!("environment variable {var} is not set"))
-                })?),
-                None => None,
-            },
+            database: self.store_url(top)?,
+            metrics_listen: self.metrics_listen(top)?,
             runs: self.runs_settings(top)?,
             workflows: self.workflows(top)?,
             models: self.models(top)?,

@@ -1,7 +1,7 @@
 //! Every HTTP decision: the router, the request-target and Host rules, the
 //! guards (Host, Origin, auth, media types, body size, version, session), the
 //! one `Refusal` type, the one SSE body builder, the session-based and
-//! 2026-07-28 endpoints on `/mcp`, the admin API and `/health`; plus binding
+//! 2026-07-28 endpoints on `/mcp`, the admin API, `/health` and `/metrics`; plus binding
 //! and serving. What a request does once admitted is `mcp`'s business.
 
 mod admin;
@@ -12,6 +12,7 @@ mod guard;
 mod health;
 mod host;
 mod legacy;
+mod metrics;
 mod models;
 mod modern;
 mod openapi;
@@ -44,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/mcp/", mcp)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(metrics::scrape))
         .route("/models/{name}/{*rest}", axum::routing::any(models::proxy))
         .merge(admin::router())
         .merge(api::router())
@@ -108,6 +110,9 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     limits: EdgeLimits,
 ) -> std::io::Result<()> {
+    if let Some(addr) = app.cfg.metrics_listen {
+        metrics::serve_separately(app.clone(), addr).await?;
+    }
     lifecycle::start(&app);
     let router = router(app.clone());
     let drain = tokio_util::sync::CancellationToken::new();

@@ -182,6 +182,7 @@ async fn forward(
         usage: Usage::new(sse),
         app: app.clone(),
         run,
+        model: model.name.clone(),
         done: false,
     };
     let stream = futures::stream::unfold(state, Relay::next);
@@ -195,6 +196,8 @@ struct Relay {
     usage: Usage,
     app: Arc<App>,
     run: Option<Arc<RunScope>>,
+    /// The `[models.NAME]` this response came from.
+    model: String,
     done: bool,
 }
 
@@ -211,6 +214,9 @@ impl Relay {
             Ok(None) => {
                 self.done = true;
                 let (input, output) = self.usage.finish();
+                if input > 0 || output > 0 {
+                    self.app.metrics.model_tokens(&self.model, input, output);
+                }
                 if let Some(run) = &self.run
                     && (input > 0 || output > 0)
                 {

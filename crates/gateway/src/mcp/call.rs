@@ -9,6 +9,7 @@ use std::sync::Arc;
 use mcpgate_proto::jsonrpc::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::ctx::{Ctx, ModernCall};
 use super::dispatch;
@@ -83,7 +84,7 @@ pub(crate) fn admit_billable(
     let error = match &refused {
         Refused::Error(e) | Refused::Limited { error: e, .. } => e.to_string(),
     };
-    meter.deny(&app.store, None, outcome, &error);
+    meter.deny(&app.store, &app.metrics, None, outcome, &error);
     Err(refused)
 }
 
@@ -95,6 +96,21 @@ pub(crate) struct Running {
     pub(crate) reply: oneshot::Receiver<Vec<u8>>,
     /// Cancels the request (a 2026-07-28 client closing its stream).
     pub(crate) cancel: CancellationToken,
+}
+
+/// A fresh 128-bit trace id in W3C form (32 lowercase hex digits): a
+/// random per-process prefix and a counter, so it costs no system call.
+fn trace_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        u64::from_le_bytes(b) | 1
+    });
+    format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Runs `msg` through `dispatch` in a task of its own.
@@ -109,6 +125,16 @@ pub(crate) fn spawn_call(
     let (out_tx, out) = mpsc::unbounded_channel::<Out>();
     let (reply_tx, reply) = oneshot::channel::<Vec<u8>>();
     let cancel = CancellationToken::new();
+    // Every log line of the call carries these fields (`--log-format json`
+    // puts them in its `spans` list).
+    let span = tracing::info_span!(
+        "call",
+        trace_id = %trace_id(),
+        tenant = %principal.tenant,
+        session = session.as_deref().map(|s| s.id.as_str()),
+        run = principal.run.as_ref().map(|r| tracing::field::display(&r.run)),
+        method = msg.method(),
+    );
     let ctx = Ctx {
         app,
         principal,
@@ -117,10 +143,15 @@ pub(crate) fn spawn_call(
         cancel: cancel.clone(),
         out: out_tx,
     };
-    tokio::spawn(async move {
-        let body = dispatch::request(&ctx, &msg, meter).await;
-        drop(ctx);
-        let _ = reply_tx.send(body);
-    });
+    tokio::spawn(
+        async move {
+            let started = std::time::Instant::now();
+            let body = dispatch::request(&ctx, &msg, meter).await;
+            drop(ctx);
+            tracing::debug!(took_us = started.elapsed().as_micros() as u64, "call done");
+            let _ = reply_tx.send(body);
+        }
+        .instrument(span),
+    );
     Running { out, reply, cancel }
 }

@@ -67,7 +67,13 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
             let Some(server) = app.catalog().resource(&uri) else {
                 let e = CallError::ResourceNotFound(uri);
                 if let Some(m) = &meter {
-                    m.deny(&app.store, None, Outcome::NotFound, &e.to_string());
+                    m.deny(
+                        &app.store,
+                        &app.metrics,
+                        None,
+                        Outcome::NotFound,
+                        &e.to_string(),
+                    );
                 }
                 return Err(e);
             };
@@ -183,7 +189,13 @@ async fn call_named(
                 }
                 _ => (Outcome::NotFound, None),
             };
-            m.deny(&ctx.app.store, server, outcome, &e.to_string());
+            m.deny(
+                &ctx.app.store,
+                &ctx.app.metrics,
+                server,
+                outcome,
+                &e.to_string(),
+            );
         }
         return Err(e);
     };
@@ -202,11 +214,11 @@ async fn metered(
     msg: &Message,
 ) -> Result<Reply, CallError> {
     let Some(m) = meter else {
-        return forward(ctx, server, method, params, msg).await;
+        return timed_forward(ctx, server, method, params, msg).await;
     };
-    let reservation = m.reserve(&ctx.app.store, server).await?;
-    let out = forward(ctx, server, method, params, msg).await;
-    m.finish(&ctx.app.store, &reservation, &out);
+    let reservation = m.reserve(&ctx.app.store, &ctx.app.metrics, server).await?;
+    let out = timed_forward(ctx, server, method, params, msg).await;
+    m.finish(&ctx.app.store, &ctx.app.metrics, server, &reservation, &out);
     if let Some((run, cost)) = m.run_cost(&out) {
         let delta = mcpgate_runs::UsageDelta {
             cost,
@@ -215,6 +227,20 @@ async fn metered(
         };
         super::runs::add_run_usage(&ctx.app, &run, delta).await;
     }
+    out
+}
+
+/// `forward`, with its time counted as the upstream's in `/metrics`.
+async fn timed_forward(
+    ctx: &Ctx,
+    server: &Arc<str>,
+    method: &str,
+    params: Option<Box<RawValue>>,
+    msg: &Message,
+) -> Result<Reply, CallError> {
+    let started = std::time::Instant::now();
+    let out = forward(ctx, server, method, params, msg).await;
+    ctx.app.metrics.upstream(server, started.elapsed());
     out
 }
 

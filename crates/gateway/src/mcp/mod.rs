@@ -4,7 +4,8 @@
 //! back), `mrtr` (bridging the two eras' ways of asking the client for input),
 //! `modern` (the 2026-07-28 call's life and its replies), `listen`
 //! (`subscriptions/listen`), `logging` (per-session log levels), `supervise` (upstream lifecycles), `lifecycle`
-//! (start, probe, stop, a session's initialize and end), `health` and `admin`.
+//! (start, probe, stop, a session's initialize and end), `health`, `metrics`
+//! (the `/metrics` document) and `admin`.
 //! Nothing here imports `http`.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod health;
 pub(crate) mod lifecycle;
 pub(crate) mod listen;
 pub(crate) mod logging;
+pub(crate) mod metrics;
 pub(crate) mod modern;
 pub(crate) mod mrtr;
 pub(crate) mod params;

@@ -11,6 +11,7 @@ pub(crate) mod catalog;
 pub(crate) mod error;
 pub(crate) mod listeners;
 pub(crate) mod log_levels;
+pub(crate) mod metrics;
 pub(crate) mod parking;
 pub(crate) mod policy;
 pub(crate) mod runs;
@@ -64,6 +65,8 @@ pub struct App {
     pub(crate) runs: runs::RunsState,
     /// The web page's sign-in sessions (`/ui/`).
     pub(crate) ui: ui_sessions::UiSessions,
+    /// Request counters and latencies for `/metrics`.
+    pub(crate) metrics: metrics::Metrics,
     pub shutdown: CancellationToken,
     pub(crate) started: Instant,
 }
@@ -92,6 +95,7 @@ impl App {
             parking: Parking::default(),
             listeners: Listeners::default(),
             ui: ui_sessions::UiSessions::default(),
+            metrics: metrics::Metrics::default(),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
         })

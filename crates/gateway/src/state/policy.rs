@@ -27,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Principal;
 use super::error::CallError;
+use super::metrics::Metrics;
 use super::runs::RunScope;
 use crate::config::Rate;
 use mcpgate_proto::locks::lock;
@@ -268,10 +269,18 @@ impl Meter {
     pub(crate) fn deny(
         &self,
         store: &Store,
+        metrics: &Metrics,
         upstream: Option<&str>,
         outcome: Outcome,
         error: &str,
     ) {
+        metrics.call(
+            self.call.method(),
+            upstream.map(Arc::from),
+            &self.principal.tier,
+            outcome,
+            None,
+        );
         store
             .ledger()
             .deny(self.record(upstream, 0), outcome, Some(error.to_owned()));
@@ -281,6 +290,7 @@ impl Meter {
     pub(crate) async fn reserve(
         &self,
         store: &Store,
+        metrics: &Metrics,
         upstream: &str,
     ) -> Result<Reservation, CallError> {
         if let Some(run) = &self.principal.run
@@ -292,10 +302,26 @@ impl Meter {
                 cost: self.cost,
                 resets_at_ms: None,
             };
-            self.deny(store, Some(upstream), Outcome::DeniedQuota, &e.to_string());
+            self.deny(
+                store,
+                metrics,
+                Some(upstream),
+                Outcome::DeniedQuota,
+                &e.to_string(),
+            );
             return Err(e);
         }
         let reserved = self.reserve_in_store(store, upstream).await;
+        if let Err(CallError::QuotaExhausted { .. }) = &reserved {
+            // The store wrote the denied_quota row itself.
+            metrics.call(
+                self.call.method(),
+                Some(Arc::from(upstream)),
+                &self.principal.tier,
+                Outcome::DeniedQuota,
+                None,
+            );
+        }
         if reserved.is_err()
             && let Some(run) = &self.principal.run
         {
@@ -359,6 +385,8 @@ impl Meter {
     pub(crate) fn finish(
         &self,
         store: &Store,
+        metrics: &Metrics,
+        server: &Arc<str>,
         r: &Reservation,
         outcome: &Result<Reply, CallError>,
     ) {
@@ -377,7 +405,15 @@ impl Meter {
         if refund && let Some(run) = &self.principal.run {
             run.give_back(u64::try_from(self.cost).unwrap_or(0));
         }
-        let us = i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let took = self.started.elapsed();
+        metrics.call(
+            self.call.method(),
+            Some(server.clone()),
+            &self.principal.tier,
+            o,
+            Some(took),
+        );
+        let us = i64::try_from(took.as_micros()).unwrap_or(i64::MAX);
         store.ledger().finish(r.id, o, us, error, refund);
     }
 }

@@ -119,6 +119,17 @@ impl Breaker {
         }
     }
 
+    /// `closed`, `open` (failing calls fast) or `half_open` (cooled down,
+    /// the next call probes), for `/metrics`.
+    pub(crate) fn state_name(&self) -> &'static str {
+        let st = lock(&self.state);
+        match st.open_until {
+            None => "closed",
+            Some(until) if Instant::now() < until && !st.probing => "open",
+            Some(_) => "half_open",
+        }
+    }
+
     /// An admission when a call may go through; Err with the time left while open.
     pub(crate) fn admit(&self) -> Result<Admission<'_>, Duration> {
         let mut probe = false;

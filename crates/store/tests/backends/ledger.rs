@@ -73,6 +73,16 @@ async fn race_64_calls_for_50_tokens(stores: &[Store]) {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 64, "usage ids are unique");
+    // What /metrics reads: every operation was taken off the queue, and
+    // each commit was timed.
+    for ledger in &ledgers {
+        ledger.flush().await.unwrap();
+        let stats = ledger.stats();
+        assert_eq!(stats.queue_depth(), 0);
+        let commits = stats.commit.snapshot();
+        assert!(commits.count >= 1, "{commits:?}");
+        assert_eq!(commits.cumulative.last().map(|c| c.1), Some(commits.count));
+    }
 }
 
 backend_tests!(quota_race_never_overspends, worker_threads = 4);

@@ -171,6 +171,15 @@ async fn runs_are_found_and_updated(backend: Backend) {
         b.record = r#"{"id":"run_b","reason":"gateway restarted"}"#.into();
         store.update_run(&b).await.unwrap();
         assert_eq!(store.run("run_b").await.unwrap(), Some(b));
+        assert_eq!(
+            store.count_runs_by_state().await.unwrap(),
+            [
+                ("failed".to_owned(), 1),
+                ("queued".to_owned(), 1),
+                ("succeeded".to_owned(), 1)
+            ],
+            "runs by state, for /metrics"
+        );
         assert_eq!(store.run("run_zz").await.unwrap(), None);
         assert!(matches!(
             store

@@ -286,6 +286,17 @@ impl Gateway {
     /// gateway process (e.g. the secrets a config's `auth` / `${VAR}` refer to;
     /// `RUST_LOG` here overrides the default `info`).
     pub fn start_with_env(tag: &str, config: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_with_args(tag, config, &[], env)
+    }
+
+    /// Like [`Gateway::start_with_env`], with extra `serve` arguments
+    /// (e.g. `--log-format json`).
+    pub fn start_with_args(
+        tag: &str,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let dir = TempDir::new(tag);
         let cfg = dir.0.join("mcpgate.toml");
         std::fs::write(&cfg, config).expect("write config");
@@ -294,6 +305,7 @@ impl Gateway {
         let mut child = Command::new(mcpgate_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&cfg)
+            .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -321,6 +333,7 @@ pub mod admin;
 pub mod client;
 pub mod mock_kube;
 pub mod mock_upstream;
+pub mod postgres;
 pub mod runs;
 pub mod webdriver;
 

@@ -1,0 +1,89 @@
+//! The config keys of a gateway that runs as one of several replicas and is
+//! watched from outside: where the store lives (`store`, its older name
+//! `database`, or `DATABASE_URL` in the environment) and `metrics_listen`,
+//! the separate address Prometheus scrapes `/metrics` on. Kept apart from
+//! `mod.rs` so that file stays about one gateway's own behaviour.
+
+use std::net::SocketAddr;
+
+use serde_json::{Map, Value};
+
+use super::{ConfigError, Walker};
+
+/// The environment variable naming the store when the config names none.
+pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
+
+impl Walker {
+    /// `store = "postgres://…"` (or `database`, or `$DATABASE_URL`); `None`
+    /// means SQLite in `data_dir`.
+    pub(super) fn store_url(
+        &self,
+        top: &Map<String, Value>,
+    ) -> Result<Option<String>, ConfigError> {
+        let url = match (top.get("store"), top.get("database")) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "store",
+                    "`store` and `database` name the same thing; keep one",
+                ));
+            }
+            (Some(v), None) => Some(("store", self.string("store", v)?)),
+            (None, Some(v)) => Some(("database", self.string("database", v)?)),
+            (None, None) => None,
+        };
+        match url {
+            Some((key, url)) if url.trim().is_empty() => {
+                Err(self.err(key, "is empty; leave it out to use SQLite in data_dir"))
+            }
+            Some((_, url)) => Ok(Some(url)),
+            None => Ok(std::env::var(DATABASE_URL_ENV)
+                .ok()
+                .filter(|u| !u.trim().is_empty())),
+        }
+    }
+
+    /// `metrics_listen = "127.0.0.1:9464"`: serve `/metrics` there, without a key.
+    pub(super) fn metrics_listen(
+        &self,
+        top: &Map<String, Value>,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(v) = top.get("metrics_listen") else {
+            return Ok(None);
+        };
+        let s = self.string("metrics_listen", v)?;
+        s.parse().map(Some).map_err(|_| {
+            self.err(
+                "metrics_listen",
+                format!("{s:?} is not an address like \"127.0.0.1:9464\""),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn load(text: &str) -> Result<Config, super::ConfigError> {
+        Config::parse(Path::new("c.toml"), text)
+    }
+
+    #[test]
+    fn store_database_and_metrics_listen() {
+        let c = load("store = \"postgres://u@h:5432/d\"\nmetrics_listen = \"127.0.0.1:0\"\n")
+            .expect("valid");
+        assert_eq!(c.database.as_deref(), Some("postgres://u@h:5432/d"));
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:0".parse().expect("addr")));
+        let c = load("database = \"postgres://u@h/d\"\n").expect("valid");
+        assert_eq!(c.database.as_deref(), Some("postgres://u@h/d"));
+        let e =
+            load("store = \"postgres://a/b\"\ndatabase = \"postgres://a/b\"\n").expect_err("both");
+        assert_eq!(e.key, "store");
+        assert!(e.message.contains("keep one"), "{e}");
+        let e = load("store = \"\"\n").expect_err("empty");
+        assert!(e.message.contains("SQLite"), "{e}");
+        let e = load("metrics_listen = \"9464\"\n").expect_err("not an address");
+        assert_eq!(e.key, "metrics_listen");
+    }
+}
