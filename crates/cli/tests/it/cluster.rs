@@ -340,3 +340,82 @@ async fn three_replicas_on_one_postgres_share_the_balance_and_revocations() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "peers tier: needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379"]
+async fn a_key_limited_to_60_a_minute_gets_60_through_three_replicas_not_180() {
+    let Some(db) = PgDb::create("a_key_limited_to_60_a_minute").await else {
+        return;
+    };
+    let cfg = config(&format!(
+        "store = {}\n\n[cluster]\nredis = \"redis://127.0.0.1:6379\"\n\n[tiers.metered]\ntools = [\"*\"]\nrate = \"60/min\"\n",
+        q(&db.url)
+    ))
+    .replace("pro = \"pro\"", "pro = \"pro\"\nmetered = \"metered\"");
+    let replicas: Vec<Gateway> = (0..3)
+        .map(|i| Gateway::start(&format!("redis-rate{i}"), &cfg))
+        .collect();
+    for gw in &replicas {
+        gw.wait_ready(Duration::from_secs(20));
+        assert!(
+            gw.stderr()
+                .contains("rate limits are shared with other replicas through Redis"),
+            "{}",
+            gw.stderr()
+        );
+    }
+    let key = tenant_with_key(&replicas[0], "limited", "metered", None);
+    let mut clients = Vec::new();
+    for gw in &replicas {
+        let mut c = keyed(gw, &key);
+        c.initialize().await;
+        clients.push(std::sync::Arc::new(c));
+    }
+    // 180 calls, 60 per replica, 8 at a time on each.
+    let started = Instant::now();
+    let per_replica = clients.iter().map(|c| {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut limited) = (0u32, 0u32);
+            let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+            let calls = (0..60).map(|i| {
+                let (c, sem) = (c.clone(), sem.clone());
+                tokio::spawn(async move {
+                    let _p = sem.acquire_owned().await.expect("permit");
+                    c.call("fx__echo", json!({"message": format!("r{i}")}))
+                        .await
+                })
+            });
+            for r in futures::future::join_all(calls).await {
+                let r = r.expect("task");
+                match r.status {
+                    200 if r.has_result() => ok += 1,
+                    429 => limited += 1,
+                    other => panic!("unexpected {other}: {}", r.body),
+                }
+            }
+            (ok, limited)
+        })
+    });
+    let results: Vec<(u32, u32)> = futures::future::join_all(per_replica)
+        .await
+        .into_iter()
+        .map(|r| r.expect("replica task"))
+        .collect();
+    let elapsed = started.elapsed();
+    let ok: u32 = results.iter().map(|r| r.0).sum();
+    let limited: u32 = results.iter().map(|r| r.1).sum();
+    assert_eq!(ok + limited, 180);
+    // The burst of 60, plus at most one token per second the test ran.
+    let refilled = u32::try_from(elapsed.as_secs()).expect("secs") + 1;
+    assert!(
+        (60..=60 + refilled).contains(&ok),
+        "{ok} calls got through in {elapsed:?} across three replicas ({results:?}); \
+         a shared 60/min bucket allows 60 (+{refilled})"
+    );
+    // Had each replica a bucket of its own, one of them alone would let 60 through.
+    assert!(
+        results.iter().filter(|r| r.1 > 0).count() >= 2,
+        "{results:?}"
+    );
+}

@@ -1,7 +1,8 @@
 //! The config keys of a gateway that runs as one of several replicas and is
 //! watched from outside: where the store lives (`store`, its older name
 //! `database`, or `DATABASE_URL` in the environment) and `metrics_listen`,
-//! the separate address Prometheus scrapes `/metrics` on. Kept apart from
+//! the separate address Prometheus scrapes `/metrics` on, and `[cluster]`
+//! (`redis`, the Redis replicas share rate-limit buckets through). Kept apart from
 //! `mod.rs` so that file stays about one gateway's own behaviour.
 
 use std::net::SocketAddr;
@@ -39,6 +40,36 @@ impl Walker {
             None => Ok(std::env::var(DATABASE_URL_ENV)
                 .ok()
                 .filter(|u| !u.trim().is_empty())),
+        }
+    }
+
+    /// `[cluster] redis = "redis://…"`: what replicas share beyond the store.
+    pub(super) fn cluster_redis(
+        &self,
+        top: &Map<String, Value>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(v) = top.get("cluster") else {
+            return Ok(None);
+        };
+        let t = v.as_object().ok_or_else(|| {
+            self.err(
+                "cluster",
+                "must be a table, like [cluster] redis = \"redis://…\"",
+            )
+        })?;
+        self.unknown_keys("cluster", t, &["redis"])?;
+        match t.get("redis") {
+            None => Ok(None),
+            Some(v) => {
+                let url = self.string("cluster.redis", v)?;
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(self.err(
+                        "cluster.redis",
+                        format!("{url:?} is not a Redis URL like \"redis://127.0.0.1:6379\""),
+                    ));
+                }
+                Ok(Some(url))
+            }
         }
     }
 
@@ -85,5 +116,11 @@ mod tests {
         assert!(e.message.contains("SQLite"), "{e}");
         let e = load("metrics_listen = \"9464\"\n").expect_err("not an address");
         assert_eq!(e.key, "metrics_listen");
+        let c = load("[cluster]\nredis = \"redis://127.0.0.1:6379\"\n").expect("valid");
+        assert_eq!(c.redis.as_deref(), Some("redis://127.0.0.1:6379"));
+        let e = load("[cluster]\nredis = \"127.0.0.1:6379\"\n").expect_err("no scheme");
+        assert_eq!(e.key, "cluster.redis");
+        let e = load("[cluster]\nredsi = \"redis://h\"\n").expect_err("typo");
+        assert!(e.message.contains("did you mean `redis`"), "{e}");
     }
 }

@@ -101,6 +101,8 @@ pub struct Config {
     pub database: Option<String>,
     /// `metrics_listen`: a separate address serving `/metrics` without a key.
     pub metrics_listen: Option<SocketAddr>,
+    /// `[cluster] redis`: the Redis replicas share rate-limit buckets through.
+    pub redis: Option<String>,
     /// `[runs]`.
     pub runs: RunsSettings,
     /// `[workflows.NAME]`: read-only workflows.
@@ -133,6 +135,7 @@ const TOP_KEYS: &[&str] = &[
     "database",
     "store",
     "metrics_listen",
+    "cluster",
     "servers",
     "mcpServers",
     "plans",
@@ -353,6 +356,7 @@ impl Walker {
             policy,
             database: self.store_url(top)?,
             metrics_listen: self.metrics_listen(top)?,
+            redis: self.cluster_redis(top)?,
             runs: self.runs_settings(top)?,
             workflows: self.workflows(top)?,
             models: self.models(top)?,

@@ -67,6 +67,7 @@ pub(crate) async fn post_mcp(
         }
         Ok(Kind::Request) => {
             let meter = admit_billable(&app, &who, &msg, session.as_deref())
+                .await
                 .map_err(|r| Refusal::refused(r).answering(&msg))?;
             let running = spawn_call(app.clone(), who, session.clone(), None, msg, meter);
             Ok(respond(app, session, running, acc).await)

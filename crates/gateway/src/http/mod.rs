@@ -110,6 +110,14 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     limits: EdgeLimits,
 ) -> std::io::Result<()> {
+    if let Some(shared) = &app.shared_rate {
+        match shared.check().await {
+            Ok(()) => tracing::info!("rate limits are shared with other replicas through Redis"),
+            Err(e) => tracing::error!(
+                "[cluster] redis cannot be reached ({e}); rate limits stay per replica until it can"
+            ),
+        }
+    }
     if let Some(addr) = app.cfg.metrics_listen {
         metrics::serve_separately(app.clone(), addr).await?;
     }

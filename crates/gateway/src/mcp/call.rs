@@ -33,7 +33,7 @@ pub(crate) enum Refused {
 /// `resources/read`, `prompts/get`); `None` for any other request, or when
 /// the ledger is off (`auth = "none"` with `audit = false`). A refusal is
 /// recorded in the ledger here.
-pub(crate) fn admit_billable(
+pub(crate) async fn admit_billable(
     app: &App,
     who: &Arc<Principal>,
     msg: &Message,
@@ -46,7 +46,7 @@ pub(crate) fn admit_billable(
     };
     let session_id = session.map(|s| s.id.clone());
     let record_args = app.cfg.policy.audit_arguments;
-    let denial = match app.gate.admit(who, &call) {
+    let denial = match app.gate.admit(who, &call, app.shared_rate.as_ref()).await {
         Ok(permit) => {
             return Ok(Some(Meter::new(
                 who.clone(),

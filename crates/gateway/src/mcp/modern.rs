@@ -117,7 +117,7 @@ pub(crate) async fn start(
         }
     }
     let meter = match resumed {
-        None => admit_billable(app, who, &msg, None)?,
+        None => admit_billable(app, who, &msg, None).await?,
         Some(_) => None,
     };
     let modern = ModernCall::new(

@@ -8,6 +8,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod catalog;
+pub(crate) mod cluster;
 pub(crate) mod error;
 pub(crate) mod listeners;
 pub(crate) mod log_levels;
@@ -67,12 +68,26 @@ pub struct App {
     pub(crate) ui: ui_sessions::UiSessions,
     /// Request counters and latencies for `/metrics`.
     pub(crate) metrics: metrics::Metrics,
+    /// The rate-limit buckets shared by replicas (`[cluster] redis`).
+    pub(crate) shared_rate: Option<cluster::SharedRate>,
     pub shutdown: CancellationToken,
     pub(crate) started: Instant,
 }
 
 impl App {
+    /// The gateway's state; Redis (`[cluster] redis`) is connected on first
+    /// use, and a URL that cannot be used is logged and leaves limits per replica.
     pub fn new(cfg: Config, store: Store) -> Arc<App> {
+        let shared_rate =
+            cfg.redis
+                .as_deref()
+                .and_then(|url| match cluster::SharedRate::new(url) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::error!("{e}; rate limits stay per replica");
+                        None
+                    }
+                });
         let scopes = runs::Scopes::default();
         let auth = Arc::new(Authenticator::new(
             cfg.policy.auth,
@@ -96,6 +111,7 @@ impl App {
             listeners: Listeners::default(),
             ui: ui_sessions::UiSessions::default(),
             metrics: metrics::Metrics::default(),
+            shared_rate,
             shutdown: CancellationToken::new(),
             started: Instant::now(),
         })

@@ -4,7 +4,8 @@
 //! 1. **authorize**: the tier's glob rules. A hidden name gets exactly the
 //!    error of a name that does not exist, so a tier cannot probe for tools.
 //! 2. **rate limit**: a token bucket per key (GCRA: one timestamp per key).
-//!    Cheap and in memory, it runs before anything that costs a database write.
+//!    Cheap and in memory (or one Redis script call, shared by replicas, with
+//!    `[cluster] redis`), it runs before anything that costs a database write.
 //! 3. **concurrency**: a semaphore per tenant, held until the call ends.
 //! 4. **reserve**: the call's cost is debited and its usage row committed in
 //!    one transaction (the store's ledger) before the call is forwarded; the
@@ -26,6 +27,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Principal;
+use super::cluster::SharedRate;
 use super::error::CallError;
 use super::metrics::Metrics;
 use super::runs::RunScope;
@@ -138,17 +140,30 @@ pub(crate) struct Gate {
 impl Gate {
     /// Steps 1–3 of the chain. On success the returned permit (if the tier caps
     /// concurrency) must live until the call ends.
-    pub(crate) fn admit(
+    /// With `shared` (`[cluster] redis`), the rate limit is one bucket per
+    /// key across all replicas; this replica's own bucket stands in while
+    /// Redis cannot answer.
+    pub(crate) async fn admit(
         &self,
         p: &Principal,
         call: &Call,
+        shared: Option<&SharedRate>,
     ) -> Result<Option<OwnedSemaphorePermit>, Denial> {
         if !call.visible_to(p) {
             return Err(Denial::Hidden);
         }
         if let Some(rate) = p.tier.rate {
-            take_token(&self.buckets, p, rate)
-                .map_err(|retry_after| Denial::Rate { retry_after })?;
+            let taken = match shared {
+                Some(shared) => {
+                    let who = p.key_id.as_ref().unwrap_or(&p.tenant);
+                    match shared.take(who, rate).await {
+                        Ok(taken) => taken,
+                        Err(()) => take_token(&self.buckets, p, rate),
+                    }
+                }
+                None => take_token(&self.buckets, p, rate),
+            };
+            taken.map_err(|retry_after| Denial::Rate { retry_after })?;
         }
         match p.tier.max_concurrent {
             None => Ok(None),
@@ -465,8 +480,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_burst_then_one_call_per_interval() {
+    #[tokio::test]
+    async fn a_burst_then_one_call_per_interval() {
         let gate = Gate::default();
         let p = principal(
             Some(Rate {
@@ -477,9 +492,9 @@ mod tests {
             None,
         );
         let call = Call::Tool("x".into());
-        assert!(gate.admit(&p, &call).is_ok());
-        assert!(gate.admit(&p, &call).is_ok());
-        match gate.admit(&p, &call) {
+        assert!(gate.admit(&p, &call, None).await.is_ok());
+        assert!(gate.admit(&p, &call, None).await.is_ok());
+        match gate.admit(&p, &call, None).await {
             Err(Denial::Rate { retry_after }) => {
                 assert!(
                     retry_after > Duration::from_secs(29) && retry_after <= Duration::from_secs(30),
@@ -491,8 +506,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn initialize_has_its_own_bucket_at_the_tiers_rate() {
+    #[tokio::test]
+    async fn initialize_has_its_own_bucket_at_the_tiers_rate() {
         let gate = Gate::default();
         let p = principal(
             Some(Rate {
@@ -508,7 +523,7 @@ mod tests {
         assert_eq!(retry_after_secs(wait), 30);
         let call = Call::Tool("x".into());
         assert!(
-            gate.admit(&p, &call).is_ok(),
+            gate.admit(&p, &call, None).await.is_ok(),
             "opening sessions spends no call"
         );
         assert!(
@@ -517,18 +532,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn concurrency_is_capped_until_permits_drop() {
+    #[tokio::test]
+    async fn concurrency_is_capped_until_permits_drop() {
         let gate = Gate::default();
         let p = principal(None, Some(1));
         let call = Call::Tool("x".into());
-        let first = gate.admit(&p, &call).expect("first");
+        let first = gate.admit(&p, &call, None).await.expect("first");
         assert!(matches!(
-            gate.admit(&p, &call),
+            gate.admit(&p, &call, None).await,
             Err(Denial::Concurrency { limit: 1 })
         ));
         drop(first);
-        assert!(gate.admit(&p, &call).is_ok());
+        assert!(gate.admit(&p, &call, None).await.is_ok());
     }
 
     #[test]
