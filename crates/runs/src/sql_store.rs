@@ -174,21 +174,15 @@ impl RunStore for SqlRunStore {
         rows.iter().map(from_row).collect()
     }
 
+    /// Only the runs whose owning gateway is gone (a replica's live runs
+    /// are its own), each now owned by this process: see `Store::claim_runs`.
     async fn unfinished_runs(&self) -> Result<Vec<Run>, RunStoreError> {
-        let states = RunState::ALL
+        let states: Vec<String> = RunState::ALL
             .into_iter()
             .filter(|s| !s.is_final())
             .map(|s| s.as_str().to_owned())
             .collect();
-        let rows = self
-            .store
-            .runs(&RunRowFilter {
-                states,
-                oldest_first: true,
-                ..RunRowFilter::default()
-            })
-            .await
-            .map_err(store_error)?;
+        let rows = self.store.claim_runs(&states).await.map_err(store_error)?;
         rows.iter().map(from_row).collect()
     }
 

@@ -27,6 +27,7 @@ mod migrate;
 mod op;
 mod record;
 mod report;
+mod run_owner;
 mod runs;
 mod stats;
 mod tenants;
@@ -75,6 +76,10 @@ struct Inner {
     pool: AnyPool,
     /// The batching writer's handle, spawned on the first [`Store::ledger`].
     ledger: OnceLock<Ledger>,
+    /// This handle's id on the runs it owns (see `run_owner`).
+    owner: i32,
+    /// PostgreSQL: the connection holding the "owner alive" advisory lock.
+    liveness: tokio::sync::OnceCell<std::sync::Mutex<sqlx::AnyConnection>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,6 +116,8 @@ impl Store {
                 target: Arc::new(target),
                 pool,
                 ledger: OnceLock::new(),
+                owner: run_owner::new_owner_id(),
+                liveness: tokio::sync::OnceCell::new(),
             }),
         })
     }

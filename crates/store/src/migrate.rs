@@ -163,10 +163,16 @@ const MIGRATIONS: &[Migration] = &[
             Step::Both("CREATE INDEX usage_run ON usage (run_id)"),
         ],
     },
+    Migration {
+        // The gateway process that owns a run (`run_owner`): replicas
+        // recover only the runs of owners that are gone.
+        version: 5,
+        steps: &[Step::Both("ALTER TABLE runs ADD COLUMN owner BIGINT")],
+    },
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 4;
+pub(crate) const LATEST: i64 = 5;
 
 /// An arbitrary constant naming mcpgate's migration lock on PostgreSQL.
 const PG_LOCK_KEY: i64 = 0x6d63_7067_6174_6531;

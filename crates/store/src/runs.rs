@@ -80,8 +80,12 @@ enum Bound {
 
 impl Store {
     /// Stores a new run. Errors: [`StoreError::AlreadyExists`] for a taken id.
+    /// The run is owned by this process (see [`Store::claim_runs`]).
     pub async fn insert_run(&self, run: &RunRow) -> Result<(), StoreError> {
-        let sql = format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        self.hold_liveness().await?;
+        let sql = format!(
+            "INSERT INTO runs ({RUN_COLUMNS}, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        );
         sqlx::query(&sql)
             .bind(&run.id)
             .bind(&run.workflow)
@@ -90,6 +94,7 @@ impl Store {
             .bind(&run.state)
             .bind(run.created_at_ms)
             .bind(&run.record)
+            .bind(i64::from(self.owner_id()))
             .execute(self.pool())
             .await
             .map_err(|e| {

@@ -419,3 +419,108 @@ async fn a_key_limited_to_60_a_minute_gets_60_through_three_replicas_not_180() {
         "{results:?}"
     );
 }
+
+/// Submits a run of `workflow` through `gw`; returns its id.
+async fn submit(gw: &Gateway, key: &str, workflow: &str) -> String {
+    let resp = http()
+        .post(format!("{}/api/v1/workflows/{workflow}/runs", gw.base))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(json!({"params": {}}).to_string())
+        .send()
+        .await
+        .expect("submit");
+    let status = resp.status().as_u16();
+    let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run JSON");
+    assert_eq!(status, 201, "{run}");
+    run["id"].as_str().expect("run id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "peers tier: needs PostgreSQL at 127.0.0.1:5432"]
+async fn runs_across_replicas_run_once_and_a_dead_replicas_runs_are_taken_over() {
+    let Some(db) = PgDb::create("runs_across_replicas").await else {
+        return;
+    };
+    let cfg = format!(
+        "{}\n[workflows.slow]\nagent = \"command\"\ncommand = [\"sh\", \"-c\", \"sleep 2; echo ran-once\"]\ntenant = \"acme\"\ntimeout = \"1m\"\n",
+        config(&format!(
+            "store = {}\n\n[runs]\nmax_concurrent = 1\n",
+            q(&db.url)
+        ))
+    );
+    let mut replicas: Vec<Gateway> = (0..3)
+        .map(|i| Gateway::start(&format!("pg-runs{i}"), &cfg))
+        .collect();
+    for gw in &replicas {
+        gw.wait_ready(Duration::from_secs(20));
+    }
+    let key = tenant_with_key(&replicas[0], "acme", "pro", None);
+    // Five runs, submitted round-robin: replica 0 gets runs 0 and 3, one
+    // running and one queued behind it (one at a time per replica).
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(submit(&replicas[i % 3], &key, "slow").await);
+    }
+    // Replica 0 dies mid-run; a new replica starts (and recovers).
+    let mut dead = replicas.remove(0);
+    dead.proc.child.kill().expect("SIGKILL");
+    dead.proc.child.wait().expect("reaped");
+    let newcomer = Gateway::start("pg-runs3", &cfg);
+    newcomer.wait_ready(Duration::from_secs(20));
+    replicas.push(newcomer);
+
+    // Every run ends; read their states from the database.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let unfinished = db
+            .scalar("SELECT COUNT(*) FROM runs WHERE state IN ('queued', 'starting', 'running')")
+            .await;
+        if unfinished == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unfinished} runs never ended; newcomer's log:\n{}",
+            replicas[2].stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let state = |id: &str| {
+        let id = id.to_owned();
+        let db = &db;
+        async move {
+            let ok = db
+                .scalar(&format!(
+                    "SELECT COUNT(*) FROM runs WHERE id = '{id}' AND state = 'succeeded'"
+                ))
+                .await;
+            let ran = db
+                .scalar(&format!(
+                    "SELECT COUNT(*) FROM run_events WHERE run_id = '{id}' AND event LIKE '%ran-once%'"
+                ))
+                .await;
+            (ok, ran)
+        }
+    };
+    // The live replicas' runs (1, 2, 4) ran once each, untouched by the newcomer.
+    for i in [1, 2, 4] {
+        assert_eq!(state(&ids[i]).await, (1, 1), "run {i} ({})", ids[i]);
+    }
+    // The dead replica's running run failed ("gateway restarted"); its
+    // queued run was taken over and ran once, on the newcomer.
+    let failed = db
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM runs WHERE id = '{}' AND state = 'failed' AND record LIKE '%gateway restarted%'",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(failed, 1, "run 0 ({}) is failed as interrupted", ids[0]);
+    assert_eq!(state(&ids[3]).await, (1, 1), "run 3 ({}) ran once", ids[3]);
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM run_events WHERE event LIKE '%ran-once%'")
+            .await,
+        4,
+        "four runs printed their line, each once"
+    );
+}

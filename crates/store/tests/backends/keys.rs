@@ -277,6 +277,8 @@ async fn keys_from_schema_1_list_first_after_the_upgrade(backend: Backend) {
         // (and no run_id on usage rows, schema 4)
         db.exec("DROP INDEX usage_run").await;
         db.exec("ALTER TABLE usage DROP COLUMN run_id").await;
+        // (and no owner on runs, schema 5)
+        db.exec("ALTER TABLE runs DROP COLUMN owner").await;
         db.exec("UPDATE api_keys SET created_at = 1700000000000")
             .await;
         db.exec("UPDATE meta SET value = 1 WHERE name = 'schema_version'")

@@ -248,3 +248,88 @@ async fn run_logs_replay_from_any_event(backend: Backend) {
     })
     .await;
 }
+
+backend_tests!(
+    runs_are_claimed_only_from_owners_that_are_gone,
+    worker_threads = 4
+);
+async fn runs_are_claimed_only_from_owners_that_are_gone(backend: Backend) {
+    on_backend(backend, "runs_claimed", |db: Db| async move {
+        let unfinished = ["queued".to_owned(), "running".to_owned()];
+        let a = db.open().await;
+        a.insert_run(&run("run_q", "acme", "w", "queued", 10))
+            .await
+            .unwrap();
+        a.insert_run(&run("run_r", "acme", "w", "running", 20))
+            .await
+            .unwrap();
+        a.insert_run(&run("run_done", "acme", "w", "succeeded", 30))
+            .await
+            .unwrap();
+        assert!(
+            a.claim_runs(&unfinished).await.unwrap().is_empty(),
+            "a process never recovers its own live runs"
+        );
+        let b = db.open().await;
+        assert_ne!(a.owner_id(), b.owner_id());
+        if db.backend == Backend::Postgres {
+            // A is alive (it holds its advisory lock): B leaves its runs alone.
+            assert!(b.claim_runs(&unfinished).await.unwrap().is_empty());
+            // A goes away (its connections close): its runs are B's to recover.
+            drop(a);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let claimed = loop {
+                let claimed = b.claim_runs(&unfinished).await.unwrap();
+                if !claimed.is_empty() {
+                    break claimed;
+                }
+                assert!(std::time::Instant::now() < deadline, "A's runs never freed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            };
+            assert_eq!(ids(&claimed), ["run_q", "run_r"]);
+        } else {
+            // SQLite: one machine, where only a restarted gateway recovers.
+            assert_eq!(
+                ids(&b.claim_runs(&unfinished).await.unwrap()),
+                ["run_q", "run_r"]
+            );
+            drop(a);
+        }
+        // B owns them now and is alive: nobody else gets them.
+        let c = db.open().await;
+        if db.backend == Backend::Postgres {
+            assert!(c.claim_runs(&unfinished).await.unwrap().is_empty());
+        }
+        if db.backend == Backend::Sqlite {
+            return; // there every other owner counts as gone: no race to win
+        }
+        // An orphan without an owner (a row from before owners) goes to
+        // exactly one of several racing live claimers.
+        db.exec(
+            "INSERT INTO runs (id, workflow, workflow_version, tenant, state, created_at, record) \
+             VALUES ('run_old', 'w', 1, 'acme', 'queued', 40, '{}')",
+        )
+        .await;
+        let claimers = [b.clone(), c.clone(), db.open().await, db.open().await];
+        let races = claimers.iter().map(|s| {
+            let s = s.clone();
+            let states = unfinished.to_vec();
+            tokio::spawn(async move { s.claim_runs(&states).await.unwrap() })
+        });
+        let won: usize = futures_count(races, "run_old").await;
+        assert_eq!(won, 1, "run_old claimed by exactly one");
+    })
+    .await;
+}
+
+/// How many of the claim tasks got run `id`.
+async fn futures_count(
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<Vec<RunRow>>>,
+    id: &str,
+) -> usize {
+    let mut n = 0;
+    for t in tasks {
+        n += t.await.unwrap().iter().filter(|r| r.id == id).count();
+    }
+    n
+}
