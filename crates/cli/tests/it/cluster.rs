@@ -5,8 +5,10 @@
 //! keeps keys, balances, the audit log and runs there (checked with SQL
 //! straight against the database, so nothing hides in a SQLite file); three
 //! replicas on one database share one balance (64 calls spread over them
-//! against 50 tokens: exactly 50 succeed) and see a key revoked on any of
-//! them stop working on every one within a second.
+//! against 50 tokens: exactly 50 succeed), see a key revoked on any of
+//! them stop working on every one within a second, answer a session opened
+//! elsewhere with 404, share a 60/min key's bucket through Redis, and run
+//! each of five runs once, taking over those of a replica killed mid-run.
 
 use std::time::{Duration, Instant};
 
@@ -310,6 +312,17 @@ async fn three_replicas_on_one_postgres_share_the_balance_and_revocations() {
         let sent = (0..64).filter(|i| i % 3 == k).count();
         assert_eq!(recorded, i64::try_from(sent).expect("small"), "replica {k}");
     }
+
+    // A session lives on the replica that opened it: on another replica its
+    // id gets the spec's 404 (never a hang or a 500), and the client
+    // re-initializes there and goes on.
+    let mut moved = keyed(&replicas[1], &key);
+    moved.session = clients[0].session.clone();
+    let lost = moved.request("tools/list", json!({})).await;
+    assert_eq!(lost.status, 404, "{}", lost.body);
+    moved.initialize().await;
+    let listed = moved.request("tools/list", json!({})).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
 
     // A second key, revoked through the CLI: every replica refuses it within a second.
     admin_env(&["tenants", "add", "acme", "--plan", "pro"]);

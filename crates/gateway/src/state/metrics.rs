@@ -308,6 +308,24 @@ mod tests {
     }
 
     #[test]
+    fn model_tokens_add_up_per_model_and_kind() {
+        let m = Metrics::default();
+        m.model_tokens("claude", 10, 3);
+        m.model_tokens("claude", 5, 4);
+        m.model_tokens("gpt", 1, 0);
+        let mut e = Exposition::default();
+        m.write(&mut e);
+        let text = e.finish();
+        for line in [
+            "mcpgate_model_tokens_total{model=\"claude\",kind=\"input\"} 15\n",
+            "mcpgate_model_tokens_total{model=\"claude\",kind=\"output\"} 7\n",
+            "mcpgate_model_tokens_total{model=\"gpt\",kind=\"input\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
     fn calls_are_counted_per_label_set() {
         let m = Metrics::default();
         let mut tier = Tier::unrestricted();
