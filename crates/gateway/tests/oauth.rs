@@ -407,7 +407,11 @@ async fn expired_tokens_and_tokens_for_another_resource_are_refused() {
         .as_millis() as i64;
     let claims = |exp: i64, aud: &str| serde_json::json!({"key": key_id, "ten": "acme", "aud": aud, "cid": "c", "exp": exp});
     let aud = format!("http://{HOST}/mcp");
-    // The secret file is the gateway's alone.
+    // The secret is made on first use (an app built for a read-only
+    // command writes nothing), and is the gateway's alone.
+    let secret = ui.app.cfg.data_dir.join("oauth.secret");
+    assert!(!secret.exists(), "no secret before any OAuth use");
+    let client = register(&ui).await;
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(ui.app.cfg.data_dir.join("oauth.secret"))
             .expect("secret")
@@ -438,7 +442,6 @@ async fn expired_tokens_and_tokens_for_another_resource_are_refused() {
     assert!(a.body.contains("not for"), "{}", a.body);
 
     // A real token, presented at another address of the gateway (another resource).
-    let client = register(&ui).await;
     let code = code(&ui, &client).await;
     let v = json(&exchange(&ui, &client, &code, VERIFIER).await);
     let at = v["access_token"].as_str().expect("at");

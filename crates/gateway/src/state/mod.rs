@@ -95,7 +95,7 @@ impl App {
             store.clone(),
             cfg.policy.clone(),
             scopes.clone(),
-            oauth::OAuth::open(&cfg.data_dir),
+            oauth::OAuth::new(&cfg.data_dir),
         ));
         let servers = Servers::new(&cfg);
         Arc::new(App {

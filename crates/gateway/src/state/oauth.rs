@@ -1,5 +1,5 @@
 //! OAuth for clients, the state side: the gateway's signing secret
-//! (`<data_dir>/oauth.secret`, 32 random bytes, mode 0600), registered
+//! (`<data_dir>/oauth.secret`, 32 random bytes, mode 0600, made on first use), registered
 //! clients (stateless: a client id is signed and carries its redirect URIs),
 //! authorization codes (in memory, single use, 60 s), and the access and
 //! refresh tokens (stateless, HMAC-SHA256 signed, bound to the key and tenant
@@ -8,8 +8,8 @@
 //! are `http::oauth`'s.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -84,45 +84,51 @@ pub(crate) enum TokenError {
     Expired,
 }
 
-/// The secret, the waiting codes.
+/// The secret (read or made on first use, so building an `App` for a
+/// read-only command writes nothing), the waiting codes.
 pub(crate) struct OAuth {
-    secret: [u8; 32],
+    data_dir: PathBuf,
+    secret: OnceLock<[u8; 32]>,
     codes: Mutex<HashMap<String, Grant>>,
 }
 
 impl OAuth {
+    /// OAuth state keeping its secret in `<data_dir>/oauth.secret`.
+    pub(crate) fn new(data_dir: &Path) -> OAuth {
+        OAuth {
+            data_dir: data_dir.to_path_buf(),
+            secret: OnceLock::new(),
+            codes: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Reads `<data_dir>/oauth.secret`, creating it (0600) the first time.
     /// When it can be neither read nor written, a secret for this process
     /// only is used (tokens then end with it), and that is logged.
-    pub(crate) fn open(data_dir: &Path) -> OAuth {
-        let secret = match load_or_create(data_dir) {
+    fn secret(&self) -> &[u8; 32] {
+        self.secret.get_or_init(|| match load_or_create(&self.data_dir) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(
                     "cannot keep the OAuth signing secret in {}: {e}; OAuth tokens will not survive a restart",
-                    data_dir.display()
+                    self.data_dir.display()
                 );
                 let mut s = [0u8; 32];
                 if let Err(e) = getrandom::fill(&mut s) {
-                    // No randomness at all: nothing signed may be trusted, so
-                    // sign with a secret nobody else has either (still random
-                    // per process from the address space), and say so.
+                    // No randomness at all: still a secret nobody else can
+                    // predict easily, and said loudly.
                     tracing::error!("no randomness for the OAuth secret: {e}");
                     s = Sha256::digest(format!("{:p}{:?}", &s, Instant::now())).into();
                 }
                 s
             }
-        };
-        OAuth {
-            secret,
-            codes: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     fn mac(&self, prefix: &str, payload: &[u8]) -> Hmac<Sha256> {
         // The prefix is signed too: a refresh token is not an access token.
-        let mut m =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(self.secret())
+            .expect("HMAC takes any key length");
         m.update(prefix.as_bytes());
         m.update(b".");
         m.update(payload);
@@ -239,11 +245,19 @@ fn load_or_create(data_dir: &Path) -> std::io::Result<[u8; 32]> {
     std::fs::create_dir_all(data_dir)?;
     let mut s = [0u8; 32];
     getrandom::fill(&mut s).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)?;
+        .open(&path)
+    {
+        Ok(f) => f,
+        // Another gateway on this data_dir made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return load_or_create(data_dir);
+        }
+        Err(e) => return Err(e),
+    };
     f.write_all(&s)?;
     f.sync_all()?;
     Ok(s)
@@ -294,11 +308,14 @@ pub(crate) fn redirect_uri_ok(uri: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn with_secret(secret: [u8; 32]) -> OAuth {
+        let o = OAuth::new(Path::new("/nonexistent"));
+        assert!(o.secret.set(secret).is_ok());
+        o
+    }
+
     fn oauth() -> OAuth {
-        OAuth {
-            secret: [7; 32],
-            codes: Mutex::new(HashMap::new()),
-        }
+        with_secret([7; 32])
     }
 
     #[test]
@@ -320,10 +337,7 @@ mod tests {
         // Tampered payload, or another gateway's secret: not ours.
         let forged = format!("{ACCESS_PREFIX}{}", &rt[REFRESH_PREFIX.len()..]);
         assert_eq!(o.verify_access(&forged, 1), Err(TokenError::BadSignature));
-        let other = OAuth {
-            secret: [8; 32],
-            codes: Mutex::new(HashMap::new()),
-        };
+        let other = with_secret([8; 32]);
         assert_eq!(other.verify_access(&at, 1), Err(TokenError::BadSignature));
     }
 
