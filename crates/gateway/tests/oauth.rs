@@ -251,7 +251,13 @@ async fn the_whole_flow_gives_a_token_that_works_on_mcp_and_refreshes() {
     let r = refresh(&ui, &client, rt).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let at2 = json(&r)["access_token"].as_str().expect("at").to_owned();
+    let rt2 = json(&r)["refresh_token"].as_str().expect("rt").to_owned();
     assert_eq!(init(&ui, HOST, &at2).await.status, StatusCode::OK);
+    // Rotation: the used refresh token is spent; the next one works.
+    let r = refresh(&ui, &client, rt).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("already used"), "{}", r.body);
+    assert_eq!(refresh(&ui, &client, &rt2).await.status, StatusCode::OK);
 
     // Deny: the client hears access_denied at its redirect URI.
     let request = consent_page(&ui, &client).await;

@@ -577,6 +577,7 @@ async fn token(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Respons
                 aud: g.resource,
                 cid: g.client_id,
                 exp: 0,
+                jti: String::new(),
             }
         }
         Some("refresh_token") => {
@@ -592,6 +593,9 @@ async fn token(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Respons
             }
             if c.aud != resource {
                 return grant_error(format!("the refresh token is for {}", c.aud));
+            }
+            if let Err(e) = app.auth.oauth.spend_refresh(rt, c.exp, now) {
+                return grant_error(e);
             }
             c
         }

@@ -47,6 +47,25 @@ pub(crate) struct Claims {
     pub cid: String,
     /// When it stops working, ms since the epoch.
     pub exp: i64,
+    /// Random per token, so two tokens are never the same string.
+    #[serde(default)]
+    pub jti: String,
+}
+
+/// `claims` with a fresh random `jti`.
+fn fresh(claims: &Claims) -> Claims {
+    let mut b = [0u8; 12];
+    if getrandom::fill(&mut b).is_err() {
+        // Unique enough without randomness: the clock's nanoseconds.
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b.copy_from_slice(&n.to_le_bytes()[..12]);
+    }
+    Claims {
+        jti: b.iter().map(|x| format!("{x:02x}")).collect(),
+        ..claims.clone()
+    }
 }
 
 /// A registered client: what its signed id carries.
@@ -90,7 +109,13 @@ pub(crate) struct OAuth {
     data_dir: PathBuf,
     secret: OnceLock<[u8; 32]>,
     codes: Mutex<HashMap<String, Grant>>,
+    /// Refresh tokens already exchanged (SHA-256 → expiry, ms): rotation,
+    /// for this process's life.
+    spent: Mutex<HashMap<[u8; 32], i64>>,
 }
+
+/// Spent refresh tokens remembered at most this many at once.
+const SPENT_CAP: usize = 1_000_000;
 
 impl OAuth {
     /// OAuth state keeping its secret in `<data_dir>/oauth.secret`.
@@ -99,6 +124,7 @@ impl OAuth {
             data_dir: data_dir.to_path_buf(),
             secret: OnceLock::new(),
             codes: Mutex::new(HashMap::new()),
+            spent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -201,12 +227,12 @@ impl OAuth {
 
     /// A signed access token for `claims` (with `exp` set by the caller).
     pub(crate) fn access_token(&self, claims: &Claims) -> String {
-        self.seal(ACCESS_PREFIX, claims)
+        self.seal(ACCESS_PREFIX, &fresh(claims))
     }
 
     /// A signed refresh token for `claims`.
     pub(crate) fn refresh_token(&self, claims: &Claims) -> String {
-        self.seal(REFRESH_PREFIX, claims)
+        self.seal(REFRESH_PREFIX, &fresh(claims))
     }
 
     /// The claims of an access token signed here and not expired at `now_ms`.
@@ -217,6 +243,24 @@ impl OAuth {
     /// The claims of a refresh token signed here and not expired at `now_ms`.
     pub(crate) fn verify_refresh(&self, token: &str, now_ms: i64) -> Result<Claims, TokenError> {
         self.verify(REFRESH_PREFIX, token, now_ms)
+    }
+
+    /// Marks a (verified) refresh token as used; `false` when it already
+    /// was: a refresh token works once, its answer carries the next one.
+    pub(crate) fn spend_refresh(&self, token: &str, exp: i64, now_ms: i64) -> Result<(), String> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut spent = lock(&self.spent);
+        if spent.contains_key(&digest) {
+            return Err("refresh token already used; each refresh returns the next one".into());
+        }
+        if spent.len() >= SPENT_CAP {
+            spent.retain(|_, e| *e > now_ms);
+            if spent.len() >= SPENT_CAP {
+                return Err("too many refreshes at once; try again later".into());
+            }
+        }
+        spent.insert(digest, exp);
+        Ok(())
     }
 
     fn verify(&self, prefix: &str, token: &str, now_ms: i64) -> Result<Claims, TokenError> {
@@ -327,13 +371,23 @@ mod tests {
             aud: "http://127.0.0.1:1/mcp".into(),
             cid: "c".into(),
             exp: 2_000,
+            jti: String::new(),
+        };
+        let same = |r: Result<Claims, TokenError>| {
+            r.map(|v| Claims {
+                jti: String::new(),
+                ..v
+            })
         };
         let at = o.access_token(&c);
-        assert_eq!(o.verify_access(&at, 1_000), Ok(c.clone()));
+        assert_ne!(at, o.access_token(&c), "every token is its own");
+        assert_eq!(same(o.verify_access(&at, 1_000)), Ok(c.clone()));
         assert_eq!(o.verify_access(&at, 2_000), Err(TokenError::Expired));
         assert_eq!(o.verify_refresh(&at, 1_000), Err(TokenError::Malformed));
         let rt = o.refresh_token(&c);
-        assert_eq!(o.verify_refresh(&rt, 1_000), Ok(c));
+        assert_eq!(same(o.verify_refresh(&rt, 1_000)), Ok(c));
+        assert!(o.spend_refresh(&rt, 2_000, 1_000).is_ok());
+        assert!(o.spend_refresh(&rt, 2_000, 1_000).is_err());
         // Tampered payload, or another gateway's secret: not ours.
         let forged = format!("{ACCESS_PREFIX}{}", &rt[REFRESH_PREFIX.len()..]);
         assert_eq!(o.verify_access(&forged, 1), Err(TokenError::BadSignature));
