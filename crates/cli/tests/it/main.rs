@@ -18,6 +18,7 @@ mod interop_dual;
 mod isolation;
 mod lifecycle;
 mod modern;
+mod oauth_interop;
 mod observability;
 mod protocol;
 mod relay;

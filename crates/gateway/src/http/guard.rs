@@ -13,6 +13,7 @@ use mcpgate_proto::version;
 use super::edge::is_body_timeout;
 use super::host::{HostPort, parse_host};
 use super::refusal::Refusal;
+use crate::config::AuthMode;
 use crate::state::App;
 use crate::state::auth::Principal;
 use crate::state::sessions::Session;
@@ -110,10 +111,33 @@ fn authorization(h: &HeaderMap) -> Option<&[u8]> {
     h.get(header::AUTHORIZATION).map(|v| v.as_bytes())
 }
 
-/// The first two checks of every `/mcp` request: Origin/Host, then who is calling.
+/// The gateway's base URL as this request reached it: `http://` (or
+/// `https://` behind a proxy that says so) and the `Host` header.
+pub(crate) fn base_url(h: &HeaderMap) -> String {
+    let tls =
+        header_str(h, "x-forwarded-proto").is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    let host = header_str(h, "host").unwrap_or("localhost");
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}
+
+/// The MCP endpoint's URL as this request reached it: the OAuth resource.
+pub(crate) fn resource_url(h: &HeaderMap) -> String {
+    format!("{}/mcp", base_url(h))
+}
+
+/// The first two checks of every `/mcp` request: Origin/Host, then who is
+/// calling (an API key, or an OAuth access token issued for this resource).
+/// With `auth = "keys"` a 401 names the protected-resource metadata.
 pub(crate) async fn admit_caller(app: &App, h: &HeaderMap) -> Result<Arc<Principal>, Refusal> {
     check_origin(app, h)?;
-    Ok(app.auth.authenticate(authorization(h)).await?)
+    let resource = resource_url(h);
+    app.auth
+        .authenticate_at(authorization(h), Some(&resource))
+        .await
+        .map_err(|e| {
+            let metadata = format!("{}/.well-known/oauth-protected-resource/mcp", base_url(h));
+            Refusal::unauthenticated(e, (app.auth.mode() == AuthMode::Keys).then_some(&*metadata))
+        })
 }
 
 /// The same two checks for `/admin/`, which needs an admin key.

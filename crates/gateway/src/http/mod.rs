@@ -1,7 +1,8 @@
 //! Every HTTP decision: the router, the request-target and Host rules, the
 //! guards (Host, Origin, auth, media types, body size, version, session), the
 //! one `Refusal` type, the one SSE body builder, the session-based and
-//! 2026-07-28 endpoints on `/mcp`, the admin API, `/health` and `/metrics`; plus binding
+//! 2026-07-28 endpoints on `/mcp`, the admin API, `/health` and `/metrics`,
+//! OAuth discovery and authorization for clients; plus binding
 //! and serving. What a request does once admitted is `mcp`'s business.
 
 mod admin;
@@ -15,6 +16,7 @@ mod legacy;
 mod metrics;
 mod models;
 mod modern;
+mod oauth;
 mod openapi;
 mod refusal;
 mod sse;
@@ -51,6 +53,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(api::router())
         .route("/api/v1/openapi.json", get(openapi::serve))
         .merge(ui::router())
+        .merge(oauth::router())
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(

@@ -134,6 +134,14 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 /// the store cannot be read.
 impl From<AuthError> for Refusal {
     fn from(e: AuthError) -> Refusal {
+        Refusal::unauthenticated(e, None)
+    }
+}
+
+impl Refusal {
+    /// An [`AuthError`]'s refusal; a 401's challenge names the
+    /// protected-resource metadata (RFC 9728 §5.1) when given.
+    pub(crate) fn unauthenticated(e: AuthError, resource_metadata: Option<&str>) -> Refusal {
         let (status, code) = if e.is_unauthenticated() {
             (StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED)
         } else if matches!(e, AuthError::Unavailable(_)) {
@@ -145,13 +153,19 @@ impl From<AuthError> for Refusal {
         if status != StatusCode::UNAUTHORIZED {
             return r;
         }
-        let challenge = match e {
+        let mut challenge = match e {
             AuthError::Missing => "Bearer realm=\"mcpgate\"".to_owned(),
             other => format!(
                 "Bearer realm=\"mcpgate\", error=\"invalid_token\", error_description=\"{}\"",
                 other.to_string().replace(['"', '\\'], "'")
             ),
         };
+        if let Some(url) = resource_metadata {
+            challenge.push_str(&format!(
+                ", resource_metadata=\"{}\"",
+                url.replace(['"', '\\'], "")
+            ));
+        }
         match HeaderValue::from_str(&challenge) {
             Ok(v) => r.with_header(header::WWW_AUTHENTICATE, v),
             Err(_) => r,

@@ -5,6 +5,9 @@
 //! token itself); the cache is dropped whenever the store's revision counter
 //! moves, which the watcher polls every 250 ms, so `mcpgate keys revoke` run in
 //! another process takes effect within a second. Expiry is checked on every use.
+//! An OAuth access token (`mcpgo_…`, see `oauth`) is accepted where a key
+//! is, for the resource it was issued for: it resolves to the same
+//! principal as the key it came from, and stops working with that key.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,6 +18,7 @@ use mcpgate_store::{KeyInfo, KeyRejection, Store, now_ms};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::oauth::{ACCESS_PREFIX, Claims, OAuth};
 use super::runs::{RunScope, Scopes};
 use crate::config::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Tier};
 use mcpgate_proto::locks::{lock, read, write};
@@ -50,6 +54,8 @@ pub(crate) enum AuthError {
     UnmappedPlan(String),
     #[error("cannot check the key right now: {0}")]
     Unavailable(String),
+    #[error("invalid OAuth access token: {0}")]
+    Token(String),
 }
 
 impl AuthError {
@@ -63,6 +69,7 @@ impl AuthError {
                 | AuthError::NotBearer
                 | AuthError::Rejected(_)
                 | AuthError::UnknownTenant(_)
+                | AuthError::Token(_)
         )
     }
 }
@@ -81,6 +88,8 @@ pub(crate) struct Authenticator {
     scopes: Scopes,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
     revision: AtomicI64,
+    /// OAuth: the signing secret, codes, tokens.
+    pub(crate) oauth: OAuth,
 }
 
 /// The anonymous principal of `auth = "none"` under `policy`.
@@ -105,6 +114,7 @@ impl Authenticator {
         store: Store,
         policy: Policy,
         scopes: Scopes,
+        oauth: OAuth,
     ) -> Authenticator {
         let local = local_principal(&policy);
         Authenticator {
@@ -115,6 +125,7 @@ impl Authenticator {
             scopes,
             cache: Mutex::new(HashMap::new()),
             revision: AtomicI64::new(i64::MIN),
+            oauth,
         }
     }
 
@@ -143,9 +154,22 @@ impl Authenticator {
 
     /// Step one of the chain: who is this? `authorization` is the raw
     /// `Authorization` header, if sent. (`auth = "none"`: always `local`.)
+    /// OAuth access tokens are refused here: they work only where the
+    /// resource they are for is known ([`Authenticator::authenticate_at`]).
     pub(crate) async fn authenticate(
         &self,
         authorization: Option<&[u8]>,
+    ) -> Result<Arc<Principal>, AuthError> {
+        self.authenticate_at(authorization, None).await
+    }
+
+    /// [`Authenticator::authenticate`] at `resource` (the gateway's MCP URL
+    /// as this request reached it), where an OAuth access token issued for
+    /// that resource is accepted too.
+    pub(crate) async fn authenticate_at(
+        &self,
+        authorization: Option<&[u8]>,
+        resource: Option<&str>,
     ) -> Result<Arc<Principal>, AuthError> {
         if self.mode == AuthMode::None {
             return Ok(self.local());
@@ -153,6 +177,28 @@ impl Authenticator {
         let token = bearer(authorization)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = now_ms();
+        let claims = if token.starts_with(ACCESS_PREFIX) {
+            let Some(resource) = resource else {
+                return Err(AuthError::Token(
+                    "an OAuth access token works on /mcp only; use an API key here".into(),
+                ));
+            };
+            // Checked on every use (an HMAC): the cache below is by token,
+            // and expiry and audience must never come from it.
+            let claims = self
+                .oauth
+                .verify_access(token, now)
+                .map_err(|e| AuthError::Token(e.to_string()))?;
+            if claims.aud != resource {
+                return Err(AuthError::Token(format!(
+                    "it was issued for {}, not for {resource}",
+                    claims.aud
+                )));
+            }
+            Some(claims)
+        } else {
+            None
+        };
         let hit = lock(&self.cache)
             .get(&digest)
             .filter(|c| c.expires_at_ms.is_none_or(|e| now < e))
@@ -163,7 +209,43 @@ impl Authenticator {
             }
             return Ok(p);
         }
-        let info = self.verify(token, now).await?;
+        let (info, token_exp) = match claims {
+            Some(c) => (self.key_of_token(&c, now).await?, Some(c.exp)),
+            None => (self.verify(token, now).await?, None),
+        };
+        self.resolve(info, digest, token_exp, now).await
+    }
+
+    /// The key an OAuth token (or refresh token) acts for, if it still
+    /// works: not revoked, not expired, still its tenant's, not a run's.
+    pub(crate) async fn key_of_token(&self, c: &Claims, now: i64) -> Result<KeyInfo, AuthError> {
+        let keys = self
+            .store
+            .list_keys(Some(&c.ten))
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let info = keys
+            .into_iter()
+            .find(|k| k.id == c.key && k.tenant.as_deref() == Some(c.ten.as_str()))
+            .ok_or(AuthError::Rejected(KeyRejection::Unknown))?;
+        if info.revoked_at_ms.is_some() {
+            return Err(AuthError::Rejected(KeyRejection::Revoked));
+        }
+        if info.expires_at_ms.is_some_and(|e| e <= now) {
+            return Err(AuthError::Rejected(KeyRejection::Expired));
+        }
+        Ok(info)
+    }
+
+    /// The principal of a verified key, cached under `digest` until the key
+    /// (or the token, `token_exp`) expires.
+    async fn resolve(
+        &self,
+        info: KeyInfo,
+        digest: [u8; 32],
+        token_exp: Option<i64>,
+        now: i64,
+    ) -> Result<Arc<Principal>, AuthError> {
         let Some(tenant_name) = info.tenant.clone() else {
             return Err(AuthError::AdminKeyOnMcp);
         };
@@ -200,7 +282,10 @@ impl Authenticator {
             digest,
             Cached {
                 principal: principal.clone(),
-                expires_at_ms: info.expires_at_ms,
+                expires_at_ms: match (info.expires_at_ms, token_exp) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
             },
         );
         Ok(principal)

@@ -13,6 +13,7 @@ pub(crate) mod error;
 pub(crate) mod listeners;
 pub(crate) mod log_levels;
 pub(crate) mod metrics;
+pub(crate) mod oauth;
 pub(crate) mod parking;
 pub(crate) mod policy;
 pub(crate) mod runs;
@@ -94,6 +95,7 @@ impl App {
             store.clone(),
             cfg.policy.clone(),
             scopes.clone(),
+            oauth::OAuth::new(&cfg.data_dir),
         ));
         let servers = Servers::new(&cfg);
         Arc::new(App {
