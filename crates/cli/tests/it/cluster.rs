@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::common::admin::*;
 use crate::common::client::Client;
 use crate::common::postgres::PgDb;
+use crate::common::runs::*;
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -186,18 +187,7 @@ async fn a_gateway_on_postgres_keeps_keys_balances_audit_and_runs_there() {
 
     // A run, stored in PostgreSQL from submission to its end.
     let runner_key = tenant_with_key(&gw, "acme", "pro", None);
-    let resp = http()
-        .post(format!("{}/api/v1/workflows/hello/runs", gw.base))
-        .bearer_auth(&runner_key)
-        .header("content-type", "application/json")
-        .body(json!({"params": {}}).to_string())
-        .send()
-        .await
-        .expect("submit");
-    let status = resp.status().as_u16();
-    let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run JSON");
-    assert_eq!(status, 201, "{run}");
-    let id = run["id"].as_str().expect("run id").to_owned();
+    let id = submit(&gw, &runner_key, "hello", json!({})).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let run = loop {
         let text = http()
@@ -433,22 +423,6 @@ async fn a_key_limited_to_60_a_minute_gets_60_through_three_replicas_not_180() {
     );
 }
 
-/// Submits a run of `workflow` through `gw`; returns its id.
-async fn submit(gw: &Gateway, key: &str, workflow: &str) -> String {
-    let resp = http()
-        .post(format!("{}/api/v1/workflows/{workflow}/runs", gw.base))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(json!({"params": {}}).to_string())
-        .send()
-        .await
-        .expect("submit");
-    let status = resp.status().as_u16();
-    let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run JSON");
-    assert_eq!(status, 201, "{run}");
-    run["id"].as_str().expect("run id").to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "peers tier: needs PostgreSQL at 127.0.0.1:5432"]
 async fn runs_across_replicas_run_once_and_a_dead_replicas_runs_are_taken_over() {
@@ -473,7 +447,7 @@ async fn runs_across_replicas_run_once_and_a_dead_replicas_runs_are_taken_over()
     // running and one queued behind it (one at a time per replica).
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(submit(&replicas[i % 3], &key, "slow").await);
+        ids.push(submit(&replicas[i % 3], &key, "slow", json!({})).await);
     }
     // Replica 0 dies mid-run; a new replica starts (and recovers).
     let mut dead = replicas.remove(0);

@@ -50,19 +50,8 @@ async fn a_run_key_sees_only_its_tools_within_budget_and_dies_with_the_run() {
     gw.wait_ready(Duration::from_secs(20));
     let key = tenant_with_key(&gw, "acme", "pro", None);
 
-    let resp = http()
-        .post(format!("{}/api/v1/workflows/probe/runs", gw.base))
-        .bearer_auth(&key)
-        .header("content-type", "application/json")
-        .body(json!({"params": {}}).to_string())
-        .send()
-        .await
-        .expect("submit");
-    let status = resp.status().as_u16();
-    let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run JSON");
-    assert_eq!(status, 201, "{run}");
-    let id = run["id"].as_str().expect("run id").to_owned();
-    assert_eq!(run["tenant"], "acme");
+    let id = submit(&gw, &key, "probe", json!({})).await;
+    assert_eq!(run_of(&gw, &key, &id).await["tenant"], "acme");
 
     let log = follow_log(&gw, &key, &id, Some(" END")).await;
     let run_key = log

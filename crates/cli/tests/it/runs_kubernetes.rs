@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::admin::*;
 use crate::common::mock_kube::{KubeBehaviour, MockKube, Seen, b64decode};
+use crate::common::runs::*;
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -93,51 +94,6 @@ fn start(c: &Cluster, tag: &str, config: &str) -> Gateway {
     gw
 }
 
-async fn get_json(url: String, key: &str) -> Value {
-    let text = http()
-        .get(url)
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
-}
-
-async fn submit(gw: &Gateway, key: &str, workflow: &str) -> String {
-    let resp = http()
-        .post(format!("{}/api/v1/workflows/{workflow}/runs", gw.base))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(json!({"params": {}}).to_string())
-        .send()
-        .await
-        .expect("submit");
-    let status = resp.status().as_u16();
-    let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run");
-    assert_eq!(status, 201, "{run}");
-    run["id"].as_str().expect("id").to_owned()
-}
-
-/// Waits until the run's state satisfies `ok`; returns the run.
-async fn wait_state(gw: &Gateway, key: &str, id: &str, ok: impl Fn(&str) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let run = get_json(format!("{}/api/v1/runs/{id}", gw.base), key).await;
-        if run["state"].as_str().is_some_and(&ok) {
-            return run;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {id} stuck: {run}\ngateway stderr:\n{}",
-            gw.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn wait_final(gw: &Gateway, key: &str, id: &str) -> Value {
     wait_state(gw, key, id, |s| {
         !matches!(s, "queued" | "starting" | "running")
@@ -195,24 +151,6 @@ fn marker(n: u32) -> String {
     format!("300.{}{n}", std::process::id())
 }
 
-/// Processes whose command line carries `marker`, other than this test's own.
-fn processes_with(marker: &str) -> Vec<String> {
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
-            continue;
-        }
-        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(marker) {
-            found.push(format!("{pid}: {cmd}"));
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kubernetes_run_succeeds_with_its_log_and_artifact_through_the_mock_cluster() {
     let c = cluster("k8s-e2e");
@@ -232,7 +170,7 @@ timeout = "5m"
 "#;
     let gw = start(&c, "k8s-e2e-gw", &config(None, "", workflows));
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "build").await;
+    let id = submit(&gw, &key, "build", json!({})).await;
     let run = wait_final(&gw, &key, &id).await;
     assert_eq!(run["state"], "succeeded", "{run}\n{}", gw.stderr());
     assert_eq!(run["exit_code"], 0, "{run}");
@@ -355,7 +293,7 @@ timeout = "2m"
     );
     let gw = start(&c, "k8s-tools-gw", &config(None, "", &workflows));
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "shell").await;
+    let id = submit(&gw, &key, "shell", json!({})).await;
     let run = wait_final(&gw, &key, &id).await;
     let log = log_text(&gw, &key, &id).await;
     assert_eq!(run["state"], "succeeded", "{run}\n{log}");
@@ -378,7 +316,7 @@ async fn cancelling_a_kubernetes_run_deletes_its_job_in_the_foreground() {
     let marker = marker(1);
     let gw = start(&c, "k8s-cancel-gw", &config(None, "", &sleeper(&marker)));
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "sleeper").await;
+    let id = submit(&gw, &key, "sleeper", json!({})).await;
     wait_log(&gw, &key, &id, "sleeper-started").await;
     let name = object_name(&id);
     assert!(c.mock.object("jobs", &name).is_some());
@@ -432,7 +370,7 @@ timeout = "3s"
     );
     let gw = start(&c, "k8s-timeout-gw", &config(None, "", &workflows));
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "slow").await;
+    let id = submit(&gw, &key, "slow", json!({})).await;
     let run = wait_final(&gw, &key, &id).await;
     assert_eq!(run["state"], "timed_out", "{run}");
     let name = object_name(&id);
@@ -468,7 +406,7 @@ async fn a_pod_that_cannot_be_scheduled_fails_the_run_with_the_pods_reason() {
         ),
     );
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "sleeper").await;
+    let id = submit(&gw, &key, "sleeper", json!({})).await;
     let run = wait_final(&gw, &key, &id).await;
     assert_eq!(run["state"], "failed", "{run}");
     let reason = run["reason"].as_str().unwrap_or("");
@@ -489,7 +427,7 @@ async fn an_image_pull_error_fails_the_run_with_the_pods_reason() {
     let config = config(None, extra, &sleeper(&marker(3))).replace(IMAGE, BAD_IMAGE);
     let gw = start(&c, "k8s-pull-gw", &config);
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "sleeper").await;
+    let id = submit(&gw, &key, "sleeper", json!({})).await;
     let run = wait_final(&gw, &key, &id).await;
     assert_eq!(run["state"], "failed", "{run}");
     let reason = run["reason"].as_str().unwrap_or("");
@@ -522,7 +460,7 @@ timeout = "5m"
     let config = config(Some(&data), "", &workflows);
     let mut gw = start(&c, "k8s-restart-a", &config);
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "twophase").await;
+    let id = submit(&gw, &key, "twophase", json!({})).await;
     wait_log(&gw, &key, &id, "before-5").await;
 
     gw.proc.child.kill().expect("SIGKILL the gateway");
@@ -589,7 +527,7 @@ timeout = "5m"
     let config = config(Some(&data), "", &workflows);
     let mut gw = start(&c, "k8s-stop-a", &config);
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "gated").await;
+    let id = submit(&gw, &key, "gated", json!({})).await;
     wait_log(&gw, &key, &id, "gated-started").await;
     let status = gw.proc.terminate().expect("the gateway exits on SIGTERM");
     assert!(
@@ -607,7 +545,7 @@ timeout = "5m"
         c.mock.deletes()
     );
     let again = start(&c, "k8s-stop-b", &config);
-    let run = get_json(format!("{}/api/v1/runs/{id}", again.base), &key).await;
+    let run = run_of(&again, &key, &id).await;
     assert_eq!(run["state"], "running", "{run}");
     std::fs::write(&gate, "go").expect("open the gate");
     let run = wait_final(&again, &key, &id).await;
@@ -624,7 +562,7 @@ async fn a_run_whose_job_vanished_while_the_gateway_was_down_fails() {
     let config = config(Some(&data), "", &sleeper(&marker(4)));
     let mut gw = start(&c, "k8s-vanish-a", &config);
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "sleeper").await;
+    let id = submit(&gw, &key, "sleeper", json!({})).await;
     wait_log(&gw, &key, &id, "sleeper-started").await;
     gw.proc.child.kill().expect("SIGKILL the gateway");
     let _ = gw.proc.child.wait();
@@ -658,10 +596,10 @@ async fn the_role_grants_exactly_the_calls_the_backend_makes() {
     let gw = start(&c, "k8s-rbac-gw", &config(None, "", &workflows));
     let key = tenant_with_key(&gw, "acme", "pro", None);
     // A run to its end, and one cancelled.
-    let quick = submit(&gw, &key, "quick").await;
+    let quick = submit(&gw, &key, "quick", json!({})).await;
     let run = wait_final(&gw, &key, &quick).await;
     assert_eq!(run["state"], "succeeded", "{run}");
-    let slow = submit(&gw, &key, "sleeper").await;
+    let slow = submit(&gw, &key, "sleeper", json!({})).await;
     wait_log(&gw, &key, &slow, "sleeper-started").await;
     let resp = http()
         .post(format!("{}/api/v1/runs/{slow}/cancel", gw.base))
@@ -764,7 +702,7 @@ tolerations = [{ key = "agents", operator = "Exists", effect = "NoSchedule" }]
         &config(None, extra, &sleeper(&marker(6))),
     );
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let id = submit(&gw, &key, "sleeper").await;
+    let id = submit(&gw, &key, "sleeper", json!({})).await;
     let name = object_name(&id);
     c.mock
         .wait_for(Duration::from_secs(30), "the run's objects", |m| {
@@ -805,8 +743,8 @@ async fn a_run_waiting_to_be_reattached_is_cancelled_by_deleting_its_job() {
     };
     let mut gw = start(&c, "k8s-wait-a", &with_slots(2));
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let first = submit(&gw, &key, "sleeper").await;
-    let second = submit(&gw, &key, "sleeper").await;
+    let first = submit(&gw, &key, "sleeper", json!({})).await;
+    let second = submit(&gw, &key, "sleeper", json!({})).await;
     wait_log(&gw, &key, &first, "sleeper-started").await;
     wait_log(&gw, &key, &second, "sleeper-started").await;
     gw.proc.child.kill().expect("SIGKILL the gateway");
@@ -836,7 +774,7 @@ async fn a_run_waiting_to_be_reattached_is_cancelled_by_deleting_its_job() {
         assert!(Instant::now() < deadline, "no run re-attached");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let state = get_json(format!("{}/api/v1/runs/{waiting}", again.base), &key).await;
+    let state = run_of(&again, &key, &waiting).await;
     assert_eq!(
         state["state"], "running",
         "still running on the cluster: {state}"

@@ -8,56 +8,9 @@
 use std::time::{Duration, Instant};
 
 use crate::common::admin::*;
+use crate::common::runs::*;
 use crate::common::*;
-use serde_json::{Value, json};
-
-fn http() -> reqwest::Client {
-    http_client(Duration::from_secs(30))
-}
-
-async fn get_json(url: String, key: &str) -> Value {
-    let text = http()
-        .get(url)
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
-}
-
-/// Waits until the run's state satisfies `ok`; returns the run.
-async fn wait_state(gw: &Gateway, key: &str, id: &str, ok: impl Fn(&str) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let run = get_json(format!("{}/api/v1/runs/{id}", gw.base), key).await;
-        if run["state"].as_str().is_some_and(&ok) {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run {id} stuck: {run}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Processes whose command line carries `marker`, other than this test's own.
-fn processes_with(marker: &str) -> Vec<String> {
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
-            continue;
-        }
-        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(marker) {
-            found.push(format!("{pid}: {cmd}"));
-        }
-    }
-    found
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_mid_run_fails_that_run_and_starts_the_queued_one_after_restart() {
@@ -96,27 +49,10 @@ timeout = "1m"
     let mut gw = Gateway::start("runs-kill9-a", &config);
     gw.wait_ready(Duration::from_secs(20));
     let key = tenant_with_key(&gw, "acme", "pro", None);
-    let submit = |wf: &'static str| {
-        let url = format!("{}/api/v1/workflows/{wf}/runs", gw.base);
-        let key = key.clone();
-        async move {
-            let resp = http()
-                .post(url)
-                .bearer_auth(&key)
-                .header("content-type", "application/json")
-                .body(json!({"params": {}}).to_string())
-                .send()
-                .await
-                .expect("submit");
-            assert_eq!(resp.status().as_u16(), 201);
-            let run: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("run");
-            run["id"].as_str().expect("id").to_owned()
-        }
-    };
-    let slow = submit("slow").await;
+    let slow = submit(&gw, &key, "slow", json!({})).await;
     wait_state(&gw, &key, &slow, |s| s == "running").await;
-    let quick = submit("quick").await;
-    let queued = get_json(format!("{}/api/v1/runs/{quick}", gw.base), &key).await;
+    let quick = submit(&gw, &key, "quick", json!({})).await;
+    let queued = run_of(&gw, &key, &quick).await;
     assert_eq!(queued["state"], "queued", "max_concurrent = 1: {queued}");
     // The slow run's sandbox is alive now.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -86,6 +86,41 @@ pub async fn run_of(gw: &Gateway, key: &str, id: &str) -> Value {
         .await
         .expect("body");
     serde_json::from_str(&text).expect("run JSON")
+}
+
+/// Waits (60 s at most) until the run's state satisfies `ok`; returns the run.
+pub async fn wait_state(gw: &Gateway, key: &str, id: &str, ok: impl Fn(&str) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = run_of(gw, key, id).await;
+        if run["state"].as_str().is_some_and(&ok) {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id} stuck: {run}\ngateway stderr:\n{}",
+            gw.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Processes whose command line carries `marker`, other than this test's own.
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(marker) {
+            found.push(format!("{pid}: {cmd}"));
+        }
+    }
+    found
 }
 
 /// Follows the run's log (SSE) until `until` appears in it, or to its end
