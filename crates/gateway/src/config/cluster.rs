@@ -3,13 +3,38 @@
 //! `database`, or `DATABASE_URL` in the environment) and `metrics_listen`,
 //! the separate address Prometheus scrapes `/metrics` on, and `[cluster]`
 //! (`redis`, the Redis replicas share rate-limit buckets through). Kept apart from
-//! `mod.rs` so that file stays about one gateway's own behaviour.
+//! `mod.rs` so that file stays about one gateway's own behaviour. With
+//! `redis`, `advertise` is the base URL peers reach this replica at (sessions
+//! and parked calls are forwarded there) and `key_prefix` starts every key.
 
 use std::net::SocketAddr;
 
 use serde_json::{Map, Value};
 
 use super::{ConfigError, Walker};
+
+/// What Redis keys start with unless `[cluster] key_prefix` says otherwise.
+pub(crate) const DEFAULT_KEY_PREFIX: &str = "mcpgate:";
+
+/// `s` as `scheme://host:port` when it is an `http(s)` base URL with a
+/// host and nothing else (a trailing `/` is allowed); else why not.
+pub(crate) fn advertise_url(s: &str) -> Result<String, &'static str> {
+    let url = reqwest::Url::parse(s).map_err(|_| "is not a URL like \"http://10.0.0.5:8787\"")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must start with http:// or https://");
+    }
+    let Some(host) = url.host_str() else {
+        return Err("names no host");
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials");
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err("must be a base URL, without a path, query or fragment (peers add /mcp)");
+    }
+    let port = url.port_or_known_default().ok_or("names no port")?;
+    Ok(format!("{}://{host}:{port}", url.scheme()))
+}
 
 /// The environment variable naming the store when the config names none.
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
@@ -57,7 +82,17 @@ impl Walker {
                 "must be a table, like [cluster] redis = \"redis://…\"",
             )
         })?;
-        self.unknown_keys("cluster", t, &["redis"])?;
+        self.unknown_keys("cluster", t, &["redis", "advertise", "key_prefix"])?;
+        if t.get("redis").is_none() {
+            for k in ["advertise", "key_prefix"] {
+                if t.contains_key(k) {
+                    return Err(self.err(
+                        &format!("cluster.{k}"),
+                        "only means something with [cluster] redis = \"redis://…\", which replicas share it through",
+                    ));
+                }
+            }
+        }
         match t.get("redis") {
             None => Ok(None),
             Some(v) => {
@@ -71,6 +106,48 @@ impl Walker {
                 Ok(Some(url))
             }
         }
+    }
+
+    /// `[cluster] advertise = "http://10.0.0.5:8787"`: where peers reach this
+    /// replica; an `http(s)://host:port` base URL, without a path, query or
+    /// credentials. Normalised to `scheme://host:port`.
+    pub(super) fn cluster_advertise(
+        &self,
+        top: &Map<String, Value>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(v) = top
+            .get("cluster")
+            .and_then(Value::as_object)
+            .and_then(|t| t.get("advertise"))
+        else {
+            return Ok(None);
+        };
+        let s = self.string("cluster.advertise", v)?;
+        advertise_url(&s)
+            .map(Some)
+            .map_err(|why| self.err("cluster.advertise", format!("{s:?} {why}")))
+    }
+
+    /// `[cluster] key_prefix = "mcpgate:"` (the default): what every Redis key starts with.
+    pub(super) fn cluster_key_prefix(
+        &self,
+        top: &Map<String, Value>,
+    ) -> Result<String, ConfigError> {
+        let Some(v) = top
+            .get("cluster")
+            .and_then(Value::as_object)
+            .and_then(|t| t.get("key_prefix"))
+        else {
+            return Ok(DEFAULT_KEY_PREFIX.to_owned());
+        };
+        let s = self.string("cluster.key_prefix", v)?;
+        if s.is_empty() || s.len() > 64 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.err(
+                "cluster.key_prefix",
+                format!("{s:?} must be 1 to 64 characters without spaces, like \"mcpgate:\""),
+            ));
+        }
+        Ok(s)
     }
 
     /// `metrics_listen = "127.0.0.1:9464"`: serve `/metrics` there, without a key.
@@ -122,5 +199,41 @@ mod tests {
         assert_eq!(e.key, "cluster.redis");
         let e = load("[cluster]\nredsi = \"redis://h\"\n").expect_err("typo");
         assert!(e.message.contains("did you mean `redis`"), "{e}");
+    }
+
+    #[test]
+    fn advertise_and_key_prefix() {
+        let c = load("[cluster]\nredis = \"redis://h\"\n").expect("valid");
+        assert_eq!(c.advertise, None);
+        assert_eq!(c.key_prefix, "mcpgate:");
+        let c = load(
+            "[cluster]\nredis = \"redis://h\"\nadvertise = \"http://10.0.0.5:8787/\"\nkey_prefix = \"t1:\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.advertise.as_deref(), Some("http://10.0.0.5:8787"));
+        assert_eq!(c.key_prefix, "t1:");
+        let c = load("[cluster]\nredis = \"redis://h\"\nadvertise = \"https://gw-2.internal\"\n")
+            .expect("valid");
+        assert_eq!(c.advertise.as_deref(), Some("https://gw-2.internal:443"));
+        for bad in [
+            "10.0.0.5:8787",
+            "ftp://h:1",
+            "http://h:1/mcp",
+            "http://u:p@h:1",
+            "http://h:1?x=1",
+            "not a url",
+        ] {
+            let e = load(&format!(
+                "[cluster]\nredis = \"redis://h\"\nadvertise = {bad:?}\n"
+            ))
+            .expect_err(bad);
+            assert_eq!(e.key, "cluster.advertise", "{bad}: {e}");
+        }
+        let e = load("[cluster]\nadvertise = \"http://h:1\"\n").expect_err("no redis");
+        assert_eq!(e.key, "cluster.advertise");
+        assert!(e.message.contains("redis"), "{e}");
+        let e =
+            load("[cluster]\nredis = \"redis://h\"\nkey_prefix = \"a b\"\n").expect_err("space");
+        assert_eq!(e.key, "cluster.key_prefix");
     }
 }

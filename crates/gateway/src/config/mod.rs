@@ -103,6 +103,12 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// `[cluster] redis`: the Redis replicas share rate-limit buckets through.
     pub redis: Option<String>,
+    /// `[cluster] advertise`: the base URL (`http://host:port`) other replicas
+    /// reach this one at, for sessions and parked calls opened here; unset
+    /// means the bound address when it is loopback.
+    pub advertise: Option<String>,
+    /// `[cluster] key_prefix`: what every Redis key this gateway writes starts with.
+    pub key_prefix: String,
     /// `[runs]`.
     pub runs: RunsSettings,
     /// `[workflows.NAME]`: read-only workflows.
@@ -357,6 +363,8 @@ impl Walker {
             database: self.store_url(top)?,
             metrics_listen: self.metrics_listen(top)?,
             redis: self.cluster_redis(top)?,
+            advertise: self.cluster_advertise(top)?,
+            key_prefix: self.cluster_key_prefix(top)?,
             runs: self.runs_settings(top)?,
             workflows: self.workflows(top)?,
             models: self.models(top)?,

@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use mcpgate_proto::jsonrpc::{self, Message};
 use mcpgate_proto::{Kind, codes, sse, version};
 
+use super::forward;
 use super::guard::{
     Accept, accept, admit_caller, check_version, find_session, header_str, read_post,
 };
@@ -45,12 +46,22 @@ pub(crate) async fn post_mcp(
     let msg = Message::parse(&bytes)
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.code(), e.message()))?;
     if let Some(meta) = modern::era(&h, &msg) {
+        if app.directory.is_some()
+            && let Some(r) = forward::state_elsewhere(&app, &h, &msg, bytes).await
+        {
+            return Ok(r);
+        }
         return modern::post(app, who, &h, msg, meta, acc).await;
     }
     if msg.method() == "initialize" {
-        return initialize(&app, &msg, acc, &who);
+        return initialize(&app, &msg, acc, &who).await;
     }
     check_version(&h)?;
+    if app.directory.is_some()
+        && let Some(r) = forward::session_elsewhere(&app, &h, &who, Method::POST, bytes).await
+    {
+        return Ok(r);
+    }
     let session = find_session(&app, &h, &who)?;
     match msg.kind() {
         Ok(Kind::Notification) => {
@@ -76,7 +87,12 @@ pub(crate) async fn post_mcp(
     }
 }
 
-fn initialize(app: &App, msg: &Message, acc: Accept, who: &Principal) -> Result<Response, Refusal> {
+async fn initialize(
+    app: &App,
+    msg: &Message,
+    acc: Accept,
+    who: &Principal,
+) -> Result<Response, Refusal> {
     let Some(id) = msg.id.as_deref() else {
         return Err(Refusal::invalid(
             StatusCode::BAD_REQUEST,
@@ -102,6 +118,13 @@ fn initialize(app: &App, msg: &Message, acc: Accept, who: &Principal) -> Result<
             InitError::RateLimited { retry_after, .. } => limited(msg, e.to_string(), retry_after),
             InitError::TenantFull { .. } => limited(msg, e.to_string(), 1),
         })?;
+    // In a cluster the session is in the directory before the client hears
+    // of it, so its next request may land on any replica.
+    if let (Some(dir), Some(s)) = (&app.directory, &session)
+        && let Err(e) = dir.register(&s.id, &s.tenant).await
+    {
+        tracing::warn!(session = %s.id, "could not record the session in the directory ({e}); it is served only by this replica");
+    }
     let body = jsonrpc::response_result(id, &result);
     let mut resp = if acc.json {
         json_response(StatusCode::OK, body)
@@ -303,6 +326,11 @@ pub(crate) async fn get_mcp(
         ));
     }
     check_version(&h)?;
+    if app.directory.is_some()
+        && let Some(r) = forward::session_elsewhere(&app, &h, &who, Method::GET, Bytes::new()).await
+    {
+        return Ok(r);
+    }
     let Some(session) = find_session(&app, &h, &who)? else {
         return Err(method_not_allowed("GET", "POST"));
     };
@@ -346,6 +374,12 @@ pub(crate) async fn delete_mcp(
             "DELETE: a stateless (2026-07-28) client has no session to end",
             "POST",
         ));
+    }
+    if app.directory.is_some()
+        && let Some(r) =
+            forward::session_elsewhere(&app, &h, &who, Method::DELETE, Bytes::new()).await
+    {
+        return Ok(r);
     }
     let Some(session) = find_session(&app, &h, &who)? else {
         return Err(method_not_allowed("DELETE", "POST"));

@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod cors;
 mod edge;
+mod forward;
 mod guard;
 mod health;
 mod host;
@@ -120,6 +121,9 @@ pub async fn serve_with(
                 "[cluster] redis cannot be reached ({e}); rate limits stay per replica until it can"
             ),
         }
+    }
+    if app.directory.is_some() {
+        crate::state::session_directory::start(&app, listener.local_addr()?).await;
     }
     if let Some(addr) = app.cfg.metrics_listen {
         metrics::serve_separately(app.clone(), addr).await?;

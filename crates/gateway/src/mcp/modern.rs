@@ -30,7 +30,7 @@ use crate::state::auth::Principal;
 use crate::state::catalog::PageShape;
 use crate::state::error::CallError;
 use crate::state::parking::{Held, Out, Owner, Tail};
-use crate::state::sessions::{ClientCaps, new_session_id};
+use crate::state::sessions::ClientCaps;
 
 /// The versions this endpoint speaks: the stateless one, then the session-based ones.
 pub(crate) fn supported_versions() -> Vec<&'static str> {
@@ -262,7 +262,7 @@ pub(crate) async fn pump(app: Arc<App>, run: ModernRun, tx: mpsc::Sender<Frame>,
             }
         }
     }
-    let state = new_session_id().ok();
+    let state = app.parking.new_state();
     let frame = match state {
         Some(state) => {
             let result = tail.input_required(&state);
@@ -332,7 +332,7 @@ fn finish(app: &App, owner: &Owner, id: &RawValue, reply: &[u8]) -> (Verdict, Ve
                 Some(Value::String(s)) => Some(s),
                 _ => None,
             };
-            let Ok(ours) = new_session_id() else {
+            let Some(ours) = app.parking.new_state() else {
                 return internal();
             };
             if app

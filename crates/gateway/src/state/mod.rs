@@ -19,6 +19,7 @@ pub(crate) mod policy;
 pub(crate) mod runs;
 pub(crate) mod server_requests;
 pub(crate) mod servers;
+pub(crate) mod session_directory;
 pub(crate) mod sessions;
 pub(crate) mod startup;
 pub(crate) mod subscriptions;
@@ -71,6 +72,8 @@ pub struct App {
     pub(crate) metrics: metrics::Metrics,
     /// The rate-limit buckets shared by replicas (`[cluster] redis`).
     pub(crate) shared_rate: Option<cluster::SharedRate>,
+    /// Which replica holds each session and parked call (`[cluster] redis`).
+    pub(crate) directory: Option<session_directory::Directory>,
     pub shutdown: CancellationToken,
     pub(crate) started: Instant,
 }
@@ -89,6 +92,11 @@ impl App {
                         None
                     }
                 });
+        let directory = cfg.redis.as_deref().and_then(|url| {
+            session_directory::Directory::new(url, &cfg.key_prefix)
+                .map_err(|e| tracing::error!("{e}; sessions stay on the replica that opened them"))
+                .ok()
+        });
         let scopes = runs::Scopes::default();
         let auth = Arc::new(Authenticator::new(
             cfg.policy.auth,
@@ -114,6 +122,7 @@ impl App {
             ui: ui_sessions::UiSessions::default(),
             metrics: metrics::Metrics::default(),
             shared_rate,
+            directory,
             shutdown: CancellationToken::new(),
             started: Instant::now(),
         })
@@ -177,6 +186,9 @@ impl App {
     pub(crate) fn end_session(&self, id: &str) -> Option<Arc<sessions::Session>> {
         let s = self.sessions.remove(id)?;
         s.end();
+        if let Some(d) = &self.directory {
+            d.forget_soon(id);
+        }
         self.server_requests.drop_session(id);
         self.subscriptions.drop_holder(id);
         self.log_levels.forget(&s);

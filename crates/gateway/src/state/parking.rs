@@ -137,9 +137,31 @@ struct Parked {
 #[derive(Default)]
 pub(crate) struct Parking {
     map: Mutex<HashMap<String, Parked>>,
+    /// This replica's tag in the session directory (`[cluster] redis`),
+    /// appended to every state so a retry on a peer finds its way here.
+    tag: std::sync::OnceLock<String>,
 }
 
 impl Parking {
+    /// Tags the states issued from now on with this replica's `tag`.
+    pub(crate) fn set_tag(&self, tag: &str) {
+        let _ = self.tag.set(tag.to_owned());
+    }
+
+    /// A fresh random `requestState` (`RANDOM` or, in a cluster, `RANDOM.TAG`).
+    pub(crate) fn new_state(&self) -> Option<String> {
+        let random = super::sessions::new_session_id().ok()?;
+        Some(match self.tag.get() {
+            Some(tag) => format!("{random}.{tag}"),
+            None => random,
+        })
+    }
+
+    /// Whether `state` names a call parked here (live or not).
+    pub(crate) fn holds(&self, state: &str) -> bool {
+        lock(&self.map).contains_key(state)
+    }
+
     /// Parks a call under `state`; gives the tail back when full.
     pub(crate) fn park(&self, state: String, owner: Owner, held: Held) -> Result<(), Box<Held>> {
         let mut map = lock(&self.map);
