@@ -46,7 +46,10 @@ fn redis_prefix() -> String {
 
 /// The `[cluster]` table of every replica.
 fn cluster(prefix: &str) -> String {
-    format!("\n[cluster]\nredis = \"redis://127.0.0.1:6379\"\nkey_prefix = {}\n", q(prefix))
+    format!(
+        "\n[cluster]\nredis = \"redis://127.0.0.1:6379\"\nkey_prefix = {}\n",
+        q(prefix)
+    )
 }
 
 /// The Redis keys under `prefix` that match `pattern` (e.g. `session:*`).
@@ -239,7 +242,10 @@ async fn relay(
     });
     let mut out = Response::builder().status(status);
     for (k, v) in resp.headers() {
-        if !matches!(k.as_str(), "content-length" | "transfer-encoding" | "connection") {
+        if !matches!(
+            k.as_str(),
+            "content-length" | "transfer-encoding" | "connection"
+        ) {
             out = out.header(k, v);
         }
     }
@@ -305,8 +311,14 @@ async fn the_python_sdk_completes_a_session_whose_requests_go_to_other_replicas(
         String::from_utf8_lossy(&out.stderr),
         logs()
     );
-    assert!(stdout.contains("progress notifications arrived"), "{stdout}");
-    assert!(stdout.contains("sampling request reached this client"), "{stdout}");
+    assert!(
+        stdout.contains("progress notifications arrived"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sampling request reached this client"),
+        "{stdout}"
+    );
 
     // One session, opened on one replica; all its other requests went to the
     // other two (both used), and none was refused.
@@ -320,7 +332,10 @@ async fn the_python_sdk_completes_a_session_whose_requests_go_to_other_replicas(
     let rest: Vec<&Hop> = hops.iter().filter(|h| h.session.is_some()).collect();
     assert!(rest.iter().all(|h| h.target != owner), "{hops:#?}");
     for t in (0..3).filter(|t| *t != owner) {
-        assert!(rest.iter().any(|h| h.target == t), "replica {t} unused: {hops:#?}");
+        assert!(
+            rest.iter().any(|h| h.target == t),
+            "replica {t} unused: {hops:#?}"
+        );
     }
     let bad: Vec<&&Hop> = rest.iter().filter(|h| h.status >= 300).collect();
     assert!(bad.is_empty(), "refused: {bad:#?}\n{}", logs());
@@ -345,7 +360,10 @@ async fn the_python_sdk_completes_a_session_whose_requests_go_to_other_replicas(
         if left.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "directory entries left: {left:?}");
+        assert!(
+            Instant::now() < deadline,
+            "directory entries left: {left:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(redis_keys(&prefix, "replica:*").await.len(), 3);
@@ -499,7 +517,10 @@ async fn a_replica_killed_under_its_clients_loses_no_usage_and_they_go_on_elsewh
     }
     for (w, t) in tallies.iter().enumerate() {
         assert!(t.ok_before > 0, "worker {w}: {t:?}");
-        assert!(t.reinitialized >= 1, "worker {w} never re-initialized: {t:?}");
+        assert!(
+            t.reinitialized >= 1,
+            "worker {w} never re-initialized: {t:?}"
+        );
         assert!(t.ok_after >= 10, "worker {w} did not go on: {t:?}");
         assert!(
             t.slowest_404 < Duration::from_secs(2),
@@ -515,10 +536,16 @@ async fn a_replica_killed_under_its_clients_loses_no_usage_and_they_go_on_elsewh
         .filter(|h| h.rpc.as_deref() == Some("tools/call"))
         .filter_map(|h| {
             let v: Value = serde_json::from_str(&h.body).ok()?;
-            v["params"]["arguments"]["message"].as_str().map(str::to_owned)
+            v["params"]["arguments"]["message"]
+                .as_str()
+                .map(str::to_owned)
         })
         .collect();
-    assert!(reached.len() >= 45, "{} calls reached the upstream", reached.len());
+    assert!(
+        reached.len() >= 45,
+        "{} calls reached the upstream",
+        reached.len()
+    );
     let mut missing = Vec::new();
     for m in &reached {
         let rows = db
@@ -634,5 +661,9 @@ async fn a_parked_2026_call_is_resumed_on_another_replica() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.response()["error"]["code"], -32602, "{}", r.body);
     assert!(r.body.contains("requestState is not valid"), "{}", r.body);
-    assert!(sent.elapsed() < Duration::from_secs(2), "{:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
 }

@@ -101,7 +101,8 @@ pub struct Config {
     pub database: Option<String>,
     /// `metrics_listen`: a separate address serving `/metrics` without a key.
     pub metrics_listen: Option<SocketAddr>,
-    /// `[cluster] redis`: the Redis replicas share rate-limit buckets through.
+    /// `[cluster] redis`: the Redis replicas share rate-limit buckets and the
+    /// session directory through.
     pub redis: Option<String>,
     /// `[cluster] advertise`: the base URL (`http://host:port`) other replicas
     /// reach this one at, for sessions and parked calls opened here; unset
