@@ -9,7 +9,8 @@
 //!   round-robin load balancer written here, which sends every request after
 //!   `initialize` to a replica that did not open the session, alternating
 //!   between the two: each of its POSTs (calls, notifications, its answer to
-//!   the sampling request), its GET stream and its DELETE are forwarded.
+//!   the sampling request), its GET streams (resumed with `Last-Event-ID`
+//!   after the gateway closes silent streams) and its DELETE are forwarded.
 //! - A replica killed with SIGKILL while clients use it: their requests get
 //!   404 at once, they initialize again and go on, and every call the
 //!   upstream saw has its usage row (a counting relay in front of the real
@@ -95,6 +96,8 @@ struct Hop {
     /// Whether the POST carried a JSON-RPC response (the client answering).
     answer: bool,
     session: Option<String>,
+    /// The `Last-Event-ID` a GET resumed from.
+    last_event_id: Option<String>,
     status: u16,
     body: String,
 }
@@ -186,6 +189,7 @@ async fn relay(
         .await
         .unwrap_or_default();
     let session = header(&h, "mcp-session-id").map(str::to_owned);
+    let last_event_id = header(&h, "last-event-id").map(str::to_owned);
     let owner = session
         .as_ref()
         .and_then(|s| front.owners.lock().expect("lock").get(s).copied());
@@ -237,6 +241,7 @@ async fn relay(
         rpc,
         answer,
         session,
+        last_event_id,
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
     });
@@ -267,8 +272,11 @@ async fn the_python_sdk_completes_a_session_whose_requests_go_to_other_replicas(
         return;
     };
     let prefix = redis_prefix();
+    // Silent SSE streams close after 300 ms (the 2025-11-25 polling
+    // pattern), so the SDK resumes its calls' streams with GET and
+    // Last-Event-ID, through another replica too.
     let cfg = format!(
-        "store = {}\n[servers.everything]\ncommand = {}\nargs = [{}, \"stdio\"]\n{}",
+        "store = {}\nsse_close_after = \"300ms\"\nsse_retry = \"50ms\"\n[servers.everything]\ncommand = {}\nargs = [{}, \"stdio\"]\n{}",
         q(&db.url),
         q(node_bin().display().to_string()),
         q(server_everything_js().display().to_string()),
@@ -351,7 +359,19 @@ async fn the_python_sdk_completes_a_session_whose_requests_go_to_other_replicas(
         "the client's answer to the sampling request: {hops:#?}"
     );
     assert!(rest.iter().any(|h| h.method == Method::GET), "{hops:#?}");
+    assert!(
+        rest.iter()
+            .any(|h| h.method == Method::GET && h.last_event_id.is_some()),
+        "a stream resumed with Last-Event-ID: {hops:#?}"
+    );
     assert!(rest.iter().any(|h| h.method == Method::DELETE), "{hops:#?}");
+    println!(
+        "owner replica {owner}; {} requests through the others: {calls} tools/call, {} GET ({} resumed with Last-Event-ID), {} answers from the client",
+        rest.len(),
+        rest.iter().filter(|h| h.method == Method::GET).count(),
+        rest.iter().filter(|h| h.last_event_id.is_some()).count(),
+        rest.iter().filter(|h| h.answer).count(),
+    );
     // The forwarded DELETE ended the session on its owner, which deleted its
     // directory entry.
     let deadline = Instant::now() + Duration::from_secs(5);
