@@ -95,7 +95,7 @@ pub(crate) async fn session_elsewhere(
 ) -> Option<Response> {
     let dir = app.directory.as_ref()?;
     let me = dir.me()?;
-    if h.contains_key(HOP) {
+    if h.contains_key(HOP) || app.cfg.stateless {
         return None;
     }
     let id = header_str(h, version::HEADER_SESSION_ID)?;

@@ -43,20 +43,24 @@ pub(crate) struct SharedRate {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     script: Script,
+    /// `[cluster] key_prefix`: buckets are `{prefix}rate:{key id}`.
+    prefix: String,
     /// When Redis last failed to answer: for `RETRY_AFTER` after that, calls
     /// use their replica's bucket without waiting on Redis again.
     failed_at: Mutex<Option<Instant>>,
 }
 
 impl SharedRate {
-    /// A limiter on the Redis at `url`; connects on first use.
-    pub(crate) fn new(url: &str) -> Result<SharedRate, String> {
+    /// A limiter on the Redis at `url` whose keys start with `prefix`;
+    /// connects on first use.
+    pub(crate) fn new(url: &str, prefix: &str) -> Result<SharedRate, String> {
         let client = redis::Client::open(url)
             .map_err(|e| format!("[cluster] redis: not a Redis URL: {e}"))?;
         Ok(SharedRate {
             client,
             conn: OnceCell::new(),
             script: Script::new(GCRA),
+            prefix: prefix.to_owned(),
             failed_at: Mutex::new(None),
         })
     }
@@ -95,7 +99,7 @@ impl SharedRate {
         let answer = async {
             let mut conn = self.conn().await?;
             self.script
-                .key(format!("mcpgate:rate:{who}"))
+                .key(format!("{}rate:{who}", self.prefix))
                 .arg(u64::try_from(t.as_micros()).unwrap_or(u64::MAX))
                 .arg(u64::try_from(tolerance.as_micros()).unwrap_or(u64::MAX))
                 .invoke_async::<i64>(&mut conn)
@@ -125,8 +129,8 @@ mod tests {
     #[tokio::test]
     #[ignore = "peers tier: needs Redis at 127.0.0.1:6379"]
     async fn a_shared_bucket_lets_the_burst_through_then_says_how_long_to_wait() {
-        let a = SharedRate::new("redis://127.0.0.1:6379").expect("url");
-        let b = SharedRate::new("redis://127.0.0.1:6379").expect("url");
+        let a = SharedRate::new("redis://127.0.0.1:6379", "mcpgate:").expect("url");
+        let b = SharedRate::new("redis://127.0.0.1:6379", "mcpgate:").expect("url");
         a.check().await.expect("Redis at 127.0.0.1:6379");
         let mut buf = [0u8; 8];
         getrandom::fill(&mut buf).expect("random");
@@ -152,7 +156,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_redis_is_an_error_not_a_refusal() {
         // Port 1 on loopback: nothing listens there.
-        let r = SharedRate::new("redis://127.0.0.1:1").expect("url");
+        let r = SharedRate::new("redis://127.0.0.1:1", "mcpgate:").expect("url");
         let rate = Rate {
             count: 1,
             per: Duration::from_secs(60),

@@ -82,16 +82,15 @@ impl App {
     /// The gateway's state; Redis (`[cluster] redis`) is connected on first
     /// use, and a URL that cannot be used is logged and leaves limits per replica.
     pub fn new(cfg: Config, store: Store) -> Arc<App> {
-        let shared_rate =
-            cfg.redis
-                .as_deref()
-                .and_then(|url| match cluster::SharedRate::new(url) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        tracing::error!("{e}; rate limits stay per replica");
-                        None
-                    }
-                });
+        let shared_rate = cfg.redis.as_deref().and_then(|url| {
+            match cluster::SharedRate::new(url, &cfg.key_prefix) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!("{e}; rate limits stay per replica");
+                    None
+                }
+            }
+        });
         let directory = cfg.redis.as_deref().and_then(|url| {
             session_directory::Directory::new(url, &cfg.key_prefix)
                 .map_err(|e| tracing::error!("{e}; sessions stay on the replica that opened them"))
