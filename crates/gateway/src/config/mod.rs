@@ -106,7 +106,7 @@ pub struct Config {
     pub redis: Option<String>,
     /// `[cluster] advertise`: the base URL (`http://host:port`) other replicas
     /// reach this one at, for sessions and parked calls opened here; unset
-    /// means the bound address when it is loopback.
+    /// means the bound address (none for a wildcard bind).
     pub advertise: Option<String>,
     /// `[cluster] key_prefix`: what every Redis key this gateway writes starts with.
     pub key_prefix: String,

@@ -221,22 +221,18 @@ impl Directory {
 }
 
 /// Names this replica in the directory (its `[cluster] advertise`, or the
-/// bound address when that is loopback) and keeps its entries fresh until
+/// bound address unless that is a wildcard) and keeps its entries fresh until
 /// shutdown. Without an address peers can reach, the directory stays unused
 /// and sessions stay on the replica that opened them.
 pub(crate) async fn start(app: &Arc<App>, bound: SocketAddr) {
     let Some(dir) = &app.directory else {
         return;
     };
-    let addr = match (&app.cfg.advertise, bound.ip().is_loopback()) {
-        (Some(a), _) => a.clone(),
-        (None, true) => format!("http://{bound}"),
-        (None, false) => {
-            tracing::error!(
-                "[cluster] advertise is not set and {bound} is not a loopback address, so peers cannot be told where to reach this replica: sessions and parked calls stay on the replica that opened them; set advertise = \"http://HOST:PORT\" to the address other replicas reach this one at"
-            );
-            return;
-        }
+    let Some(addr) = advertised(app.cfg.advertise.as_deref(), bound) else {
+        tracing::error!(
+            "[cluster] advertise is not set and {bound} is a wildcard address, so peers cannot be told where to reach this replica: sessions and parked calls stay on the replica that opened them; set advertise = \"http://HOST:PORT\" to the address other replicas reach this one at"
+        );
+        return;
     };
     let Some(tag) = dir.set_me(addr.clone()) else {
         tracing::error!("cannot create a replica tag: the OS random generator failed");
@@ -281,6 +277,18 @@ pub(crate) async fn start(app: &Arc<App>, bound: SocketAddr) {
     });
 }
 
+/// The address peers reach this replica at: `[cluster] advertise`, else the
+/// bound address (loopback for replicas on one machine, or one interface's
+/// address); `None` for a wildcard bind (`0.0.0.0`, `[::]`) without
+/// `advertise`, which names no address a peer could use.
+pub(crate) fn advertised(advertise: Option<&str>, bound: SocketAddr) -> Option<String> {
+    match advertise {
+        Some(a) => Some(a.to_owned()),
+        None if bound.ip().is_unspecified() => None,
+        None => Some(format!("http://{bound}")),
+    }
+}
+
 /// The tag a `requestState` issued under a directory ends with, if any.
 pub(crate) fn state_tag(state: &str) -> Option<&str> {
     let (_, tag) = state.rsplit_once('.')?;
@@ -291,6 +299,30 @@ pub(crate) fn state_tag(state: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_advertised_address() {
+        let at = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert_eq!(
+            advertised(None, at("127.0.0.1:8787")).as_deref(),
+            Some("http://127.0.0.1:8787")
+        );
+        assert_eq!(
+            advertised(None, at("[::1]:8787")).as_deref(),
+            Some("http://[::1]:8787")
+        );
+        assert_eq!(
+            advertised(None, at("10.0.0.5:8787")).as_deref(),
+            Some("http://10.0.0.5:8787")
+        );
+        // A wildcard names no address a peer could use.
+        assert_eq!(advertised(None, at("0.0.0.0:8787")), None);
+        assert_eq!(advertised(None, at("[::]:8787")), None);
+        assert_eq!(
+            advertised(Some("http://10.0.0.5:8787"), at("0.0.0.0:8787")).as_deref(),
+            Some("http://10.0.0.5:8787")
+        );
+    }
 
     #[test]
     fn state_tags() {
