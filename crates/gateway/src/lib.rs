@@ -11,6 +11,7 @@ mod state;
 pub use config::Config;
 pub use http::{EdgeLimits, bind, router, serve, serve_with};
 pub use mcp::admin;
+pub use mcp::changes::announce_store_change;
 pub use mcp::health;
 pub use mcp::lifecycle::{probe, stop};
 pub use mcp::reload::{Reloaded, reload};

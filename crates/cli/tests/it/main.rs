@@ -9,6 +9,7 @@ mod common;
 mod child_env;
 mod cli_edges;
 mod cluster;
+mod cluster_pubsub;
 mod config_import;
 mod conformance;
 mod http_behaviour;

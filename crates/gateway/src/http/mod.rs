@@ -121,6 +121,7 @@ pub async fn serve_with(
             ),
         }
     }
+    crate::mcp::changes::start(&app);
     if let Some(addr) = app.cfg.metrics_listen {
         metrics::serve_separately(app.clone(), addr).await?;
     }

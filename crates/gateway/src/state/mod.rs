@@ -16,6 +16,7 @@ pub(crate) mod metrics;
 pub(crate) mod oauth;
 pub(crate) mod parking;
 pub(crate) mod policy;
+pub(crate) mod pubsub;
 pub(crate) mod runs;
 pub(crate) mod server_requests;
 pub(crate) mod servers;
@@ -71,6 +72,8 @@ pub struct App {
     pub(crate) metrics: metrics::Metrics,
     /// The rate-limit buckets shared by replicas (`[cluster] redis`).
     pub(crate) shared_rate: Option<cluster::SharedRate>,
+    /// Changes told to and heard from the other replicas (`[cluster] redis`).
+    pub(crate) pubsub: Option<Arc<pubsub::PubSub>>,
     pub shutdown: CancellationToken,
     pub(crate) started: Instant,
 }
@@ -89,6 +92,15 @@ impl App {
                         None
                     }
                 });
+        let pubsub = cfg.redis.as_deref().and_then(|url| {
+            match pubsub::PubSub::new(url, &store.describe()) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::error!("{e}; replicas see key changes by polling the store");
+                    None
+                }
+            }
+        });
         let scopes = runs::Scopes::default();
         let auth = Arc::new(Authenticator::new(
             cfg.policy.auth,
@@ -114,6 +126,7 @@ impl App {
             ui: ui_sessions::UiSessions::default(),
             metrics: metrics::Metrics::default(),
             shared_rate,
+            pubsub,
             shutdown: CancellationToken::new(),
             started: Instant::now(),
         })
