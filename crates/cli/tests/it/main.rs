@@ -31,6 +31,7 @@ mod runs_gateway;
 mod runs_kubernetes;
 mod runs_restart;
 mod stdio_bridge;
+mod telemetry;
 mod tenancy;
 mod tidy;
 mod tool_commands;

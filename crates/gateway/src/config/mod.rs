@@ -18,10 +18,12 @@ mod cluster;
 mod duration;
 mod import;
 mod runs;
+mod telemetry;
 pub use import::{input_variable, provide_input, to_toml};
 mod tiers;
 pub use cluster::DATABASE_URL_ENV;
 pub use runs::{ModelConfig, ModelKind, RunBackend, RunsSettings};
+pub use telemetry::TelemetryConfig;
 pub use tiers::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Rate, Rules, Tier, parse_rate};
 
 /// A configuration error: `file: key: message`.
@@ -103,6 +105,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// `[cluster] redis`: the Redis replicas share rate-limit buckets through.
     pub redis: Option<String>,
+    /// `[telemetry]`: where traces go (OTLP/HTTP); unset, none are made.
+    pub telemetry: Option<TelemetryConfig>,
     /// `[runs]`.
     pub runs: RunsSettings,
     /// `[workflows.NAME]`: read-only workflows.
@@ -136,6 +140,7 @@ const TOP_KEYS: &[&str] = &[
     "store",
     "metrics_listen",
     "cluster",
+    "telemetry",
     "servers",
     "mcpServers",
     "plans",
@@ -357,6 +362,7 @@ impl Walker {
             database: self.store_url(top)?,
             metrics_listen: self.metrics_listen(top)?,
             redis: self.cluster_redis(top)?,
+            telemetry: self.telemetry(top)?,
             runs: self.runs_settings(top)?,
             workflows: self.workflows(top)?,
             models: self.models(top)?,

@@ -122,6 +122,12 @@ pub async fn serve_with(
         }
     }
     crate::mcp::changes::start(&app);
+    if let Some(tracer) = &app.telemetry {
+        tokio::spawn(crate::telemetry::export::run(
+            tracer.clone(),
+            app.shutdown.clone(),
+        ));
+    }
     if let Some(addr) = app.cfg.metrics_listen {
         metrics::serve_separately(app.clone(), addr).await?;
     }

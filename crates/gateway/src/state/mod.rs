@@ -74,6 +74,8 @@ pub struct App {
     pub(crate) shared_rate: Option<cluster::SharedRate>,
     /// Changes told to and heard from the other replicas (`[cluster] redis`).
     pub(crate) pubsub: Option<Arc<pubsub::PubSub>>,
+    /// Where trace spans go (`[telemetry]`); `None` builds none.
+    pub(crate) telemetry: Option<Arc<crate::telemetry::Tracer>>,
     pub shutdown: CancellationToken,
     pub(crate) started: Instant,
 }
@@ -101,6 +103,10 @@ impl App {
                 }
             }
         });
+        let telemetry = cfg
+            .telemetry
+            .clone()
+            .map(|t| Arc::new(crate::telemetry::Tracer::new(t)));
         let scopes = runs::Scopes::default();
         let auth = Arc::new(Authenticator::new(
             cfg.policy.auth,
@@ -127,6 +133,7 @@ impl App {
             metrics: metrics::Metrics::default(),
             shared_rate,
             pubsub,
+            telemetry,
             shutdown: CancellationToken::new(),
             started: Instant::now(),
         })
