@@ -92,6 +92,7 @@ mod tests {
         let e = load("[telemetry]\nservice_name = \"x\"\n").expect_err("no otlp");
         assert_eq!(e.key, "telemetry.otlp");
         let e = load("[telemetry]\notlp = \"http://h\"\notpl = 1\n").expect_err("typo");
-        assert!(e.message.contains("otpl"), "{e}");
+        assert_eq!(e.key, "telemetry.otpl");
+        assert!(e.message.contains("did you mean `otlp`"), "{e}");
     }
 }

@@ -43,7 +43,10 @@ pub(crate) async fn post_mcp(
 ) -> Result<Response, Refusal> {
     // With `[telemetry]`, the request's span is current while it is handled.
     if app.telemetry.is_some() {
-        let span = telemetry::request_span(&app, h.get("traceparent").map(|v| v.as_bytes()));
+        let span = telemetry::request_span(
+            app.telemetry.as_ref(),
+            h.get("traceparent").map(|v| v.as_bytes()),
+        );
         let failed = span.clone();
         let out = telemetry::scope(span, post(app, h, body)).await;
         if let (Err(r), Some(s)) = (&out, failed) {
@@ -55,7 +58,8 @@ pub(crate) async fn post_mcp(
 }
 
 async fn post(app: Arc<App>, h: HeaderMap, body: Body) -> Result<Response, Refusal> {
-    let auth = telemetry::ChildSpan::start(&app, "auth", telemetry::Kind::Internal);
+    let auth =
+        telemetry::ChildSpan::start(app.telemetry.as_ref(), "auth", telemetry::Kind::Internal);
     let who = admit_caller(&app, &h).await;
     if let Some(span) = auth {
         let run = who.as_ref().ok().and_then(|p| p.run.as_ref());

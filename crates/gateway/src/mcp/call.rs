@@ -47,7 +47,7 @@ pub(crate) async fn admit_billable(
     let session_id = session.map(|s| s.id.clone());
     let record_args = app.cfg.policy.audit_arguments;
     let admitted = crate::telemetry::child(
-        app,
+        app.telemetry.as_ref(),
         "policy",
         app.gate.admit(who, &call, app.shared_rate.as_ref()),
         Result::is_err,
@@ -133,9 +133,10 @@ pub(crate) fn spawn_call(
     let (reply_tx, reply) = oneshot::channel::<Vec<u8>>();
     let cancel = CancellationToken::new();
     // With `[telemetry]`: the request span, which the call's task carries on.
-    let trace = crate::telemetry::current(&app);
+    let trace = crate::telemetry::current(app.telemetry.as_ref());
     if let Some(t) = &trace {
-        crate::telemetry::describe_call(t, &principal, session.as_deref(), &msg);
+        let session = session.as_deref().map(|s| s.id.as_str());
+        crate::telemetry::describe_call(t, msg.method(), &principal.tenant, session);
     }
     // Every log line of the call carries these fields (`--log-format json`
     // puts them in its `spans` list); the trace id is the OpenTelemetry

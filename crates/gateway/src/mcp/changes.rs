@@ -51,13 +51,6 @@ pub(crate) fn start(app: &Arc<App>) {
     });
 }
 
-/// Announces `change` to the other replicas, if there are any to tell.
-pub(crate) fn publish(app: &App, change: Change) {
-    if let Some(ps) = &app.pubsub {
-        ps.publish(change);
-    }
-}
-
 /// Applies another replica's change here. Server changes and reloads run in
 /// a task of their own, so the subscriber never waits on them.
 fn apply(app: &Arc<App>, change: Change) {

@@ -217,7 +217,7 @@ async fn metered(
         return timed_forward(ctx, server, method, params, msg).await;
     };
     let reservation = crate::telemetry::child(
-        &ctx.app,
+        ctx.app.telemetry.as_ref(),
         "ledger reserve",
         m.reserve(&ctx.app.store, &ctx.app.metrics, server),
         Result::is_err,

@@ -67,7 +67,7 @@ pub(crate) async fn forward(
         _ => None,
     };
     // With `[telemetry]`: the upstream call's span, named to an HTTP upstream in `traceparent`.
-    let span = ChildSpan::start(app, "upstream call", Kind::Client);
+    let span = ChildSpan::start(app.telemetry.as_ref(), "upstream call", Kind::Client);
     let traceparent = span.as_ref().map(ChildSpan::traceparent);
     let exchange = Exchange {
         ctx,

@@ -41,7 +41,7 @@ pub struct Reloaded {
 pub async fn reload(app: &Arc<App>) -> Result<Reloaded, String> {
     let r = reload_here(app).await;
     if r.is_ok() {
-        super::changes::publish(app, Change::Reload);
+        app.announce(Change::Reload);
     }
     r
 }

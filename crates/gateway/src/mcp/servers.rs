@@ -85,24 +85,18 @@ pub(crate) async fn add_table(
 ) -> Result<(), ServerChangeError> {
     let cfg = parse_server(app, name, table)?;
     add(app, cfg)?;
-    super::changes::publish(
-        app,
-        Change::ServerAdded {
-            name: name.to_owned(),
-            table: table.clone(),
-        },
-    );
+    app.announce(Change::ServerAdded {
+        name: name.to_owned(),
+        table: table.clone(),
+    });
     Ok(())
 }
 
 /// `/admin/servers/{name}` DELETE, told to the other replicas too.
 pub(crate) async fn remove_named(app: &Arc<App>, name: &str) -> Result<(), ServerChangeError> {
     remove(app, name).await?;
-    super::changes::publish(
-        app,
-        Change::ServerRemoved {
-            name: name.to_owned(),
-        },
-    );
+    app.announce(Change::ServerRemoved {
+        name: name.to_owned(),
+    });
     Ok(())
 }

@@ -139,6 +139,13 @@ impl App {
         })
     }
 
+    /// Tells the other replicas about `change` (`[cluster] redis`; nothing without it).
+    pub(crate) fn announce(&self, change: pubsub::Change) {
+        if let Some(ps) = &self.pubsub {
+            ps.publish(change);
+        }
+    }
+
     pub(crate) fn server(&self, name: &str) -> Option<Arc<Server>> {
         self.servers.get(name)
     }

@@ -1,6 +1,6 @@
 //! OpenTelemetry traces, sent over OTLP/HTTP with protobuf (`[telemetry]
 //! otlp = "http://…"`). Without `[telemetry]`, `App::telemetry` is `None`
-//! and every function here returns at its first line: no span is built,
+//! and every function here (given `App::telemetry`) returns at its first line: no span is built,
 //! nothing is allocated, the request path pays one branch.
 //!
 //! With it, each POST to `/mcp` gets a request span (kind SERVER), whose
@@ -33,7 +33,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::config::TelemetryConfig;
-use crate::state::App;
 use mcpgate_proto::locks::lock;
 
 pub(crate) type TraceId = [u8; 16];
@@ -224,9 +223,13 @@ pub(crate) struct ChildSpan {
 
 impl ChildSpan {
     /// Starts `name` under the current request span; `None` when tracing is
-    /// off or no request span is current.
-    pub(crate) fn start(app: &App, name: &'static str, kind: Kind) -> Option<ChildSpan> {
-        app.telemetry.as_ref()?;
+    /// off (`tracer` is `App::telemetry`) or no request span is current.
+    pub(crate) fn start(
+        tracer: Option<&Arc<Tracer>>,
+        name: &'static str,
+        kind: Kind,
+    ) -> Option<ChildSpan> {
+        tracer?;
         let request = CURRENT.try_with(Arc::clone).ok()?;
         Some(ChildSpan {
             request,
@@ -280,8 +283,11 @@ tokio::task_local! {
 }
 
 /// Starts the span of a request to `/mcp` (`None` when tracing is off).
-pub(crate) fn request_span(app: &App, traceparent: Option<&[u8]>) -> Option<Arc<RequestSpan>> {
-    Some(app.telemetry.as_ref()?.request(traceparent))
+pub(crate) fn request_span(
+    tracer: Option<&Arc<Tracer>>,
+    traceparent: Option<&[u8]>,
+) -> Option<Arc<RequestSpan>> {
+    Some(tracer?.request(traceparent))
 }
 
 /// Runs `f` with `span` as the current request span (as is, without one).
@@ -293,37 +299,32 @@ pub(crate) async fn scope<F: Future>(span: Option<Arc<RequestSpan>>, f: F) -> F:
 }
 
 /// The current request span (`None` when tracing is off: no task-local is read).
-pub(crate) fn current(app: &App) -> Option<Arc<RequestSpan>> {
-    app.telemetry.as_ref()?;
+pub(crate) fn current(tracer: Option<&Arc<Tracer>>) -> Option<Arc<RequestSpan>> {
+    tracer?;
     CURRENT.try_with(Arc::clone).ok()
 }
 
 /// Names a call on its request span: method, tenant, session.
-pub(crate) fn describe_call(
-    span: &RequestSpan,
-    who: &crate::state::auth::Principal,
-    session: Option<&crate::state::sessions::Session>,
-    msg: &mcpgate_proto::jsonrpc::Message,
-) {
+pub(crate) fn describe_call(span: &RequestSpan, method: &str, tenant: &str, session: Option<&str>) {
     let mut st = lock(&span.state);
     st.attrs
-        .push(("mcp.method.name", Attr::Str(msg.method().to_owned())));
+        .push(("mcp.method.name", Attr::Str(method.to_owned())));
     st.attrs
-        .push(("mcpgate.tenant", Attr::Str(who.tenant.to_string())));
+        .push(("mcpgate.tenant", Attr::Str(tenant.to_owned())));
     if let Some(s) = session {
-        st.attrs.push(("mcp.session.id", Attr::Str(s.id.clone())));
+        st.attrs.push(("mcp.session.id", Attr::Str(s.to_owned())));
     }
 }
 
 /// Runs `f` as the child span `name` of the current request span; `failed`
 /// says whether its output is a failure (the span's status).
 pub(crate) async fn child<F: Future>(
-    app: &App,
+    tracer: Option<&Arc<Tracer>>,
     name: &'static str,
     f: F,
     failed: impl FnOnce(&F::Output) -> bool,
 ) -> F::Output {
-    let Some(span) = ChildSpan::start(app, name, Kind::Internal) else {
+    let Some(span) = ChildSpan::start(tracer, name, Kind::Internal) else {
         return f.await;
     };
     let out = f.await;
@@ -335,8 +336,8 @@ pub(crate) async fn child<F: Future>(
 /// Sends the span of a run that ended: its ids follow from its id, so its
 /// tool calls (children of it, whichever replica served them) and it meet
 /// in one trace.
-pub(crate) fn run_span(app: &App, run: &mcpgate_runs::Run) {
-    let Some(tracer) = &app.telemetry else {
+pub(crate) fn run_span(tracer: Option<&Arc<Tracer>>, run: &mcpgate_runs::Run) {
+    let Some(tracer) = tracer else {
         return;
     };
     let (trace_id, span_id) = run_ids(run.id.as_str());
