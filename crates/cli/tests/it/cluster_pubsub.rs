@@ -6,7 +6,8 @@
 //! added or removed on the others. Then, on a Redis of the test's own
 //! (a real `redis-server` on a Unix socket, so it can be killed and started
 //! again without touching anyone else's), the subscription comes back after
-//! Redis restarts, and a gateway whose Redis is gone still stops promptly.
+//! Redis restarts; with Redis gone, a revocation still arrives by the
+//! store's revision poll, and the gateways still stop promptly.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -337,6 +338,26 @@ async fn the_subscription_comes_back_after_redis_restarts_and_shutdown_never_wai
         );
     }
     c.assert_echo("fx__echo", "redis is gone").await;
+    // Revocations still arrive, through the store's revision poll.
+    let id = key.split('_').nth(1).expect("key id").to_owned();
+    let (status, body) = admin_send(
+        &replicas[0],
+        &admin,
+        reqwest::Method::DELETE,
+        &format!("/admin/keys/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let revoked_at = Instant::now();
+    while c.request("tools/list", json!({})).await.status != 401 {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "without Redis, replica 1 accepted a revoked key for {:?}",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for gw in &mut replicas {
         let asked = Instant::now();
         let status = gw.proc.terminate().expect("exit status");
