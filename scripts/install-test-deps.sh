@@ -3,8 +3,9 @@
 #   tests/interop/node_modules  Node 22 (npm's node@22), the MCP conformance suite,
 #                               the TypeScript SDK (1.x) and v2 client, @modelcontextprotocol/server-everything,
 #                               the agent CLIs runs execute (@anthropic-ai/claude-code, @openai/codex)
-#   tests/interop/.venv         the Python SDK (PyPI mcp), mcp-server-time, prometheus_client and kubernetes-validate
+#   tests/interop/.venv         the Python SDK (PyPI mcp), mcp-server-time, prometheus_client, kubernetes-validate
 #                               (the offline Kubernetes schemas for deploy/kubernetes and the Jobs backend)
+#                               and opentelemetry-proto (the OTLP schema the MOCK trace collector decodes with)
 #   bwrap                       bubblewrap, the local run sandbox (Debian package, only when missing)
 #   chromium, chromedriver      Debian chromium and chromium-driver, for the web page's browser test
 #                               (only when missing)
@@ -35,7 +36,7 @@ node_ver=$(node_modules/.bin/node --version)
 case "$node_ver" in v22.*) ;; *) echo "install-test-deps: expected Node 22, got $node_ver" >&2; exit 1;; esac
 
 if [ ! -x .venv/bin/python ] || [ requirements.txt -nt .venv/.stamp ]; then
-  echo "install-test-deps: Python venv (mcp, mcp-server-time, prometheus_client, kubernetes-validate)"
+  echo "install-test-deps: Python venv (mcp, mcp-server-time, prometheus_client, kubernetes-validate, opentelemetry-proto)"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
   touch .venv/.stamp

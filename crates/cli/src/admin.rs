@@ -137,7 +137,17 @@ where
             }
         }
     };
-    match f(cfg, store).await {
+    let announce = (!read_only && cfg.redis.is_some()).then(|| (cfg.clone(), store.clone()));
+    let done = f(cfg, store).await;
+    // Tell a running cluster's replicas now, rather than at their next poll.
+    if let (Ok(()), Some((cfg, store))) = (&done, announce)
+        && let Err(e) = mcpgate_gateway::announce_store_change(&cfg, &store).await
+    {
+        eprintln!(
+            "warning: could not tell the replicas through [cluster] redis ({e}); they see the change within a second by polling the store"
+        );
+    }
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -200,6 +200,7 @@ impl Store {
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.changed();
         let token = format!("{PREFIX}{}_{secret}", info.id);
         Ok(CreatedKey { info, token })
     }
@@ -253,6 +254,7 @@ impl Store {
             .map_err(db)?;
         let info = from_row(&row).map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.changed();
         Ok(info)
     }
 

@@ -80,6 +80,8 @@ struct Inner {
     owner: i32,
     /// PostgreSQL: the connection holding the "owner alive" advisory lock.
     liveness: tokio::sync::OnceCell<std::sync::Mutex<sqlx::AnyConnection>>,
+    /// Counts this handle's committed changes to tenants or keys (see [`Store::changes`]).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -118,6 +120,7 @@ impl Store {
                 ledger: OnceLock::new(),
                 owner: run_owner::new_owner_id(),
                 liveness: tokio::sync::OnceCell::new(),
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -142,6 +145,19 @@ impl Store {
             .await
             .map_err(db)?;
         row.try_get::<i64, _>(0).map_err(db)
+    }
+
+    /// Moves each time this handle (or a clone of it) commits a change to
+    /// tenants or keys, right after the commit: a gateway announces it to
+    /// its other replicas at once (`[cluster] redis`) instead of leaving
+    /// them to notice the revision on their next poll.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Called after a transaction that bumped the revision committed.
+    pub(crate) fn changed(&self) {
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// A handle to the batching ledger writer. The writer (one task owning

@@ -132,6 +132,7 @@ impl Store {
         })?;
         bump_revision(&mut tx).await?;
         tx.commit().await.map_err(db)?;
+        self.changed();
         Ok(tenant)
     }
 
@@ -250,6 +251,7 @@ impl Store {
             .map_err(db)?;
         let tenant = from_row(&row).map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.changed();
         Ok(tenant)
     }
 }

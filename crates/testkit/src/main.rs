@@ -1,6 +1,7 @@
 //! `mcpgate-fixture`: command-line entry point for the fixture MCP server.
 //! Parses `stdio` / `http [--listen ADDR] [--stateless]`, `--name NAME` and
-//! `--tools N` (extra synthetic tools, for benchmarks) with clap, then hands
+//! `--tools N` (extra synthetic tools, for benchmarks) and, in http mode,
+//! `--record-traceparent FILE` (what trace context each request carried) with clap, then hands
 //! off to [`mcpgate_testkit::serve`]. Every flag may stand before or after
 //! the mode (`--stateless http` and `http --stateless` are the same), as the
 //! gateway's tests and `bench/compare` write them. In http mode it prints
@@ -51,6 +52,10 @@ struct Cli {
     /// http only: serve without sessions (default: stateful sessions).
     #[arg(long, global = true)]
     stateless: bool,
+    /// http only: append each POST's JSON-RPC method and `traceparent`
+    /// header (`-` when absent), tab-separated, one line each, to FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    record_traceparent: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Subcommand)]
@@ -75,6 +80,7 @@ async fn run(cli: Cli) -> std::io::Result<()> {
                 name: cli.name,
                 stateless: cli.stateless,
                 synthetic_tools: cli.synthetic_tools,
+                record_traceparent: cli.record_traceparent,
             };
             let bound = serve::bind_http(&options).await?;
             let mut stdout = std::io::stdout().lock();

@@ -63,6 +63,10 @@ pub struct HttpOptions {
     pub stateless: bool,
     /// Extra `synthetic_*` tools every session lists ([`Fixture::with_synthetic_tools`]).
     pub synthetic_tools: usize,
+    /// Appends each POST's JSON-RPC method and `traceparent` header (`-`
+    /// when absent), tab-separated, one line per request, to this file: how
+    /// a test sees the trace context a gateway passed on.
+    pub record_traceparent: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpOptions {
@@ -72,6 +76,7 @@ impl Default for HttpOptions {
             name: crate::util::DEFAULT_NAME.to_owned(),
             stateless: false,
             synthetic_tools: 0,
+            record_traceparent: None,
         }
     }
 }
@@ -119,9 +124,15 @@ pub async fn bind_http(options: &HttpOptions) -> io::Result<BoundHttp> {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let router = axum::Router::new()
+    let mut router = axum::Router::new()
         .nest_service(MCP_PATH, service)
         .layer(axum::middleware::from_fn(refuse_malformed_mrtr_params));
+    if let Some(path) = options.record_traceparent.clone() {
+        let path = Arc::new(path);
+        router = router.layer(axum::middleware::from_fn(move |r: Request, n: Next| {
+            record_traceparent(path.clone(), r, n)
+        }));
+    }
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let local_addr = listener.local_addr()?;
     Ok(BoundHttp {
@@ -129,6 +140,41 @@ pub async fn bind_http(options: &HttpOptions) -> io::Result<BoundHttp> {
         router,
         local_addr,
     })
+}
+
+/// Appends `<method>\t<traceparent or ->` for a POST to `path`, then serves it.
+async fn record_traceparent(
+    path: Arc<std::path::PathBuf>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let method = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|m| m.get("method")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "-".to_owned());
+    let traceparent = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let line = format!("{method}\t{traceparent}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path.as_ref())
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("mcpgate-fixture: cannot record a traceparent: {e}");
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// The -32602 answer for a 2026-07-28 request whose MRTR params have the wrong

@@ -2,7 +2,8 @@
 //! watched from outside: where the store lives (`store`, its older name
 //! `database`, or `DATABASE_URL` in the environment) and `metrics_listen`,
 //! the separate address Prometheus scrapes `/metrics` on, and `[cluster]`
-//! (`redis`, the Redis replicas share rate-limit buckets through). Kept apart from
+//! (`redis`, the Redis replicas share rate-limit buckets, the session directory
+//! and change announcements through; TCP or a Unix socket). Kept apart from
 //! `mod.rs` so that file stays about one gateway's own behaviour. With
 //! `redis`, `advertise` is the base URL peers reach this replica at (sessions
 //! and parked calls are forwarded there) and `key_prefix` starts every key.
@@ -97,10 +98,13 @@ impl Walker {
             None => Ok(None),
             Some(v) => {
                 let url = self.string("cluster.redis", v)?;
-                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+                if !schemes.iter().any(|s| url.starts_with(s)) {
                     return Err(self.err(
                         "cluster.redis",
-                        format!("{url:?} is not a Redis URL like \"redis://127.0.0.1:6379\""),
+                        format!(
+                            "{url:?} is not a Redis URL like \"redis://127.0.0.1:6379\" (or \"redis+unix:///run/redis.sock\")"
+                        ),
                     ));
                 }
                 Ok(Some(url))
@@ -195,6 +199,8 @@ mod tests {
         assert_eq!(e.key, "metrics_listen");
         let c = load("[cluster]\nredis = \"redis://127.0.0.1:6379\"\n").expect("valid");
         assert_eq!(c.redis.as_deref(), Some("redis://127.0.0.1:6379"));
+        let c = load("[cluster]\nredis = \"redis+unix:///run/r.sock\"\n").expect("a socket");
+        assert_eq!(c.redis.as_deref(), Some("redis+unix:///run/r.sock"));
         let e = load("[cluster]\nredis = \"127.0.0.1:6379\"\n").expect_err("no scheme");
         assert_eq!(e.key, "cluster.redis");
         let e = load("[cluster]\nredsi = \"redis://h\"\n").expect_err("typo");

@@ -18,10 +18,12 @@ mod cluster;
 mod duration;
 mod import;
 mod runs;
+mod telemetry;
 pub use import::{input_variable, provide_input, to_toml};
 mod tiers;
 pub use cluster::DATABASE_URL_ENV;
 pub use runs::{ModelConfig, ModelKind, RunBackend, RunsSettings};
+pub use telemetry::TelemetryConfig;
 pub use tiers::{AuthMode, LOCAL_PLAN, LOCAL_TENANT, Policy, Rate, Rules, Tier, parse_rate};
 
 /// A configuration error: `file: key: message`.
@@ -110,6 +112,8 @@ pub struct Config {
     pub advertise: Option<String>,
     /// `[cluster] key_prefix`: what every Redis key this gateway writes starts with.
     pub key_prefix: String,
+    /// `[telemetry]`: where traces go (OTLP/HTTP); unset, none are made.
+    pub telemetry: Option<TelemetryConfig>,
     /// `[runs]`.
     pub runs: RunsSettings,
     /// `[workflows.NAME]`: read-only workflows.
@@ -143,6 +147,7 @@ const TOP_KEYS: &[&str] = &[
     "store",
     "metrics_listen",
     "cluster",
+    "telemetry",
     "servers",
     "mcpServers",
     "plans",
@@ -366,6 +371,7 @@ impl Walker {
             redis: self.cluster_redis(top)?,
             advertise: self.cluster_advertise(top)?,
             key_prefix: self.cluster_key_prefix(top)?,
+            telemetry: self.telemetry(top)?,
             runs: self.runs_settings(top)?,
             workflows: self.workflows(top)?,
             models: self.models(top)?,

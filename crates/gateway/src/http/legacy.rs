@@ -35,13 +35,38 @@ use crate::state::App;
 use crate::state::auth::Principal;
 use crate::state::parking::Out;
 use crate::state::sessions::{EventStream, Next, Session};
+use crate::telemetry;
 
 pub(crate) async fn post_mcp(
     State(app): State<Arc<App>>,
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    let who = admit_caller(&app, &h).await?;
+    // With `[telemetry]`, the request's span is current while it is handled.
+    if app.telemetry.is_some() {
+        let span = telemetry::request_span(
+            app.telemetry.as_ref(),
+            h.get("traceparent").map(|v| v.as_bytes()),
+        );
+        let failed = span.clone();
+        let out = telemetry::scope(span, post(app, h, body)).await;
+        if let (Err(r), Some(s)) = (&out, failed) {
+            s.fail(format!("refused: {}", r.message()));
+        }
+        return out;
+    }
+    post(app, h, body).await
+}
+
+async fn post(app: Arc<App>, h: HeaderMap, body: Body) -> Result<Response, Refusal> {
+    let auth =
+        telemetry::ChildSpan::start(app.telemetry.as_ref(), "auth", telemetry::Kind::Internal);
+    let who = admit_caller(&app, &h).await;
+    if let Some(span) = auth {
+        let run = who.as_ref().ok().and_then(|p| p.run.as_ref());
+        span.end_auth(run.map(|r| r.run.as_str()), who.is_err());
+    }
+    let who = who?;
     let (bytes, acc) = read_post(&app, &h, body).await?;
     let msg = Message::parse(&bytes)
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.code(), e.message()))?;

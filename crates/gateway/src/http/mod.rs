@@ -125,6 +125,13 @@ pub async fn serve_with(
     if app.directory.is_some() {
         crate::state::session_directory::start(&app, listener.local_addr()?).await;
     }
+    crate::mcp::changes::start(&app);
+    if let Some(tracer) = &app.telemetry {
+        tokio::spawn(crate::telemetry::export::run(
+            tracer.clone(),
+            app.shutdown.clone(),
+        ));
+    }
     if let Some(addr) = app.cfg.metrics_listen {
         metrics::serve_separately(app.clone(), addr).await?;
     }

@@ -46,6 +46,11 @@ impl Refusal {
         }))
     }
 
+    /// What the refusal says (for a trace span's status).
+    pub(crate) fn message(&self) -> &str {
+        &self.0.message
+    }
+
     /// An HTTP-level refusal of the request's envelope (`-32600`).
     pub(crate) fn invalid(status: StatusCode, message: impl Into<String>) -> Refusal {
         Refusal::new(status, codes::INVALID_REQUEST, message)

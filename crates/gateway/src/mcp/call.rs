@@ -46,7 +46,14 @@ pub(crate) async fn admit_billable(
     };
     let session_id = session.map(|s| s.id.clone());
     let record_args = app.cfg.policy.audit_arguments;
-    let denial = match app.gate.admit(who, &call, app.shared_rate.as_ref()).await {
+    let admitted = crate::telemetry::child(
+        app.telemetry.as_ref(),
+        "policy",
+        app.gate.admit(who, &call, app.shared_rate.as_ref()),
+        Result::is_err,
+    )
+    .await;
+    let denial = match admitted {
         Ok(permit) => {
             return Ok(Some(Meter::new(
                 who.clone(),
@@ -125,11 +132,18 @@ pub(crate) fn spawn_call(
     let (out_tx, out) = mpsc::unbounded_channel::<Out>();
     let (reply_tx, reply) = oneshot::channel::<Vec<u8>>();
     let cancel = CancellationToken::new();
+    // With `[telemetry]`: the request span, which the call's task carries on.
+    let trace = crate::telemetry::current(app.telemetry.as_ref());
+    if let Some(t) = &trace {
+        let session = session.as_deref().map(|s| s.id.as_str());
+        crate::telemetry::describe_call(t, msg.method(), &principal.tenant, session);
+    }
     // Every log line of the call carries these fields (`--log-format json`
-    // puts them in its `spans` list).
+    // puts them in its `spans` list); the trace id is the OpenTelemetry
+    // one when tracing is on.
     let span = tracing::info_span!(
         "call",
-        trace_id = %trace_id(),
+        trace_id = %trace.as_ref().map_or_else(trace_id, |t| t.trace_id_hex()),
         tenant = %principal.tenant,
         session = session.as_deref().map(|s| s.id.as_str()),
         run = principal.run.as_ref().map(|r| tracing::field::display(&r.run)),
@@ -144,13 +158,13 @@ pub(crate) fn spawn_call(
         out: out_tx,
     };
     tokio::spawn(
-        async move {
+        crate::telemetry::scope(trace, async move {
             let started = std::time::Instant::now();
             let body = dispatch::request(&ctx, &msg, meter).await;
             drop(ctx);
             tracing::debug!(took_us = started.elapsed().as_micros() as u64, "call done");
             let _ = reply_tx.send(body);
-        }
+        })
         .instrument(span),
     );
     Running { out, reply, cancel }

@@ -216,7 +216,13 @@ async fn metered(
     let Some(m) = meter else {
         return timed_forward(ctx, server, method, params, msg).await;
     };
-    let reservation = m.reserve(&ctx.app.store, &ctx.app.metrics, server).await?;
+    let reservation = crate::telemetry::child(
+        ctx.app.telemetry.as_ref(),
+        "ledger reserve",
+        m.reserve(&ctx.app.store, &ctx.app.metrics, server),
+        Result::is_err,
+    )
+    .await?;
     let out = timed_forward(ctx, server, method, params, msg).await;
     m.finish(&ctx.app.store, &ctx.app.metrics, server, &reservation, &out);
     if let Some((run, cost)) = m.run_cost(&out) {

@@ -17,6 +17,7 @@ use super::relay::{Exchange, remap_progress};
 use super::supervise::connection_for;
 use crate::state::error::CallError;
 use crate::state::servers::Health;
+use crate::telemetry::{Attr, ChildSpan, Kind};
 
 /// Forwards one request to `server` and relays what it sends about it until it answers.
 pub(crate) async fn forward(
@@ -65,16 +66,29 @@ pub(crate) async fn forward(
         (Some(s), Some(id)) => Some(s.track(id.get().to_owned(), cancel.clone())),
         _ => None,
     };
+    // With `[telemetry]`: the upstream call's span, named to an HTTP upstream in `traceparent`.
+    let span = ChildSpan::start(app.telemetry.as_ref(), "upstream call", Kind::Client);
+    let traceparent = span.as_ref().map(ChildSpan::traceparent);
     let exchange = Exchange {
         ctx,
         conn: &conn,
         method,
         progress: progress.as_ref(),
         cancel: &cancel,
+        traceparent: traceparent.as_deref(),
     };
     let mut outcome = exchange.run(params.as_deref()).await;
     if ctx.modern.is_none() {
         outcome = mrtr::input_rounds(ctx, &srv, params.as_deref(), outcome, &exchange).await?;
+    }
+    if let Some(span) = span {
+        span.end(
+            vec![
+                ("mcp.server", Attr::Str(server.to_string())),
+                ("mcp.method.name", Attr::Str(method.to_owned())),
+            ],
+            outcome.as_ref().err().map(ToString::to_string),
+        );
     }
     srv.record_outcome(admission, &outcome);
     outcome.map_err(CallError::Upstream)

@@ -104,6 +104,30 @@ pub(crate) async fn render(app: &App) -> String {
         &ledger.stats().commit.snapshot(),
     );
 
+    if let Some(t) = &app.telemetry {
+        use std::sync::atomic::Ordering::Relaxed;
+        out.family(
+            "mcpgate_trace_spans_exported_total",
+            "counter",
+            "Trace spans the OTLP collector accepted.",
+        );
+        out.sample(
+            "mcpgate_trace_spans_exported_total",
+            &[],
+            t.exported.load(Relaxed),
+        );
+        out.family(
+            "mcpgate_trace_spans_dropped_total",
+            "counter",
+            "Trace spans dropped: the export queue was full or the collector did not take them.",
+        );
+        out.sample(
+            "mcpgate_trace_spans_dropped_total",
+            &[],
+            t.dropped.load(Relaxed),
+        );
+    }
+
     out.family(
         "mcpgate_runs",
         "gauge",

@@ -5,11 +5,13 @@
 //! `modern` (the 2026-07-28 call's life and its replies), `listen`
 //! (`subscriptions/listen`), `logging` (per-session log levels), `supervise` (upstream lifecycles), `lifecycle`
 //! (start, probe, stop, a session's initialize and end), `health`, `metrics`
-//! (the `/metrics` document) and `admin`.
+//! (the `/metrics` document), `admin`, and `changes` (what replicas tell
+//! each other through Redis).
 //! Nothing here imports `http`.
 
 pub mod admin;
 pub(crate) mod call;
+pub(crate) mod changes;
 pub(crate) mod ctx;
 pub(crate) mod dispatch;
 pub(crate) mod forward;

@@ -27,6 +27,8 @@ pub(crate) struct Exchange<'a> {
     pub(crate) method: &'a str,
     pub(crate) progress: Option<&'a ProgressMap>,
     pub(crate) cancel: &'a CancellationToken,
+    /// The W3C `traceparent` for an HTTP upstream (`[telemetry]`).
+    pub(crate) traceparent: Option<&'a str>,
 }
 
 impl Exchange<'_> {
@@ -35,13 +37,16 @@ impl Exchange<'_> {
     pub(crate) async fn run(&self, params: Option<&RawValue>) -> Result<Reply, UpstreamError> {
         let (ctx, conn, progress) = (self.ctx, self.conn, self.progress);
         let (relay_tx, mut relay_rx) = mpsc::unbounded_channel();
-        let opts = RequestOpts {
+        let mut opts = RequestOpts {
             relay: Some(relay_tx),
             progress_token: progress.map(|p| p.ours.clone()),
             cancel: Some(self.cancel.clone()),
             timeout: None,
             headers: param_headers(ctx, conn, self.method, params),
         };
+        if let Some(tp) = self.traceparent {
+            opts.headers.push(("traceparent".to_owned(), tp.to_owned()));
+        }
         let call = conn.request(self.method, params, opts);
         tokio::pin!(call);
         let outcome = loop {

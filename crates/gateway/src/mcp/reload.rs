@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::state::App;
+use crate::state::pubsub::Change;
 use mcpgate_proto::jsonrpc;
 
 /// What a reload did.
@@ -34,8 +35,19 @@ pub struct Reloaded {
 }
 
 /// Re-reads `app.cfg.file` and applies what can change in place. An error
-/// leaves everything as it was; it is also logged.
+/// leaves everything as it was; it is also logged. A reload that worked is
+/// announced to the other replicas (`[cluster] redis`), which re-read
+/// their own file.
 pub async fn reload(app: &Arc<App>) -> Result<Reloaded, String> {
+    let r = reload_here(app).await;
+    if r.is_ok() {
+        app.announce(Change::Reload);
+    }
+    r
+}
+
+/// [`reload`] without telling the other replicas (a reload one of them announced).
+pub(crate) async fn reload_here(app: &Arc<App>) -> Result<Reloaded, String> {
     let r = reload_inner(app).await;
     match &r {
         Ok(done) => {

@@ -586,6 +586,7 @@ impl RunHooks for RunKeys {
         let Some(app) = self.app.upgrade() else {
             return;
         };
+        crate::telemetry::run_span(app.telemetry.as_ref(), run);
         let label = run_key_label(&run.id);
         match app.store.list_keys(Some(&run.tenant)).await {
             Ok(keys) => {

@@ -4,7 +4,9 @@
 //! parsed by `config`), then published and started; a removed one leaves the
 //! catalog at once, its supervisor stops and its connections close. Either
 //! way every session hears `list_changed`. Runtime additions live until the
-//! next reload or restart: the config file stays the source of truth.
+//! next reload or restart: the config file stays the source of truth. With
+//! `[cluster] redis`, an addition or removal made through the admin API is
+//! announced to the other replicas, which apply it too (`mcp::changes`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use serde_json::Value;
 use super::supervise::supervise;
 use crate::config::{Config, ServerConfig};
 use crate::state::App;
+use crate::state::pubsub::Change;
 use crate::state::servers::{Server, SessionConn};
 
 /// Why a server could not be added or removed.
@@ -73,17 +76,27 @@ pub(crate) async fn remove(app: &Arc<App>, name: &str) -> Result<(), ServerChang
     Ok(())
 }
 
-/// `/admin/servers` POST: validate, then add.
+/// `/admin/servers` POST: validate, then add, and tell the other replicas
+/// (`[cluster] redis`), which add it too.
 pub(crate) async fn add_table(
     app: &Arc<App>,
     name: &str,
     table: &Value,
 ) -> Result<(), ServerChangeError> {
     let cfg = parse_server(app, name, table)?;
-    add(app, cfg)
+    add(app, cfg)?;
+    app.announce(Change::ServerAdded {
+        name: name.to_owned(),
+        table: table.clone(),
+    });
+    Ok(())
 }
 
-/// `/admin/servers/{name}` DELETE.
+/// `/admin/servers/{name}` DELETE, told to the other replicas too.
 pub(crate) async fn remove_named(app: &Arc<App>, name: &str) -> Result<(), ServerChangeError> {
-    remove(app, name).await
+    remove(app, name).await?;
+    app.announce(Change::ServerRemoved {
+        name: name.to_owned(),
+    });
+    Ok(())
 }

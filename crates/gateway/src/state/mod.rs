@@ -16,6 +16,7 @@ pub(crate) mod metrics;
 pub(crate) mod oauth;
 pub(crate) mod parking;
 pub(crate) mod policy;
+pub(crate) mod pubsub;
 pub(crate) mod runs;
 pub(crate) mod server_requests;
 pub(crate) mod servers;
@@ -74,6 +75,10 @@ pub struct App {
     pub(crate) shared_rate: Option<cluster::SharedRate>,
     /// Which replica holds each session and parked call (`[cluster] redis`).
     pub(crate) directory: Option<session_directory::Directory>,
+    /// Changes told to and heard from the other replicas (`[cluster] redis`).
+    pub(crate) pubsub: Option<Arc<pubsub::PubSub>>,
+    /// Where trace spans go (`[telemetry]`); `None` builds none.
+    pub(crate) telemetry: Option<Arc<crate::telemetry::Tracer>>,
     pub shutdown: CancellationToken,
     pub(crate) started: Instant,
 }
@@ -91,11 +96,24 @@ impl App {
                 }
             }
         });
+        let pubsub = cfg.redis.as_deref().and_then(|url| {
+            match pubsub::PubSub::new(url, &store.describe()) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::error!("{e}; replicas see key changes by polling the store");
+                    None
+                }
+            }
+        });
         let directory = cfg.redis.as_deref().and_then(|url| {
             session_directory::Directory::new(url, &cfg.key_prefix)
                 .map_err(|e| tracing::error!("{e}; sessions stay on the replica that opened them"))
                 .ok()
         });
+        let telemetry = cfg
+            .telemetry
+            .clone()
+            .map(|t| Arc::new(crate::telemetry::Tracer::new(t)));
         let scopes = runs::Scopes::default();
         let auth = Arc::new(Authenticator::new(
             cfg.policy.auth,
@@ -122,9 +140,18 @@ impl App {
             metrics: metrics::Metrics::default(),
             shared_rate,
             directory,
+            pubsub,
+            telemetry,
             shutdown: CancellationToken::new(),
             started: Instant::now(),
         })
+    }
+
+    /// Tells the other replicas about `change` (`[cluster] redis`; nothing without it).
+    pub(crate) fn announce(&self, change: pubsub::Change) {
+        if let Some(ps) = &self.pubsub {
+            ps.publish(change);
+        }
     }
 
     pub(crate) fn server(&self, name: &str) -> Option<Arc<Server>> {
