@@ -250,6 +250,13 @@ impl Store {
             .map_err(db)?;
         let tenant = from_row(&row).map_err(db)?;
         tx.commit().await.map_err(db)?;
+        // This process's balances in memory (journal mode) follow at once;
+        // other processes' follow when they see the revision move.
+        if let Some(ledger) = self.inner.ledger.get()
+            && let Err(e) = ledger.reload_balances().await
+        {
+            tracing::warn!(error = %e, "cannot reload the balances after a change");
+        }
         Ok(tenant)
     }
 }
