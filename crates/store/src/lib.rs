@@ -183,8 +183,9 @@ impl Store {
     /// reservations as before, on PostgreSQL (shared by replicas, where a
     /// balance in one process's memory could not be exact), when another
     /// live process owns the journal, or when the ledger is already running.
-    /// Call it before [`Store::interrupt_pending`], so that replayed calls
-    /// are marked too.
+    /// Opening the store already replays a journal whose owner is gone (so
+    /// [`Store::interrupt_pending`] sees those calls); this replays again,
+    /// under the lock it keeps, whatever an owner that died since left.
     pub async fn open_journal(&self, mode: JournalSync) -> Result<bool, StoreError> {
         let Some(base) = self
             .inner

@@ -233,6 +233,14 @@ impl Store {
             sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
         ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     ) -> Result<Tenant, StoreError> {
+        // Reservations made before this change are stored before it, so a
+        // balance set here is the balance after them (journal mode, where
+        // they are stored in the background).
+        if let Some(ledger) = self.inner.ledger.get()
+            && ledger.journaled()
+        {
+            ledger.flush().await?;
+        }
         let mut tx = self.begin().await?;
         let done = bind(sqlx::query(sql).bind(name))
             .execute(&mut *tx)
