@@ -422,6 +422,49 @@ async fn sigkill_under_load_loses_no_record_of_a_successful_call() {
     );
 }
 
+/// A balance set with the CLI (another process, on the store directly)
+/// reaches the running gateway, whose balances are in memory: it sees the
+/// store's revision move and reloads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_set_with_the_cli_reaches_the_running_gateway() {
+    let gw = started("topup", "");
+    let key = tenant_with_key(&gw, "topped", "pro", Some(1));
+    let mut c = keyed(&gw, &key);
+    c.initialize().await;
+    assert!(
+        c.call("fx__echo", json!({"message": "first"}))
+            .await
+            .has_result()
+    );
+    let r = c.call("fx__echo", json!({"message": "second"})).await;
+    r.assert_rpc_error("quota", -32030, &["quota", "topped"]);
+    cli_ok(&gw, &["tenants", "set-balance", "topped", "5"]);
+    // The gateway polls the revision every 250 ms; wait for its answer to change.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.call("fx__echo", json!({"message": "after"})).await;
+        if r.has_result() {
+            break;
+        }
+        r.assert_rpc_error("quota", -32030, &["quota", "topped"]);
+        assert!(
+            Instant::now() < deadline,
+            "the new balance never reached the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 5 set, 1 spent: exactly 4 more calls pass.
+    for i in 0..4 {
+        let r = c
+            .call("fx__echo", json!({"message": format!("n{i}")}))
+            .await;
+        assert!(r.has_result(), "call {i}: {}", r.body);
+    }
+    let r = c.call("fx__echo", json!({"message": "over"})).await;
+    r.assert_rpc_error("quota", -32030, &["quota", "topped"]);
+    assert_eq!(r.error()["data"]["balance"], 0, "{}", r.body);
+}
+
 /// The ledger's journal under a `kill -9`: 16 clients call at once, so
 /// reservations are appended and `fdatasync`ed in groups, and the gateway
 /// is killed in the middle of that. The fixture notes every call it gets
