@@ -35,6 +35,16 @@ pub(crate) async fn serve(path: Option<&Path>, listen: Option<std::net::SocketAd
         Ok(s) => s,
         Err(code) => return code,
     };
+    // SQLite: balances in memory, reservations made durable in the ledger's
+    // journal instead of one database commit per call.
+    match store.open_journal(cfg.policy.ledger_sync).await {
+        Ok(true) => tracing::info!("ledger: balances in memory, reservations journaled"),
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("error: cannot open the ledger journal: {e}");
+            return ExitCode::from(3);
+        }
+    }
     tracing::info!(
         "store: {}; auth: {}",
         store.describe(),

@@ -1,8 +1,10 @@
 //! The latency of `Ledger::reserve` on SQLite with one call in flight: the
-//! hot-path cost the store adds to every billable call (one committed
-//! transaction that debits and inserts the usage row). It runs two series
-//! on a fresh database file in the temp directory, each reserve timed on
-//! its own, and prints the median and p99 of each:
+//! hot-path cost the store adds to every billable call. It measures the
+//! ledger three ways in one run, each on a fresh database file in the temp
+//! directory: committed (one transaction that debits and inserts the usage
+//! row, as on PostgreSQL), and with the journal (`Store::open_journal`) in
+//! its `write` and `fdatasync` modes. Each way runs two series, each
+//! reserve timed on its own, and prints the median and p99 of each:
 //!
 //! - `reserve + finish`: every reserve is followed by a queued `finish`, as
 //!   the gateway does, so the writer often commits the two together;
@@ -16,7 +18,7 @@ use std::error::Error;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mcpgate_store::{CallRecord, Ledger, Outcome, Store, now_ms};
+use mcpgate_store::{CallRecord, JournalSync, Ledger, Outcome, Store, now_ms};
 
 /// Reserves per measured series.
 const CALLS: usize = 2000;
@@ -73,11 +75,16 @@ fn report(label: &str, mut times: Vec<Duration>) {
     );
 }
 
-async fn run(dir: &Path) -> Result<(), Box<dyn Error>> {
+async fn run(dir: &Path, journal: Option<JournalSync>) -> Result<(), Box<dyn Error>> {
     let store = Store::open_in_dir(dir).await?;
     store
         .add_tenant("acme", "pro", Some(START_BALANCE), None)
         .await?;
+    if let Some(mode) = journal
+        && !store.open_journal(mode).await?
+    {
+        return Err("the journal could not be opened".into());
+    }
     let ledger = store.ledger();
     for _ in 0..WARM_UP {
         let r = ledger.reserve(call("warm")).await?;
@@ -86,8 +93,13 @@ async fn run(dir: &Path) -> Result<(), Box<dyn Error>> {
     ledger.flush().await?;
 
     println!(
-        "reserve on SQLite ({}), one call in flight",
-        store.describe()
+        "reserve on SQLite ({}), one call in flight, {}",
+        store.describe(),
+        match journal {
+            None => "committed per call",
+            Some(JournalSync::Write) => "journal, write",
+            Some(JournalSync::Data) => "journal, fdatasync",
+        }
     );
     report("reserve + finish", series(&ledger, true).await?);
     report("reserve alone", series(&ledger, false).await?);
@@ -102,8 +114,15 @@ async fn run(dir: &Path) -> Result<(), Box<dyn Error>> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let dir = std::env::temp_dir().join(format!("mcpgate-bench-reserve-{}", std::process::id()));
-    let result = run(&dir).await;
-    std::fs::remove_dir_all(&dir).ok();
-    result
+    for (i, journal) in [None, Some(JournalSync::Write), Some(JournalSync::Data)]
+        .into_iter()
+        .enumerate()
+    {
+        let dir =
+            std::env::temp_dir().join(format!("mcpgate-bench-reserve-{}-{i}", std::process::id()));
+        let result = run(&dir, journal).await;
+        std::fs::remove_dir_all(&dir).ok();
+        result?;
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use sqlx::{AnyConnection, Connection, Row};
 
 use crate::Backend;
+use crate::balances::Account;
 use crate::clock::next_month_start_ms;
 use crate::connect::begin_sql;
 use crate::error::ReserveError;
@@ -60,6 +61,37 @@ const PENDING_IF_DEBITED: &str = concat!(
     usage_columns!(),
     ") SELECT $5, $3, $1, $6, $7, $8, $9, $10, 'pending', NULL, $2, $11, $12, NULL, $13
     WHERE changes() = 1"
+);
+
+/// A journaled reservation's debit (see [`Op::Journaled`]): the refill rule
+/// of the debit above, but unconditional (the balance was checked in
+/// memory), and only if the usage row is not there yet, so a record replayed
+/// from the journal after a crash is never charged twice.
+const JOURNALED_DEBIT: &str = "UPDATE tenants SET
+    balance = CASE
+        WHEN monthly_allowance IS NOT NULL AND resets_at <= $3 THEN monthly_allowance - $2
+        WHEN balance IS NULL THEN NULL
+        ELSE balance - $2 END,
+    resets_at = CASE
+        WHEN monthly_allowance IS NOT NULL AND resets_at <= $3 THEN $4
+        ELSE resets_at END
+    WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM usage WHERE id = $5)";
+
+/// A journaled reservation's `pending` row, unless it is there already.
+const JOURNALED_PENDING: &str = concat!(
+    "INSERT INTO usage (",
+    usage_columns!(),
+    ") VALUES ($5, $3, $1, $6, $7, $8, $9, $10, 'pending', NULL, $2, $11, $12, NULL, $13)
+    ON CONFLICT (id) DO NOTHING"
+);
+
+/// The same row as [`JOURNALED_PENDING`] in [`INSERT_USAGE`]'s parameters
+/// (for the statement-at-a-time path, where every bound value must be used).
+const INSERT_USAGE_ONCE: &str = concat!(
+    "INSERT INTO usage (",
+    usage_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13, $14)
+    ON CONFLICT (id) DO NOTHING"
 );
 
 /// The state of a tenant whose debit did not happen.
@@ -224,12 +256,14 @@ pub(crate) async fn apply(
 /// [`apply_sqlite`]); `None` for operations that write nothing.
 fn kind(op: &Op) -> Option<u8> {
     match op {
-        Op::Finish { refund: true, .. } => Some(0),
-        Op::Finish { refund: false, .. } => Some(1),
-        Op::Touch { .. } => Some(2),
-        Op::Deny { .. } => Some(3),
-        Op::Reserve { .. } => Some(4),
-        Op::Flush { .. } => None,
+        // First, so that a finish in the same batch finds its row.
+        Op::Journaled { .. } => Some(0),
+        Op::Finish { refund: true, .. } => Some(1),
+        Op::Finish { refund: false, .. } => Some(2),
+        Op::Touch { .. } => Some(3),
+        Op::Deny { .. } => Some(4),
+        Op::Reserve { .. } => Some(5),
+        Op::Flush { .. } | Op::Load { .. } | Op::Sync { .. } => None,
     }
 }
 
@@ -243,12 +277,18 @@ fn push_op<'a>(sql: &mut String, values: &mut Vec<Value<'a>>, op: &'a Op, id: i6
             push_shifted(sql, PENDING_IF_DEBITED, base);
             values.extend(reserve_values(rec, id));
         }
+        Op::Journaled { entry, .. } => {
+            push_shifted(sql, JOURNALED_DEBIT, base);
+            push_shifted(sql, JOURNALED_PENDING, base);
+            values.extend(reserve_values(&entry.rec, entry.id));
+        }
         Op::Finish {
             id,
             outcome,
             duration_us,
             error,
             refund,
+            ..
         } => {
             if *refund {
                 push_shifted(sql, REFUND, base);
@@ -268,7 +308,7 @@ fn push_op<'a>(sql: &mut String, values: &mut Vec<Value<'a>>, op: &'a Op, id: i6
             push_shifted(sql, TOUCH, base);
             values.extend([Value::Text(Some(key_id)), Value::Int(*ts_ms)]);
         }
-        Op::Flush { .. } => {}
+        Op::Flush { .. } | Op::Load { .. } | Op::Sync { .. } => {}
     }
 }
 
@@ -355,12 +395,23 @@ async fn apply_statements(
     for (op, &id) in batch.iter().zip(ids) {
         let answer = match op {
             Op::Reserve { rec, .. } => Some(reserve(&mut tx, rec, id).await?),
+            Op::Journaled { entry, .. } => {
+                let values = reserve_values(&entry.rec, entry.id);
+                bind_all(JOURNALED_DEBIT, &values[..5])
+                    .execute(&mut *tx)
+                    .await?;
+                let rec = &entry.rec;
+                let row = usage_values(rec, entry.id, PENDING, rec.cost, None);
+                bind_all(INSERT_USAGE_ONCE, &row).execute(&mut *tx).await?;
+                None
+            }
             Op::Finish {
                 id,
                 outcome,
                 duration_us,
                 error,
                 refund,
+                ..
             } => {
                 let values = finish_values(*id, *outcome, *duration_us, error.as_deref());
                 if *refund {
@@ -388,7 +439,7 @@ async fn apply_statements(
                     .await?;
                 None
             }
-            Op::Flush { .. } => None,
+            Op::Flush { .. } | Op::Load { .. } | Op::Sync { .. } => None,
         };
         answers.push(answer);
     }
@@ -473,6 +524,39 @@ pub(crate) async fn resolve_refused(
     }
     tx.commit().await?;
     Ok(answers)
+}
+
+fn account(row: &sqlx::any::AnyRow, at: usize) -> Result<Account, sqlx::Error> {
+    Ok(Account {
+        balance: row.try_get(at)?,
+        allowance: row.try_get(at + 1)?,
+        resets_at: row.try_get(at + 2)?,
+    })
+}
+
+/// A tenant's stored balance state, if the tenant exists (journal mode).
+pub(crate) async fn tenant_account(
+    conn: &mut AnyConnection,
+    tenant: &str,
+) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query(TENANT_STATE)
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| account(&row, 0))
+        .transpose()
+}
+
+/// Every tenant's stored balance state (journal mode).
+pub(crate) async fn all_accounts(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(String, Account)>, sqlx::Error> {
+    sqlx::query("SELECT name, balance, monthly_allowance, resets_at FROM tenants")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, account(row, 1)?)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 //! by several replicas), through the same portable SQL on sqlx's `Any`
 //! driver. [`Store`] is the handle for administrative reads and writes;
 //! [`Ledger`] is the handle to the one batching writer that reserves, finishes
-//! and records calls on the hot path.
+//! and records calls on the hot path. On SQLite the gateway also gives the
+//! ledger a local journal ([`Store::open_journal`]): balances are then
+//! checked in memory and reservations made durable in the journal, with no
+//! database commit on a call's path.
 //!
 //! Column types are only `BIGINT`/`INTEGER`, `TEXT` and their NULLs;
 //! timestamps are milliseconds since the Unix epoch. Key secrets are never
@@ -14,6 +17,7 @@
 //! The latency of a reservation on SQLite (median and p99) is measured by
 //! `cargo bench -p mcpgate-store --bench reserve`.
 
+mod balances;
 mod batch;
 mod checkpoint;
 mod clock;
@@ -21,6 +25,7 @@ mod connect;
 mod error;
 mod glob;
 mod interrupted;
+mod journal;
 mod keys;
 mod ledger;
 mod migrate;
@@ -43,6 +48,7 @@ use sqlx::{AnyPool, Row};
 pub use clock::{format_ts, now_ms};
 pub use error::{KeyRejection, ReserveError, StoreError};
 pub use glob::glob_match;
+pub use journal::JournalSync;
 pub use keys::{CreatedKey, KeyInfo};
 pub use ledger::Ledger;
 pub use record::{CallRecord, Outcome, Reservation};
@@ -76,6 +82,8 @@ struct Inner {
     pool: AnyPool,
     /// The batching writer's handle, spawned on the first [`Store::ledger`].
     ledger: OnceLock<Ledger>,
+    /// The journal opened by [`Store::open_journal`], until the ledger takes it.
+    journal: std::sync::Mutex<Option<journal::Journal>>,
     /// This handle's id on the runs it owns (see `run_owner`).
     owner: i32,
     /// PostgreSQL: the connection holding the "owner alive" advisory lock.
@@ -112,12 +120,14 @@ impl Store {
         sqlx::any::install_default_drivers();
         let pool = connect::open_pool(&target).await?;
         migrate::run(&pool, target.backend).await?;
+        recover_journal(&target).await;
         tracing::debug!(store = %target.description, "store opened");
         Ok(Store {
             inner: Arc::new(Inner {
                 target: Arc::new(target),
                 pool,
                 ledger: OnceLock::new(),
+                journal: std::sync::Mutex::new(None),
                 owner: run_owner::new_owner_id(),
                 liveness: tokio::sync::OnceCell::new(),
                 changes: tokio::sync::watch::Sender::new(0),
@@ -168,8 +178,69 @@ impl Store {
     pub fn ledger(&self) -> Ledger {
         self.inner
             .ledger
-            .get_or_init(|| Ledger::spawn(self.inner.target.clone()))
+            .get_or_init(|| {
+                let journal = match self.inner.journal.lock() {
+                    Ok(mut g) => g.take(),
+                    Err(poisoned) => poisoned.into_inner().take(),
+                };
+                Ledger::spawn(self.inner.target.clone(), journal)
+            })
             .clone()
+    }
+
+    /// Makes this process the owner of the SQLite store's ledger journal
+    /// (`<database>.journal.*`, see the `journal` module), so that the
+    /// ledger (spawned on the next [`Store::ledger`]) checks balances in
+    /// memory and makes reservations durable in the journal instead of
+    /// committing each to the database before the call goes on. Takes the
+    /// journal's exclusive lock (waiting up to 2 s for a process that is
+    /// replaying it), replays what a stopped owner left into the store, and
+    /// opens a fresh file. Returns `Ok(false)`, and the ledger commits
+    /// reservations as before, on PostgreSQL (shared by replicas, where a
+    /// balance in one process's memory could not be exact), when another
+    /// live process owns the journal, or when the ledger is already running.
+    /// Opening the store already replays a journal whose owner is gone (so
+    /// [`Store::interrupt_pending`] sees those calls); this replays again,
+    /// under the lock it keeps, whatever an owner that died since left.
+    pub async fn open_journal(&self, mode: JournalSync) -> Result<bool, StoreError> {
+        let Some(base) = self
+            .inner
+            .target
+            .sqlite_file
+            .as_deref()
+            .and_then(journal::base_of)
+        else {
+            return Ok(false);
+        };
+        if self.inner.ledger.get().is_some() {
+            return Ok(false);
+        }
+        let io = |e: std::io::Error| StoreError::Db(format!("the ledger journal: {e}"));
+        let mut lock = None;
+        for _ in 0..40 {
+            lock = journal::try_lock(&base).map_err(io)?;
+            if lock.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let Some(lock) = lock else {
+            tracing::warn!(
+                "another process owns this store's ledger journal; \
+                 reservations are committed to the database one by one"
+            );
+            return Ok(false);
+        };
+        let replayed = writer::replay(&self.inner.target, &base).await?;
+        if replayed > 0 {
+            tracing::warn!("{replayed} reservation(s) replayed from the ledger journal");
+        }
+        let opened = journal::Journal::open(base, lock, mode).map_err(io)?;
+        match self.inner.journal.lock() {
+            Ok(mut g) => *g = Some(opened),
+            Err(poisoned) => *poisoned.into_inner() = Some(opened),
+        }
+        Ok(true)
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
@@ -184,6 +255,38 @@ impl Store {
             .await
             .map_err(db)
     }
+}
+
+/// On opening a SQLite store: if no live process owns its ledger journal,
+/// replays what a stopped one left, so that every reader (the CLI's
+/// `audit`, `usage`, `tenants show`) sees the records of calls that reached
+/// an upstream. A failure is logged; the files stay for the next try.
+async fn recover_journal(target: &connect::Target) {
+    let Some(base) = target.sqlite_file.as_deref().and_then(journal::base_of) else {
+        return;
+    };
+    match journal::files(&base) {
+        Ok(files) if files.is_empty() => return,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the ledger journal's files");
+            return;
+        }
+    }
+    let lock = match journal::try_lock(&base) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return, // its owner is alive and stores it itself
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot lock the ledger journal");
+            return;
+        }
+    };
+    match writer::replay(target, &base).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("{n} reservation(s) replayed from the ledger journal"),
+        Err(e) => tracing::error!(error = %e, "cannot replay the ledger journal"),
+    }
+    drop(lock);
 }
 
 /// Bumps the revision counter inside a mutation's transaction and returns

@@ -6,10 +6,10 @@
 //! batches and the reports alike, so they live below them all and import
 //! nothing of the store.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What is known about a call when it starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallRecord {
     /// When the call started (ms since the epoch); also the "now" for
     /// monthly refills.

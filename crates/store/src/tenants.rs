@@ -234,6 +234,14 @@ impl Store {
             sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
         ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     ) -> Result<Tenant, StoreError> {
+        // Reservations made before this change are stored before it, so a
+        // balance set here is the balance after them (journal mode, where
+        // they are stored in the background).
+        if let Some(ledger) = self.inner.ledger.get()
+            && ledger.journaled()
+        {
+            ledger.flush().await?;
+        }
         let mut tx = self.begin().await?;
         let done = bind(sqlx::query(sql).bind(name))
             .execute(&mut *tx)
@@ -251,6 +259,13 @@ impl Store {
             .map_err(db)?;
         let tenant = from_row(&row).map_err(db)?;
         tx.commit().await.map_err(db)?;
+        // This process's balances in memory (journal mode) follow at once;
+        // other processes' follow when they see the revision move.
+        if let Some(ledger) = self.inner.ledger.get()
+            && let Err(e) = ledger.reload_balances().await
+        {
+            tracing::warn!(error = %e, "cannot reload the balances after a change");
+        }
         self.changed();
         Ok(tenant)
     }

@@ -8,20 +8,30 @@
 //! retried on a fresh connection, and after a final failure every
 //! reservation in the batch gets an error while the fire-and-forget records
 //! are tried once more on their own (and logged if they are lost).
+//!
+//! In journal mode (see the `ledger` module) the writer also keeps its own
+//! view of each loaded tenant's stored balance, moved by the writes it
+//! commits, loads balances into memory and carries outside changes over
+//! (see the `balances` module), and tells the journal which of its records
+//! the store now has.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::{AnyConnection, Connection, Executor};
 use tokio::sync::mpsc;
 
 use crate::Backend;
+use crate::balances::{Account, Accounts, Journaled, reconcile};
 use crate::batch::{self, Answer};
 use crate::checkpoint;
 use crate::clock::now_ms;
 use crate::connect::{Target, open_connection};
 use crate::error::{ReserveError, StoreError};
 use crate::interrupted;
+use crate::journal::{self, Entry};
 use crate::op::Op;
 use crate::record::Outcome;
 use crate::stats::LedgerStats;
@@ -31,15 +41,39 @@ pub(crate) const MAX_BATCH: usize = 256;
 /// Tries per transaction when the failure looks transient.
 const MAX_ATTEMPTS: u32 = 3;
 
+/// Usage row ids: a random start, then counting up, so rows of one
+/// process are unique and adjacent in the index, and two processes
+/// (replicas) practically never meet. Shared by the ledger handles
+/// (journaled reservations) and the writer.
+pub(crate) struct Ids(AtomicI64);
+
+impl Ids {
+    pub(crate) fn new() -> Ids {
+        Ids(AtomicI64::new(first_id()))
+    }
+
+    pub(crate) fn take(&self) -> i64 {
+        let step = |id: i64| Some(if id >= i64::MAX - 1 { 1 } else { id + 1 });
+        match self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, step)
+        {
+            Ok(id) | Err(id) => id,
+        }
+    }
+}
+
 struct Writer {
     target: Arc<Target>,
     conn: Option<AnyConnection>,
-    /// The next usage row id: a random start, then counting up, so rows of
-    /// one writer are unique and adjacent in the index, and two writers
-    /// (replicas) practically never meet.
-    next_id: i64,
+    ids: Arc<Ids>,
     /// Operations the writer gives itself (refunds of abandoned reservations).
     carry: Vec<Op>,
+    /// Journal mode's shared state.
+    journaled: Option<Arc<Journaled>>,
+    /// Journal mode: each loaded tenant's stored row as this writer's own
+    /// commits have left it.
+    expected: Accounts,
 }
 
 /// The writer task's body; ends when every sender is gone and the queue is drained.
@@ -47,6 +81,8 @@ pub(crate) async fn run(
     mut rx: mpsc::UnboundedReceiver<Op>,
     target: Arc<Target>,
     stats: Arc<LedgerStats>,
+    ids: Arc<Ids>,
+    journaled: Option<Arc<Journaled>>,
 ) {
     // Dropped (stopping its task) when this task ends.
     let checkpointer =
@@ -57,8 +93,10 @@ pub(crate) async fn run(
     let mut w = Writer {
         target,
         conn: None,
-        next_id: first_id(),
+        ids,
         carry: Vec::new(),
+        journaled,
+        expected: HashMap::new(),
     };
     loop {
         let mut batch = std::mem::take(&mut w.carry);
@@ -80,9 +118,17 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let started = Instant::now();
-        w.run_batch(batch).await;
-        stats.commit.observe(started.elapsed());
+        let (control, batch): (Vec<Op>, Vec<Op>) = batch
+            .into_iter()
+            .partition(|op| matches!(op, Op::Load { .. } | Op::Sync { .. }));
+        if !batch.is_empty() {
+            let started = Instant::now();
+            w.run_batch(batch).await;
+            stats.commit.observe(started.elapsed());
+        }
+        for op in control {
+            w.control(op).await;
+        }
         if let Some(c) = &checkpointer
             && c.restart_requested()
             && let Some(conn) = w.conn.as_mut()
@@ -95,6 +141,52 @@ pub(crate) async fn run(
     {
         tracing::debug!(error = %e, "closing the ledger connection");
     }
+}
+
+/// Replays the journal files left beside the store into it (the caller
+/// holds the journal's lock) and deletes them; returns how many records
+/// were read. Idempotent: a record whose usage row exists is skipped
+/// whole, so a file that was partly or wholly stored before the process
+/// died is never charged twice. A torn last record (the process died in
+/// its write, before its call was forwarded) is left out.
+pub(crate) async fn replay(target: &Target, base: &std::path::Path) -> Result<u64, StoreError> {
+    let io = |e: std::io::Error| StoreError::Db(format!("reading the ledger journal: {e}"));
+    let files = journal::files(base).map_err(io)?;
+    if files.is_empty() {
+        return Ok(0);
+    }
+    let mut conn = open_connection(target)
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))?;
+    let mut total = 0u64;
+    for (n, path) in &files {
+        let (entries, torn) = journal::read_file(path).map_err(io)?;
+        if torn {
+            tracing::warn!(file = %path.display(), records = entries.len(),
+                "the ledger journal ends in a torn record (a write cut short); it is ignored");
+        }
+        for chunk in entries.chunks(MAX_BATCH) {
+            let ids: Vec<i64> = chunk.iter().map(|e: &Entry| e.id).collect();
+            let ops: Vec<Op> = chunk
+                .iter()
+                .map(|entry| Op::Journaled {
+                    entry: entry.clone(),
+                    file: *n,
+                })
+                .collect();
+            batch::apply(&mut conn, target.backend, &ops, &ids)
+                .await
+                .map_err(|e| StoreError::Db(format!("replaying the ledger journal: {e}")))?;
+        }
+        total += entries.len() as u64;
+    }
+    for (_, path) in &files {
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if let Err(e) = conn.close().await {
+        tracing::debug!(error = %e, "closing the replay connection");
+    }
+    Ok(total)
 }
 
 /// A random positive start for usage ids, below 2^62 so counting up never overflows.
@@ -111,9 +203,124 @@ fn first_id() -> i64 {
 
 impl Writer {
     fn take_id(&mut self) -> i64 {
-        let id = self.next_id;
-        self.next_id = if id >= i64::MAX - 1 { 1 } else { id + 1 };
-        id
+        self.ids.take()
+    }
+
+    /// After a commit (journal mode): moves the writer's view of the stored
+    /// balances by what the batch wrote, and tells the journal which of its
+    /// records the store has now.
+    fn committed(&mut self, batch: &[Op]) {
+        let Some(j) = &self.journaled else {
+            return;
+        };
+        let mut per_file: BTreeMap<u64, u64> = BTreeMap::new();
+        for op in batch {
+            match op {
+                Op::Journaled { entry, file } => {
+                    *per_file.entry(*file).or_default() += 1;
+                    if let Some(a) = self.expected.get_mut(&entry.rec.tenant) {
+                        a.apply(entry.rec.cost, entry.rec.ts_ms);
+                    }
+                }
+                Op::Finish {
+                    credit: Some((tenant, cost)),
+                    ..
+                } => {
+                    if let Some(a) = self.expected.get_mut(tenant) {
+                        a.credit(*cost);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (file, count) in per_file {
+            j.journal.applied(file, count);
+        }
+    }
+
+    /// Loads a balance into memory, or carries outside changes over
+    /// (journal mode), on the writer's connection between batches.
+    async fn control(&mut self, op: Op) {
+        match op {
+            Op::Load { tenant, reply } => {
+                let _ = reply.send(self.load(tenant).await);
+            }
+            Op::Sync { reply } => {
+                let result = self.sync().await;
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, "cannot reload the balances from the store");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn load(&mut self, tenant: String) -> Result<bool, StoreError> {
+        let Some(j) = self.journaled.clone() else {
+            return Ok(false);
+        };
+        let row = match self.connection().await {
+            Ok(conn) => batch::tenant_account(conn, &tenant).await,
+            Err(e) => Err(e),
+        };
+        let row = row.map_err(|e| {
+            self.conn = None;
+            StoreError::Db(e.to_string())
+        })?;
+        let Some(account) = row else {
+            return Ok(false);
+        };
+        let mut accounts = match j.accounts.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !accounts.contains_key(&tenant) {
+            accounts.insert(tenant.clone(), account);
+            self.expected.insert(tenant, account);
+        }
+        Ok(true)
+    }
+
+    async fn sync(&mut self) -> Result<(), StoreError> {
+        let Some(j) = self.journaled.clone() else {
+            return Ok(());
+        };
+        if self.expected.is_empty() {
+            return Ok(());
+        }
+        let rows = match self.connection().await {
+            Ok(conn) => batch::all_accounts(conn).await,
+            Err(e) => Err(e),
+        };
+        let actual: HashMap<String, Account> = rows
+            .map_err(|e| {
+                self.conn = None;
+                StoreError::Db(e.to_string())
+            })?
+            .into_iter()
+            .collect();
+        let mut accounts = match j.accounts.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.expected
+            .retain(|tenant, expected| match actual.get(tenant) {
+                Some(now) => {
+                    if let Some(memory) = accounts.get_mut(tenant) {
+                        reconcile(memory, expected, now);
+                    }
+                    *expected = *now;
+                    true
+                }
+                None => {
+                    accounts.remove(tenant);
+                    false
+                }
+            });
+        Ok(())
     }
 
     async fn run_batch(&mut self, batch: Vec<Op>) {
@@ -130,6 +337,7 @@ impl Writer {
             .collect();
         let e = match self.apply_with_retries(&batch, &ids).await {
             Ok(mut answers) => {
+                self.committed(&batch);
                 self.resolve_refused(&batch, &ids, &mut answers).await;
                 return self.answer(batch, answers);
             }
@@ -156,7 +364,10 @@ impl Writer {
             e
         } else {
             match self.apply_with_retries(&rest, &rest_ids).await {
-                Ok(answers) => return self.answer(rest, answers),
+                Ok(answers) => {
+                    self.committed(&rest);
+                    return self.answer(rest, answers);
+                }
                 Err(e2) => {
                     let e2 = e2.to_string();
                     tracing::error!(error = %e2, records, "ledger records lost: could not be written");
@@ -192,13 +403,19 @@ impl Writer {
                             duration_us: 0,
                             error: Some("the caller went away before the reservation".into()),
                             refund: true,
+                            credit: None,
                         });
                     }
                 }
                 Op::Flush { reply } => {
                     let _ = reply.send(Ok(()));
                 }
-                Op::Finish { .. } | Op::Deny { .. } | Op::Touch { .. } => {}
+                Op::Journaled { .. }
+                | Op::Finish { .. }
+                | Op::Deny { .. }
+                | Op::Touch { .. }
+                | Op::Load { .. }
+                | Op::Sync { .. } => {}
             }
         }
     }

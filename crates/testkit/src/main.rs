@@ -56,6 +56,10 @@ struct Cli {
     /// header (`-` when absent), tab-separated, one line each, to FILE.
     #[arg(long, global = true, value_name = "FILE")]
     record_traceparent: Option<std::path::PathBuf>,
+    /// stdio only: append each `echo` message to this file, one line per
+    /// call, before answering it.
+    #[arg(long, global = true, value_name = "FILE")]
+    call_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Subcommand)]
@@ -69,10 +73,16 @@ enum Mode {
 async fn run(cli: Cli) -> std::io::Result<()> {
     match cli.mode {
         Mode::Stdio => {
-            serve::serve_stdio_fixture(
-                mcpgate_testkit::Fixture::new(cli.name).with_synthetic_tools(cli.synthetic_tools),
-            )
-            .await
+            let mut fixture =
+                mcpgate_testkit::Fixture::new(cli.name).with_synthetic_tools(cli.synthetic_tools);
+            if let Some(path) = &cli.call_log {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?;
+                fixture = fixture.with_call_log(std::sync::Arc::new(file));
+            }
+            serve::serve_stdio_fixture(fixture).await
         }
         Mode::Http => {
             let options = HttpOptions {
@@ -175,6 +185,7 @@ mod tests {
             "--tools",
             "--listen",
             "--stateless",
+            "--call-log",
             "stdio",
             "http",
         ] {

@@ -63,6 +63,9 @@ pub struct Fixture {
     subscriptions: Mutex<BTreeSet<String>>,
     /// Extra `synthetic_*` tools listed after the static catalogue (benchmarks).
     synthetic_tools: usize,
+    /// Where `echo` notes each message it is called with, one line each,
+    /// before it answers (tests that must know which calls reached it).
+    call_log: Option<std::sync::Arc<std::fs::File>>,
 }
 
 /// Whether `toggle_lists` has added `toggled_tool` and `toggled_prompt`. One
@@ -84,7 +87,15 @@ impl Fixture {
             log_level: AtomicU8::new(LEVEL_UNSET),
             subscriptions: Mutex::new(BTreeSet::new()),
             synthetic_tools: 0,
+            call_log: None,
         }
+    }
+
+    /// Appends each `echo` message to `file` (one `write` per line) before
+    /// answering the call.
+    pub fn with_call_log(mut self, file: std::sync::Arc<std::fs::File>) -> Self {
+        self.call_log = Some(file);
+        self
     }
 
     /// Also list `n` synthetic tools `synthetic_0 .. synthetic_{n-1}` (see
@@ -324,7 +335,19 @@ impl ServerHandler for Fixture {
         let result = match request.name.as_ref() {
             // Benchmark hot path: no logging, no allocation beyond the reply.
             "echo" => match args.get("message").and_then(Value::as_str) {
-                Some(message) => text_result(message),
+                Some(message) => {
+                    if let Some(log) = &self.call_log {
+                        use std::io::Write as _;
+                        let line = format!("{message}\n");
+                        if let Err(e) = (&**log).write_all(line.as_bytes()) {
+                            return Err(McpError::internal_error(
+                                format!("cannot write the call log: {e}"),
+                                None,
+                            ));
+                        }
+                    }
+                    text_result(message)
+                }
                 None => error_result("argument `message` must be a string"),
             },
             "sleep" => Self::sleep(&context, &args).await,

@@ -422,6 +422,208 @@ async fn sigkill_under_load_loses_no_record_of_a_successful_call() {
     );
 }
 
+/// A balance set with the CLI (another process, on the store directly)
+/// reaches the running gateway, whose balances are in memory: it sees the
+/// store's revision move and reloads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_set_with_the_cli_reaches_the_running_gateway() {
+    let gw = started("topup", "");
+    let key = tenant_with_key(&gw, "topped", "pro", Some(1));
+    let mut c = keyed(&gw, &key);
+    c.initialize().await;
+    assert!(
+        c.call("fx__echo", json!({"message": "first"}))
+            .await
+            .has_result()
+    );
+    let r = c.call("fx__echo", json!({"message": "second"})).await;
+    r.assert_rpc_error("quota", -32030, &["quota", "topped"]);
+    cli_ok(&gw, &["tenants", "set-balance", "topped", "5"]);
+    // The gateway polls the revision every 250 ms; wait for its answer to change.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.call("fx__echo", json!({"message": "after"})).await;
+        if r.has_result() {
+            break;
+        }
+        r.assert_rpc_error("quota", -32030, &["quota", "topped"]);
+        assert!(
+            Instant::now() < deadline,
+            "the new balance never reached the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 5 set, 1 spent: exactly 4 more calls pass.
+    for i in 0..4 {
+        let r = c
+            .call("fx__echo", json!({"message": format!("n{i}")}))
+            .await;
+        assert!(r.has_result(), "call {i}: {}", r.body);
+    }
+    let r = c.call("fx__echo", json!({"message": "over"})).await;
+    r.assert_rpc_error("quota", -32030, &["quota", "topped"]);
+    assert_eq!(r.error()["data"]["balance"], 0, "{}", r.body);
+}
+
+/// The ledger's journal under a `kill -9`: 16 clients call at once, so
+/// reservations are appended and `fdatasync`ed in groups, and the gateway
+/// is killed in the middle of that. The fixture notes every call it gets
+/// before answering. After a restart on the same data directory, every call
+/// the upstream saw has its usage row (and every call a client saw answered),
+/// and the balance is the start minus the costs the rows record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_journal_group_commits_loses_no_record_or_debit() {
+    const START: i64 = 1_000_000;
+    let data = TempDir::new("journal-kill-data");
+    let call_log = data.0.join("upstream-calls.log");
+    let config = format!(
+        r#"
+auth = "keys"
+audit_arguments = true
+ledger_sync = "fdatasync"
+data_dir = {}
+
+[plans]
+pro = "pro"
+
+[tiers.pro]
+tools = ["*"]
+max_concurrent = 200
+
+[servers.fx]
+command = {}
+args = ["--call-log", {}, "stdio"]
+"#,
+        q(data.0.display().to_string()),
+        q(fixture_bin().display().to_string()),
+        q(call_log.display().to_string()),
+    );
+    let mut gw = Gateway::start("journal-kill", &config);
+    gw.wait_ready(Duration::from_secs(20));
+    let key = tenant_with_key(&gw, "journaled", "pro", Some(START));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..16 {
+        let mut c = keyed(&gw, &key);
+        c.initialize().await;
+        let (stop, answered) = (stop.clone(), answered.clone());
+        workers.push(tokio::spawn(async move {
+            let mut seen_ok = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let nonce = format!("j{w}-n{n}");
+                n += 1;
+                let msg = json!({"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                    "params": {"name": "fx__echo", "arguments": {"message": nonce}}});
+                let r = tokio::time::timeout(Duration::from_secs(5), c.try_post(&msg));
+                match r.await {
+                    Ok(Ok(reply)) if reply.status == 200 && reply.has_result() => {
+                        assert!(reply.text().contains(&nonce));
+                        seen_ok.push(nonce);
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    _ => break, // the gateway is gone
+                }
+            }
+            seen_ok
+        }));
+    }
+    // Kill once the load is well under way (a count, not a sleep).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.load(std::sync::atomic::Ordering::Relaxed) < 300 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gw.proc.child.kill().expect("SIGKILL the gateway");
+    let _ = gw.proc.child.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut succeeded = Vec::new();
+    for w in workers {
+        succeeded.extend(w.await.expect("worker"));
+    }
+    let journals: Vec<_> = files_in(&data.0)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("mcpgate.db.journal.") && !n.ends_with(".lock"))
+        })
+        .collect();
+    assert!(
+        !journals.is_empty(),
+        "the killed gateway left its journal behind: {:?}",
+        files_in(&data.0)
+    );
+    // What the upstream saw, read before anything else can call it.
+    let upstream: Vec<String> = std::fs::read_to_string(&call_log)
+        .expect("the fixture's call log")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        upstream.len() >= succeeded.len() && succeeded.len() >= 300,
+        "upstream saw {}, clients saw {} answered",
+        upstream.len(),
+        succeeded.len()
+    );
+
+    // Restart on the same data directory: the journal is replayed, then the
+    // calls left pending are marked interrupted.
+    let gw2 = Gateway::start("journal-kill-2", &config);
+    gw2.wait_ready(Duration::from_secs(20));
+    let records = audit(&gw2, "journaled");
+    let by_message: std::collections::HashMap<String, &Value> = records
+        .iter()
+        .filter_map(|r| {
+            let args: Value = serde_json::from_str(r["args"].as_str()?).ok()?;
+            Some((args["message"].as_str()?.to_owned(), r))
+        })
+        .collect();
+    let lost: Vec<&String> = upstream
+        .iter()
+        .chain(&succeeded)
+        .filter(|m| !by_message.contains_key(*m))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} calls the upstream saw have no usage record: {:?}",
+        lost.len(),
+        upstream.len(),
+        &lost[..lost.len().min(5)]
+    );
+    for m in &upstream {
+        let outcome = by_message[m]["outcome"].as_str().unwrap_or("");
+        assert!(
+            outcome == "ok" || outcome == "interrupted",
+            "{m}: outcome {outcome}"
+        );
+    }
+    let charged: i64 = records
+        .iter()
+        .map(|r| r["cost"].as_i64().unwrap_or(0))
+        .sum();
+    assert!(charged >= upstream.len() as i64, "{charged} charged");
+    let t: Value = serde_json::from_str(&cli_ok(
+        &gw2,
+        &["tenants", "show", "journaled", "--offline", "--json"],
+    ))
+    .expect("json");
+    assert_eq!(
+        t["tenant"]["balance"].as_i64(),
+        Some(START - charged),
+        "balance = start - recorded debits: {t}"
+    );
+    let left: Vec<_> = files_in(&data.0)
+        .into_iter()
+        .filter(|p| journals.contains(p))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "replayed journal files are removed: {left:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_needs_an_admin_key() {
     let gw = started("admin", "");

@@ -143,6 +143,7 @@ const TOP_KEYS: &[&str] = &[
     "mount_as_clis",
     "audit_arguments",
     "audit",
+    "ledger_sync",
     "database",
     "store",
     "metrics_listen",

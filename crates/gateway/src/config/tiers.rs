@@ -130,6 +130,11 @@ pub struct Policy {
     /// Keep the usage ledger at all. Only `auth = "none"` may turn it off
     /// (quotas and the audit trail of keyed tenants depend on it).
     pub audit: bool,
+    /// `ledger_sync`: how a reservation is made durable in the ledger's
+    /// journal (SQLite) before its call is forwarded: `"write"` (default;
+    /// survives `kill -9`, as the store's own commits do) or `"fdatasync"`
+    /// (survives a power loss too; one sync shared by concurrent calls).
+    pub ledger_sync: mcpgate_store::JournalSync,
 }
 
 impl Default for Policy {
@@ -140,6 +145,7 @@ impl Default for Policy {
             tiers: BTreeMap::new(),
             audit_arguments: false,
             audit: true,
+            ledger_sync: mcpgate_store::JournalSync::Write,
         }
     }
 }
@@ -234,12 +240,26 @@ impl Walker {
                 "cannot be false with auth = \"keys\": balances and the audit trail need the usage ledger",
             ));
         }
+        let ledger_sync = match top.get("ledger_sync") {
+            None => mcpgate_store::JournalSync::Write,
+            Some(v) => match self.string("ledger_sync", v)?.as_str() {
+                "write" => mcpgate_store::JournalSync::Write,
+                "fdatasync" => mcpgate_store::JournalSync::Data,
+                other => {
+                    return Err(self.err(
+                        "ledger_sync",
+                        format!("{other:?} is not \"write\" or \"fdatasync\""),
+                    ));
+                }
+            },
+        };
         Ok(Policy {
             auth,
             plans,
             tiers,
             audit_arguments: self.opt_bool(top, "audit_arguments")?.unwrap_or(false),
             audit,
+            ledger_sync,
         })
     }
 
@@ -458,6 +478,15 @@ prompts = ["*"]
         assert_eq!(e.key, "tiers.free.rate");
         let e = load("[tiers.free]\ntool = [\"*\"]\n").expect_err("typo");
         assert!(e.message.contains("tools"), "{}", e.message);
+        let e = load("ledger_sync = \"sometimes\"\n").expect_err("unknown sync");
+        assert_eq!(e.key, "ledger_sync");
+        assert_eq!(
+            load("ledger_sync = \"fdatasync\"\n")
+                .expect("valid")
+                .policy
+                .ledger_sync,
+            mcpgate_store::JournalSync::Data
+        );
         let e = load("auth = \"oauth\"\n").expect_err("unknown auth");
         assert_eq!(e.key, "auth");
         let e = load("auth = \"keys\"\naudit = false\n").expect_err("keys need the ledger");

@@ -203,8 +203,8 @@ async fn call_named(
     metered(ctx, meter, &route.server, msg.method(), Some(params), msg).await
 }
 
-/// Forwards a billable call: its cost is reserved and its usage row committed
-/// first, and the row is finished with the outcome afterwards.
+/// Forwards a billable call: its cost is reserved and its usage record made
+/// durable first, and the row is finished with the outcome afterwards.
 async fn metered(
     ctx: &Ctx,
     meter: Option<Meter>,

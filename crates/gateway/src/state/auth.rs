@@ -327,6 +327,11 @@ impl Authenticator {
                 Ok(r) => {
                     if self.revision.swap(r, Ordering::AcqRel) != r {
                         lock(&self.cache).clear();
+                        // A balance changed elsewhere (the CLI) reaches
+                        // the balances in memory (journal mode).
+                        if let Err(e) = self.store.ledger().reload_balances().await {
+                            tracing::warn!("cannot reload the balances: {e}");
+                        }
                     }
                 }
                 Err(e) => {

@@ -7,10 +7,12 @@
 //!    Cheap and in memory (or one Redis script call, shared by replicas, with
 //!    `[cluster] redis`), it runs before anything that costs a database write.
 //! 3. **concurrency**: a semaphore per tenant, held until the call ends.
-//! 4. **reserve**: the call's cost is debited and its usage row committed in
-//!    one transaction (the store's ledger) before the call is forwarded; the
-//!    row is finished with the outcome afterwards. Upstream failures (down,
-//!    timeout) are refunded: a tenant never pays for our outage.
+//! 4. **reserve**: the call's cost is debited before the call is forwarded
+//!    (the store's ledger: on SQLite in memory, with the reservation made
+//!    durable in the ledger's journal and stored in the background; on
+//!    PostgreSQL one committed transaction); the usage row is finished with
+//!    the outcome afterwards. Upstream failures (down, timeout) are
+//!    refunded: a tenant never pays for our outage.
 //!
 //! Denials at any step are recorded in the ledger too. `initialize` is
 //! rate-limited per key at the tier's rate as well, in a bucket of its own
@@ -301,7 +303,8 @@ impl Meter {
             .deny(self.record(upstream, 0), outcome, Some(error.to_owned()));
     }
 
-    /// Step 4: debit the cost and commit the usage row; only then may the call be forwarded.
+    /// Step 4: debit the cost and make the usage record durable (journal or
+    /// committed row, see `Ledger::reserve`); only then may the call be forwarded.
     pub(crate) async fn reserve(
         &self,
         store: &Store,

@@ -7,6 +7,7 @@
 
 mod common;
 mod interrupted;
+mod journal;
 mod keys;
 mod ledger;
 mod report;
