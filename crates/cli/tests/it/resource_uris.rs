@@ -25,9 +25,10 @@ fn uris(result: &Value, list: &str, key: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_uri_two_servers_offer_is_kept_by_the_first_and_the_clash_is_logged() {
     let config = format!(
-        "{}{}",
+        "{}{}{}",
         fixture_server("alpha", ""),
-        fixture_server("beta", "")
+        fixture_server("beta", ""),
+        fixture_server("gamma", "")
     );
     let gw = Gateway::start("resource-clash", &config);
     gw.wait_ready(Duration::from_secs(30));
@@ -40,11 +41,37 @@ async fn a_uri_two_servers_offer_is_kept_by_the_first_and_the_clash_is_logged() 
         1,
         "{listed:?}"
     );
+    let templates = uris(
+        c.request("resources/templates/list", json!({}))
+            .await
+            .result(),
+        "resourceTemplates",
+        "uriTemplate",
+    );
+    assert_eq!(templates, ["test://template/{id}/data"]);
+    // Logged once the first discovery has ended (the tier counts come right
+    // after), and once only, however many upstreams came up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !gw.stderr().contains(" exposes ") {
+        assert!(std::time::Instant::now() < deadline, "{}", gw.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let log = gw.stderr();
+    let clash: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"test://static-text\" is offered by both 'alpha' and 'beta'"))
+        .collect();
+    assert_eq!(clash.len(), 1, "{log}");
     assert!(
-        log.lines().any(|l| l.contains(
-            "\"test://static-text\" is offered by both 'alpha' and 'beta'; 'alpha' keeps it"
-        ) && l.contains("resource_uris = \"namespaced\"")),
+        clash[0].contains("WARN")
+            && clash[0].contains("'alpha' keeps it")
+            && clash[0].contains("set resource_uris = \"namespaced\" on 'beta'"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("resource template \"test://template/{id}/data\" is offered by both")
+            .count(),
+        2,
         "{log}"
     );
 }

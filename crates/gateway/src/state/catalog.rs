@@ -224,6 +224,22 @@ impl Catalog {
                     continue;
                 };
                 let public = expose(tpl);
+                if let Some((_, prev)) = c.template_routes.iter().find(|(t, _)| t.source == public)
+                {
+                    c.collisions.push(format!(
+                        "resource template {public:?} is offered by both '{prev}' and '{}'; '{prev}' keeps it{}",
+                        part.server,
+                        if ns.is_some() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; set resource_uris = \"namespaced\" on '{}' (or at the top) to expose both",
+                                part.server
+                            )
+                        }
+                    ));
+                    continue;
+                }
                 c.template_routes
                     .push((UriTemplate::parse(&public), part.server.clone()));
                 c.templates.push(match ns {
@@ -231,9 +247,6 @@ impl Catalog {
                     None => to_raw(t),
                 });
             }
-        }
-        for msg in &c.collisions {
-            tracing::warn!("name collision: {msg}");
         }
         for t in c.tools.iter().filter(|t| t.get().contains("x-mcp-header")) {
             let name = serde_json::from_str::<Value>(t.get())
@@ -371,6 +384,19 @@ impl Catalog {
             };
             view.servers = self.servers_behind(tier, &view.templates);
             self.views.insert(tier.name.clone(), view);
+        }
+    }
+
+    /// Logs the names and URIs two servers both claim: with `previous`, only
+    /// those it did not have. Called, like [`Catalog::log_tiers`], once the
+    /// first discovery has ended, so a clash is logged once rather than at
+    /// every upstream that comes up.
+    pub fn log_collisions(&self, previous: Option<&Catalog>) {
+        for msg in &self.collisions {
+            if previous.is_some_and(|p| p.collisions.contains(msg)) {
+                continue;
+            }
+            tracing::warn!("name collision: {msg}");
         }
     }
 
@@ -617,6 +643,8 @@ fn renamed(entry: &Map<String, Value>, key: &str, name: &str) -> Box<RawValue> {
 /// variables; a `{+var}` or `{#var}` may span `/`, a plain `{var}` may not.
 #[derive(Debug, Clone)]
 pub(crate) struct UriTemplate {
+    /// The template as written.
+    source: String,
     parts: Vec<Part>,
 }
 
@@ -656,7 +684,10 @@ impl UriTemplate {
         if !rest.is_empty() {
             parts.push(Part::Lit(rest.to_owned()));
         }
-        UriTemplate { parts }
+        UriTemplate {
+            source: t.to_owned(),
+            parts,
+        }
     }
 
     /// Whether `uri` fits the template. The URI comes from a client, so this

@@ -29,7 +29,13 @@ fn namespaced_resource_uris_keep_both_servers_and_map_back() {
         ],
     );
     assert_eq!(plain.resources.len(), 1);
-    assert_eq!(plain.collisions.len(), 1, "{:?}", plain.collisions);
+    assert_eq!(plain.templates.len(), 1);
+    assert_eq!(plain.collisions.len(), 2, "{:?}", plain.collisions);
+    assert!(
+        plain.collisions[1].contains("resource template \"test://t/{id}\""),
+        "{:?}",
+        plain.collisions
+    );
     let msg = &plain.collisions[0];
     assert!(
         msg.contains("'docs'") && msg.contains("'My_Files'") && msg.contains("resource_uris"),

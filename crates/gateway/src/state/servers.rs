@@ -411,15 +411,17 @@ impl Servers {
         let new = Arc::new(new);
         let old = std::mem::replace(&mut *write(&self.catalog), new.clone());
         // While upstreams start, every one that comes up rebuilds the catalog:
-        // the tiers' counts are logged once that first discovery has ended,
-        // then only when they change.
+        // the tiers' counts and the name collisions are logged once that
+        // first discovery has ended, then only when they change.
         let starting = list
             .iter()
             .any(|s| lock(&s.state).status == Status::Starting);
         if !starting {
             use std::sync::atomic::Ordering;
             let first = !self.tiers_logged.swap(true, Ordering::AcqRel);
-            new.log_tiers(if first { None } else { Some(&old) });
+            let previous = if first { None } else { Some(&*old) };
+            new.log_collisions(previous);
+            new.log_tiers(previous);
         }
         let changed = |a: &[Box<RawValue>], b: &[Box<RawValue>]| {
             a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.get() != y.get())
