@@ -8,7 +8,10 @@
 //! sends outside any call (`list_changed`, logs). A key the gateway refuses
 //! is answered to the client as a JSON-RPC error naming what to set, and
 //! said on stderr. End of stdin ends the session (DELETE) and the command.
-//! The session-based era only: the client's `initialize` opens the session.
+//! A session-based client's `initialize` opens the session; a 2026-07-28
+//! client's requests (the protocol version in `_meta`, no session) get the
+//! HTTP headers that era requires and stdio does not have:
+//! `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -31,12 +34,21 @@ struct Link {
 
 impl Link {
     fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        self.request_in(method, true)
+    }
+
+    /// A request; `in_session`: with the session's id and protocol version
+    /// (a 2026-07-28 request carries its own version and has no session).
+    fn request_in(&self, method: reqwest::Method, in_session: bool) -> reqwest::RequestBuilder {
         let mut r = self
             .http
             .request(method, &self.url)
             .header("accept", "application/json, text/event-stream");
         if let Some(k) = &self.key {
             r = r.bearer_auth(k);
+        }
+        if !in_session {
+            return r;
         }
         if let Some(s) = lock(&self.session).clone() {
             r = r.header("mcp-session-id", s);
@@ -67,8 +79,12 @@ impl Link {
             .filter(|_| msg.get("method").is_some())
             .cloned();
         let is_init = msg.get("method").and_then(Value::as_str) == Some("initialize");
-        let resp = match self
-            .request(reqwest::Method::POST)
+        let modern = modern_headers(&msg);
+        let mut req = self.request_in(reqwest::Method::POST, modern.is_empty());
+        for (name, value) in modern {
+            req = req.header(name, value);
+        }
+        let resp = match req
             .header("content-type", "application/json")
             .body(msg.to_string())
             .send()
@@ -188,6 +204,39 @@ impl Link {
             }
         }
     }
+}
+
+/// The routing headers a 2026-07-28 request needs over HTTP (its version is
+/// in `_meta`; stdio has no headers): `MCP-Protocol-Version` (replacing a
+/// session's), `Mcp-Method`, and `Mcp-Name` where the method names a tool,
+/// prompt or resource. None for any other message.
+fn modern_headers(msg: &Value) -> Vec<(&'static str, String)> {
+    use mcpgate_proto::modern;
+    let pointer = format!(
+        "/params/_meta/{}",
+        modern::META_PROTOCOL_VERSION
+            .replace('~', "~0")
+            .replace('/', "~1")
+    );
+    let (Some(version), Some(method)) = (
+        msg.pointer(&pointer).and_then(Value::as_str),
+        msg.get("method").and_then(Value::as_str),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = vec![
+        ("mcp-protocol-version", version.to_owned()),
+        (modern::HEADER_METHOD, method.to_owned()),
+    ];
+    if let Some(key) = modern::name_param(method)
+        && let Some(name) = msg
+            .get("params")
+            .and_then(|p| p.get(key))
+            .and_then(Value::as_str)
+    {
+        out.push((modern::HEADER_NAME, modern::encode_header_value(name)));
+    }
+    out
 }
 
 /// Runs the bridge until stdin ends.

@@ -18,6 +18,7 @@ mod bridge;
 mod call;
 mod demo;
 mod mount;
+mod oauth;
 mod remote;
 mod run_pod;
 mod runs;
@@ -87,6 +88,11 @@ enum Cmd {
         /// The gateway's base URL or /mcp URL; the admin key comes from MCPGATE_ADMIN_KEY.
         #[arg(long)]
         url: String,
+    },
+    /// Decide OAuth authorizations waiting for an administrator (clients whose user has no key).
+    Oauth {
+        #[command(subcommand)]
+        cmd: oauth::OAuthCmd,
     },
     /// Print a Claude / VS Code / Cursor / Windsurf / Cline MCP config as the equivalent mcpgate.toml.
     Import {
@@ -246,6 +252,7 @@ fn main() -> ExitCode {
         | Cmd::Runs { .. }
         | Cmd::Import { .. }
         | Cmd::Reload { .. }
+        | Cmd::Oauth { .. }
         | Cmd::Stdio { .. } => "warn",
         _ => "info",
     };
@@ -285,6 +292,7 @@ fn main() -> ExitCode {
             Cmd::Serve { config, listen, .. } => serve::serve(config.as_deref(), listen).await,
             Cmd::Check { config } => servers::check(config.as_deref(), false).await,
             Cmd::Reload { url } => serve::reload(&url).await,
+            Cmd::Oauth { cmd } => oauth::run(cmd).await,
             Cmd::Stdio { url, key_file } => bridge::stdio(&url, key_file.as_deref()).await,
             Cmd::Import { file } => match mcpgate_gateway::config::to_toml(&file) {
                 Ok(toml) => {

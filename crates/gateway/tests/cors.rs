@@ -124,3 +124,103 @@ async fn other_origins_get_no_cors_and_requests_without_origin_none_either() {
             .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
     );
 }
+
+/// OAuth for browser clients: the metadata under `/.well-known/` is public,
+/// so any origin's preflight and GET are answered with CORS; registration and
+/// the token endpoint answer an admitted origin's preflight (and carry CORS
+/// on their answers), and refuse any other origin.
+#[tokio::test]
+async fn oauth_metadata_is_readable_from_any_origin_and_its_endpoints_from_admitted_ones() {
+    let dir = TempDir::new("cors-oauth");
+    let app = common::app(
+        &dir,
+        "listen = \"127.0.0.1:8787\"\nauth = \"keys\"\nallowed_origins = [\"https://console.example.com\"]\n",
+    )
+    .await;
+    let send = |req: Request<Body>| router(app.clone()).oneshot(req);
+    let pre = |path: &str, origin: &str, method: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri(path)
+            .header(header::HOST, "127.0.0.1:8787")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, method)
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "mcp-protocol-version, content-type",
+            )
+            .body(Body::empty())
+            .expect("request")
+    };
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        for origin in ["https://anywhere.example", "https://console.example.com"] {
+            let r = send(pre(path, origin, "GET")).await.expect("infallible");
+            assert_eq!(r.status(), StatusCode::NO_CONTENT, "{path} {origin}");
+            assert_eq!(
+                get(r.headers(), header::ACCESS_CONTROL_ALLOW_ORIGIN),
+                origin
+            );
+            let r = send(
+                Request::get(path)
+                    .header(header::HOST, "127.0.0.1:8787")
+                    .header(header::ORIGIN, origin)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+            assert_eq!(r.status(), StatusCode::OK, "{path} {origin}");
+            assert_eq!(
+                get(r.headers(), header::ACCESS_CONTROL_ALLOW_ORIGIN),
+                origin
+            );
+        }
+    }
+    let register = |origin: &str| {
+        Request::post("/oauth/register")
+            .header(header::HOST, "127.0.0.1:8787")
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                r#"{"redirect_uris":["https://console.example.com/cb"],"client_name":"page"}"#,
+            ))
+            .expect("request")
+    };
+    for path in ["/oauth/register", "/oauth/token"] {
+        let r = send(pre(path, "https://console.example.com", "POST"))
+            .await
+            .expect("infallible");
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{path}");
+        assert_eq!(
+            get(r.headers(), header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "https://console.example.com"
+        );
+        let r = send(pre(path, "https://anywhere.example", "POST"))
+            .await
+            .expect("infallible");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(
+            !r.headers()
+                .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        );
+    }
+    let r = send(register("https://console.example.com"))
+        .await
+        .expect("infallible");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        get(r.headers(), header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        "https://console.example.com"
+    );
+    let r = send(register("https://anywhere.example"))
+        .await
+        .expect("infallible");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(
+        !r.headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    );
+}

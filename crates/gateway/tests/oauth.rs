@@ -514,3 +514,135 @@ async fn a_revoked_key_ends_its_tokens() {
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
     assert!(!a.headers.contains_key(header::LOCATION));
 }
+
+/// An admin API request (`Authorization: Bearer key`), JSON body or none.
+async fn admin(ui: &Ui, method: &str, path: &str, key: &str, body: Option<Value>) -> Answer {
+    let r = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, HOST)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .header(header::CONTENT_TYPE, "application/json");
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+    ui.send(r.body(body).expect("req")).await
+}
+
+/// The consent page's other path: no key, "ask an administrator". The
+/// browser waits on a page that reloads itself; the request is listed for
+/// admins only; approving it for a tenant makes the client a key of its own
+/// and sends the code to the redirect URI once; denying sends access_denied.
+#[tokio::test]
+async fn an_administrator_approves_or_denies_a_client_without_a_key() {
+    let ui = Ui::new("oauth-admin").await;
+    let client = register(&ui).await;
+    let ask = |request: String| {
+        let ui = &ui;
+        async move {
+            let a = ui
+                .post(
+                    "/oauth/authorize",
+                    None,
+                    &format!("request={}&decision=ask-admin", enc(&request)),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+            let to = location(&a);
+            assert!(to.starts_with("/oauth/authorize/wait?handle="), "{to}");
+            to
+        }
+    };
+    let wait = ask(consent_page(&ui, &client).await).await;
+    let a = ui.get(&wait, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.headers["refresh"], "3");
+    assert_eq!(a.headers[header::X_FRAME_OPTIONS], "DENY");
+
+    // Listed for admins, with the id the waiting page shows; not for tenants.
+    let a = admin(&ui, "GET", "/admin/oauth/requests", &ui.tenant_key, None).await;
+    assert!(
+        a.status == StatusCode::FORBIDDEN || a.status == StatusCode::UNAUTHORIZED,
+        "{} {}",
+        a.status,
+        a.body
+    );
+    let a = admin(&ui, "GET", "/admin/oauth/requests", &ui.admin_key, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let listed = json(&a);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["client_name"], "test client");
+    assert_eq!(listed[0]["redirect_uri"], REDIRECT);
+    assert!(listed[0].get("challenge").is_none(), "{listed}");
+    let id = listed[0]["id"].as_str().expect("id").to_owned();
+    assert!(ui.get(&wait, None).await.body.contains(&id));
+
+    // Approving needs a tenant that exists.
+    let path = format!("/admin/oauth/requests/{id}");
+    let approve = |tenant: &str| serde_json::json!({"decision": "approve", "tenant": tenant});
+    let a = admin(
+        &ui,
+        "POST",
+        &path,
+        &ui.admin_key,
+        Some(serde_json::json!({"decision": "approve"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    let a = admin(&ui, "POST", &path, &ui.admin_key, Some(approve("nosuch"))).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
+    let a = admin(&ui, "POST", &path, &ui.admin_key, Some(approve("acme"))).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let key_id = json(&a)["key_id"].as_str().expect("key_id").to_owned();
+    let a = admin(&ui, "POST", &path, &ui.admin_key, Some(approve("acme"))).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+
+    // The waiting page now sends the code, once.
+    let a = ui.get(&wait, None).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let to = location(&a);
+    assert!(to.starts_with(REDIRECT), "{to}");
+    assert_eq!(query_param(&to, "state").as_deref(), Some("xyz"));
+    let code = query_param(&to, "code").expect("code");
+    assert_eq!(ui.get(&wait, None).await.status, StatusCode::BAD_REQUEST);
+    let v = json(&exchange(&ui, &client, &code, VERIFIER).await);
+    let at = v["access_token"].as_str().expect("access_token").to_owned();
+    assert_eq!(init(&ui, HOST, &at).await.status, StatusCode::OK);
+    // The client's own key: listed under the tenant, and revoking it ends
+    // the client's grant (its refresh token is refused; a cached access
+    // token goes when the gateway's revision poll sees the change, as for keys).
+    let keys = ui.app.store.list_keys(Some("acme")).await.expect("keys");
+    assert!(
+        keys.iter().any(|k| k.id == key_id
+            && k.label
+                .as_deref()
+                .is_some_and(|l| l.contains("test client"))),
+        "{keys:?}"
+    );
+    ui.app.store.revoke_key(&key_id).await.expect("revoke");
+    let rt = v["refresh_token"].as_str().expect("refresh_token");
+    let a = refresh(&ui, &client, rt).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert_eq!(json(&a)["error"], "invalid_grant");
+
+    // Denied: the client hears access_denied at its redirect URI.
+    let wait = ask(consent_page(&ui, &client).await).await;
+    let listed = json(&admin(&ui, "GET", "/admin/oauth/requests", &ui.admin_key, None).await);
+    let id = listed[0]["id"].as_str().expect("id").to_owned();
+    let path = format!("/admin/oauth/requests/{id}");
+    let a = admin(
+        &ui,
+        "POST",
+        &path,
+        &ui.admin_key,
+        Some(serde_json::json!({"decision": "deny"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = ui.get(&wait, None).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let to = location(&a);
+    assert!(to.starts_with(REDIRECT), "{to}");
+    assert_eq!(query_param(&to, "error").as_deref(), Some("access_denied"));
+    // An unknown handle learns nothing.
+    let a = ui.get("/oauth/authorize/wait?handle=forged", None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+}

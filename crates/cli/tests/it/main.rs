@@ -25,6 +25,7 @@ mod observability;
 mod protocol;
 mod relay;
 mod reload;
+mod resource_uris;
 mod runs_api;
 mod runs_claude;
 mod runs_codex;

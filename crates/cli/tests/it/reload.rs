@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::admin::{cli_ok, keyed, tenant_with_key};
+use crate::common::client::Client;
 use crate::common::*;
 use serde_json::json;
 
@@ -276,4 +277,142 @@ async fn servers_are_added_and_removed_at_runtime() {
     let (code, _, _) = servers_cli(&key, &["rm", "fx", "--url", &gw.url]);
     assert_eq!(code, 3);
     c.assert_echo("fx__echo", "still there").await;
+}
+
+/// A session opened now (so nothing earlier is queued for it), and its GET stream.
+async fn listening_session(gw: &Gateway, key: &str) -> (Client, reqwest::Response) {
+    let mut c = keyed(gw, key);
+    c.initialize().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let stream = reqwest::Client::new()
+        .get(&gw.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    (c, stream)
+}
+
+/// Reads `stream` until `notifications/tools/list_changed` (at most 20 s).
+async fn hears_tools_list_changed(gw: &Gateway, stream: &mut reqwest::Response, what: &str) {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains("notifications/tools/list_changed") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no list_changed; got {seen:?}\n{}", gw.stderr()))
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap_or_default()));
+    }
+}
+
+async fn has_tool(c: &Client, name: &str) -> bool {
+    c.all_tool_names().await.iter().any(|n| n == name)
+}
+
+/// Servers added at runtime inherit the file's top-level server defaults
+/// (here `resource_uris`), and every change of the server set (runtime add,
+/// runtime remove, a reload adding one, a reload removing it) reaches an open
+/// session as `list_changed`. Each step listens on a session opened after the
+/// previous step had finished, so a notification it hears is the step's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_and_reloaded_servers_get_the_defaults_and_list_changed() {
+    let with = |extra_server: &str| {
+        format!(
+            "resource_uris = \"namespaced\"\n{}{extra_server}",
+            config("[\"*\"]\nresources = [\"*\"]", "")
+        )
+    };
+    let gw = Gateway::start("runtime-defaults", &with(""));
+    gw.wait_ready(Duration::from_secs(30));
+    let key = tenant_with_key(&gw, "acme", "free", None);
+    let admin = cli_ok(&gw, &["keys", "create", "--admin"]);
+    let admin = admin.trim();
+
+    // A session asks for errors only: the level servers are sent.
+    let mut quiet = keyed(&gw, &key);
+    quiet.initialize().await;
+    let r = quiet
+        .request("logging/setLevel", json!({"level": "error"}))
+        .await;
+    assert!(r.has_result(), "{}", r.body);
+
+    // Added at runtime: list_changed, and its URIs namespaced like fx's.
+    let (c, mut stream) = listening_session(&gw, &key).await;
+    let fixture = fixture_bin().display().to_string();
+    let (code, out, err) = servers_cli(
+        admin,
+        &["add", "fy", "--url", &gw.url, "--", &fixture, "stdio"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    hears_tools_list_changed(&gw, &mut stream, "runtime add").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !has_tool(&c, "fy__echo").await {
+        assert!(Instant::now() < deadline, "{}", gw.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = c.request("resources/list", json!({})).await;
+    let uris: Vec<&str> = r.result()["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["uri"].as_str())
+        .collect();
+    assert!(
+        uris.contains(&"fx+test://static-text") && uris.contains(&"fy+test://static-text"),
+        "{uris:?}"
+    );
+    assert!(
+        !gw.stderr().contains("is offered by both"),
+        "{}",
+        gw.stderr()
+    );
+    // And the level the sessions asked for: once fy is sent `error`, its
+    // info messages stop (c set no level, so it would get every one relayed).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.call("fy__test_tool_with_logging", json!({})).await;
+        assert!(r.has_result(), "{}", r.body);
+        if r.notifications("notifications/message").is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fy still logs at info: {}\n{}",
+            r.body,
+            gw.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Removed at runtime.
+    let (c, mut stream) = listening_session(&gw, &key).await;
+    let (code, out, err) = servers_cli(admin, &["rm", "fy", "--url", &gw.url]);
+    assert_eq!(code, 0, "{out}{err}");
+    hears_tools_list_changed(&gw, &mut stream, "runtime remove").await;
+    assert!(!has_tool(&c, "fy__echo").await);
+
+    // Added by a reload of the file.
+    let (c, mut stream) = listening_session(&gw, &key).await;
+    std::fs::write(gw.config_path(), with(&fixture_server("fz", ""))).unwrap();
+    hangup(&gw);
+    hears_tools_list_changed(&gw, &mut stream, "reload add").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !has_tool(&c, "fz__echo").await {
+        assert!(Instant::now() < deadline, "{}", gw.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.assert_echo("fz__echo", "added by reload").await;
+
+    // Removed by a reload of the file.
+    let (c, mut stream) = listening_session(&gw, &key).await;
+    std::fs::write(gw.config_path(), with("")).unwrap();
+    hangup(&gw);
+    hears_tools_list_changed(&gw, &mut stream, "reload remove").await;
+    assert!(!has_tool(&c, "fz__echo").await);
+    c.assert_echo("fx__echo", "fx unaffected").await;
 }

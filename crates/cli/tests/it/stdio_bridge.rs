@@ -209,3 +209,69 @@ fn the_typescript_sdk_stdio_client_runs_the_bridge() {
     );
     assert_eq!(stdout.matches("ok   ").count(), 4, "{stdout}");
 }
+
+/// A 2026-07-28 client over stdio (no `initialize`, the version in `_meta`)
+/// through the bridge to a stateless keyed gateway: the bridge adds the
+/// routing headers that era requires over HTTP (`MCP-Protocol-Version`,
+/// `Mcp-Method`, `Mcp-Name`), so discovery, a list, a call and a read work.
+/// Without them the gateway refuses each request (a header mismatch).
+#[test]
+fn a_2026_07_28_stdio_client_reaches_a_stateless_gateway() {
+    let gw = Gateway::start(
+        "stdio-bridge-modern",
+        &format!(
+            "auth = \"keys\"\nstateless = true\n[plans]\nfree = \"free\"\n[tiers.free]\ntools = [\"fx__echo\"]\nresources = [\"*\"]\n{}",
+            fixture_server("fx", "")
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let key = tenant_with_key(&gw, "acme", "free", None);
+    let mut b = Bridge::start(&gw.url, Some(&key));
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "stdio-modern", "version": "1"}
+    });
+    b.send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}}),
+    );
+    let found = b.answer(1);
+    assert!(
+        found["result"]["supportedVersions"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v == "2026-07-28")),
+        "{found}"
+    );
+    b.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}}));
+    let list = b.answer(2);
+    assert_eq!(list["result"]["tools"][0]["name"], "fx__echo", "{list}");
+    b.send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "_meta": meta, "name": "fx__echo", "arguments": {"message": "modern über stdio"}}}),
+    );
+    let call = b.answer(3);
+    assert!(
+        call["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("modern über stdio")),
+        "{call}"
+    );
+    b.send(
+        json!({"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {
+        "_meta": meta, "uri": "test://static-text"}}),
+    );
+    let read = b.answer(4);
+    assert_eq!(
+        read["result"]["contents"][0]["uri"], "test://static-text",
+        "{read}"
+    );
+    drop(b.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the bridge did not end with stdin"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -43,6 +43,18 @@ pub enum Prefix {
     Never,
 }
 
+/// How a server's resource URIs are exposed (`resource_uris`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceUris {
+    /// As the server gives them, so links inside content keep working; a URI
+    /// two servers both offer goes to the first (and the clash is logged).
+    Unchanged,
+    /// Behind a scheme prefix naming the server, `NAME+URI` (`file:///a` from
+    /// `docs` is `docs+file:///a`), so equal URIs of two servers both stay
+    /// reachable; reads, subscriptions and templates are mapped back.
+    Namespaced,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
     /// One upstream session (one process) serves every client session.
@@ -59,16 +71,20 @@ pub struct ServerConfig {
     /// Cap on per-session upstream instances.
     pub max_instances: usize,
     pub prefix: Prefix,
+    /// How its resource URIs are exposed.
+    pub resource_uris: ResourceUris,
     /// Consecutive failed calls that open the circuit breaker (0: never).
     pub breaker_failures: u32,
     /// How long an open breaker fails calls fast before letting one probe through.
     pub breaker_cooldown: Duration,
 }
 
-/// Top-level settings that servers inherit unless they set their own.
-#[derive(Clone, Copy)]
-struct Inherited {
+/// Top-level settings that servers inherit unless they set their own (kept
+/// in [`Config`] so a server added at runtime inherits them too).
+#[derive(Debug, Clone, Copy)]
+pub struct Inherited {
     prefix: Prefix,
+    resource_uris: ResourceUris,
     breaker_failures: u32,
     breaker_cooldown: Duration,
 }
@@ -94,6 +110,8 @@ pub struct Config {
     /// Close a POST SSE stream after this much silence and let the client resume with GET.
     pub sse_close_after: Option<Duration>,
     pub servers: Vec<ServerConfig>,
+    /// The top-level defaults servers inherit (`prefix`, `resource_uris`, the breaker's).
+    pub server_defaults: Inherited,
     /// Whether runs mount the servers as shell commands for their agents (off by default).
     pub mount_as_clis: bool,
     /// `auth`, `[plans]`, `[tiers]`, `audit_arguments`.
@@ -134,6 +152,7 @@ const TOP_KEYS: &[&str] = &[
     "allowed_hosts",
     "separator",
     "prefix",
+    "resource_uris",
     "page_size",
     "sse_retry",
     "sse_close_after",
@@ -176,6 +195,7 @@ const SERVER_KEYS: &[&str] = &[
     "breaker_failures",
     "breaker_cooldown",
     "prefix",
+    "resource_uris",
     "enabled",
     "disabled",
     "description",
@@ -194,6 +214,47 @@ impl Config {
             message: format!("cannot read the file: {e}"),
         })?;
         Config::parse(path, &text)
+    }
+
+    /// Reads one server's table (the keys of `[servers.NAME]`, as JSON) with
+    /// this config's rules and top-level defaults; paths resolve next to its
+    /// file. `None` when the table disables the server.
+    pub fn parse_server(
+        &self,
+        name: &str,
+        table: &Value,
+    ) -> Result<Option<ServerConfig>, ConfigError> {
+        let file = self.file.display().to_string();
+        // Other clients' keys are understood as they are in a JSON file.
+        let mut top = Map::new();
+        top.insert(
+            "servers".into(),
+            Value::Object(Map::from_iter([(name.to_owned(), table.clone())])),
+        );
+        for note in import::normalize_object(&mut top, &self.file) {
+            if note.contains(" ignored: ") {
+                tracing::warn!("{file}: {note}");
+            }
+        }
+        let table = top
+            .get("servers")
+            .and_then(|s| s.get(name))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let walker = Walker {
+            file,
+            base: self
+                .file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        };
+        walker.server(
+            &format!("servers.{name}"),
+            name,
+            &table,
+            self.server_defaults,
+        )
     }
 
     /// Parses config text as if it were read from `path` (relative paths resolve next to it).
@@ -304,6 +365,10 @@ impl Walker {
         };
         let inherited = Inherited {
             prefix,
+            resource_uris: match top.get("resource_uris") {
+                Some(v) => self.resource_uris("resource_uris", v)?,
+                None => ResourceUris::Unchanged,
+            },
             breaker_failures: self
                 .opt_u32(top, "breaker_failures", "breaker_failures")?
                 .unwrap_or(5),
@@ -365,6 +430,7 @@ impl Walker {
                 .opt_duration(top, "sse_upgrade_after")?
                 .unwrap_or(Duration::from_secs(2)),
             servers,
+            server_defaults: inherited,
             mount_as_clis: self.opt_bool(top, "mount_as_clis")?.unwrap_or(false),
             policy,
             database: self.store_url(top)?,
@@ -549,6 +615,29 @@ impl Walker {
                 Some(v) => self.prefix(&k("prefix"), v)?,
                 None => inherited.prefix,
             },
+            resource_uris: match t.get("resource_uris") {
+                Some(v) => {
+                    let r = self.resource_uris(&k("resource_uris"), v)?;
+                    if r == ResourceUris::Namespaced
+                        && !name.starts_with(|c: char| c.is_ascii_alphabetic())
+                    {
+                        return Err(self.err(
+                            &k("resource_uris"),
+                            "\"namespaced\" needs a server name that starts with a letter (it becomes the start of a URI scheme)",
+                        ));
+                    }
+                    r
+                }
+                None if inherited.resource_uris == ResourceUris::Namespaced
+                    && !name.starts_with(|c: char| c.is_ascii_alphabetic()) =>
+                {
+                    return Err(self.err(
+                        key,
+                        "resource_uris = \"namespaced\" needs server names that start with a letter (each becomes the start of a URI scheme); rename it or set resource_uris = \"unchanged\" on it",
+                    ));
+                }
+                None => inherited.resource_uris,
+            },
             breaker_failures: self
                 .opt_u32(t, "breaker_failures", &k("breaker_failures"))?
                 .unwrap_or(inherited.breaker_failures),
@@ -643,6 +732,17 @@ impl Walker {
             "always" => Ok(Prefix::Always),
             "never" => Ok(Prefix::Never),
             other => Err(self.err(key, format!("{other:?} is not \"always\" or \"never\""))),
+        }
+    }
+
+    fn resource_uris(&self, key: &str, v: &Value) -> Result<ResourceUris, ConfigError> {
+        match self.string(key, v)?.as_str() {
+            "unchanged" => Ok(ResourceUris::Unchanged),
+            "namespaced" => Ok(ResourceUris::Namespaced),
+            other => Err(self.err(
+                key,
+                format!("{other:?} is not \"unchanged\" or \"namespaced\""),
+            )),
         }
     }
 

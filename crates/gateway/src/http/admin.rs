@@ -2,7 +2,9 @@
 //! `/mcp`): tenants, balances, keys, usage and audit. The operations and
 //! their validation are `mcp::admin`'s, shared with the CLI; this module only
 //! reads requests and writes answers. `POST /admin/reload` re-reads the config;
-//! `/admin/servers` lists, adds and removes servers (`mcp::servers`).
+//! `/admin/servers` lists, adds and removes servers (`mcp::servers`);
+//! `/admin/oauth/requests` lists the OAuth authorizations waiting for an
+//! administrator and decides them (`state::oauth_approvals`).
 
 use std::sync::Arc;
 
@@ -38,6 +40,91 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .route("/admin/reload", post(reload))
         .route("/admin/servers", get(list_servers).post(add_server))
         .route("/admin/servers/{name}", delete(remove_server))
+        .route("/admin/oauth/requests", get(oauth_requests))
+        .route("/admin/oauth/requests/{id}", post(decide_oauth_request))
+}
+
+/// `GET /admin/oauth/requests`: OAuth authorizations waiting for an administrator.
+async fn oauth_requests(State(app): State<Arc<App>>, h: HeaderMap) -> Answer {
+    admit_admin(&app, &h).await?;
+    done(StatusCode::OK, app.auth.oauth.approvals.list())
+}
+
+#[derive(Deserialize)]
+struct OAuthDecision {
+    /// `"approve"` or `"deny"`.
+    decision: String,
+    /// The tenant an approved client acts for.
+    tenant: Option<String>,
+}
+
+/// `POST /admin/oauth/requests/{id}` `{"decision": "approve", "tenant": T}`
+/// or `{"decision": "deny"}`. Approving makes the client a key of its own
+/// for the tenant (named after it; revoking it ends the client's tokens).
+async fn decide_oauth_request(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    b: Result<Json<OAuthDecision>, JsonRejection>,
+) -> Answer {
+    use crate::state::oauth_approvals::{DecideError, Decision};
+    admit_admin(&app, &h).await?;
+    let d = body(b)?;
+    let approvals = &app.auth.oauth.approvals;
+    let refused = |e: DecideError| -> Refusal {
+        match e {
+            DecideError::NotFound(_) => AdminError::NotFound(e.to_string()),
+            DecideError::Decided(_) => AdminError::Conflict(e.to_string()),
+        }
+        .into()
+    };
+    match (d.decision.as_str(), d.tenant) {
+        ("deny", _) => {
+            approvals.decide(&id, Decision::Denied).map_err(refused)?;
+            tracing::info!(request = %id, "OAuth: an administrator denied an authorization");
+            done(StatusCode::OK, json!({ "denied": id }))
+        }
+        ("approve", Some(tenant)) => {
+            let asked = approvals.asked(&id).map_err(refused)?;
+            if app.store.tenant(&tenant).await?.is_none() {
+                return Err(AdminError::NotFound(format!("no tenant named '{tenant}'")).into());
+            }
+            let label = format!(
+                "OAuth client {} (request {})",
+                asked.client_name.as_deref().unwrap_or("without a name"),
+                id.trim().to_ascii_uppercase()
+            );
+            let created = app
+                .store
+                .create_key(Some(&tenant), Some(&label), None)
+                .await?;
+            let key = created.info.id.clone();
+            if let Err(e) = approvals.decide(
+                &id,
+                Decision::Approved {
+                    key: key.clone(),
+                    tenant: tenant.clone(),
+                },
+            ) {
+                // Decided meanwhile by another administrator: the key goes.
+                let _ = app.store.revoke_key(&key).await;
+                return Err(refused(e));
+            }
+            tracing::info!(request = %id, tenant = %tenant, key = %key, "OAuth: an administrator approved an authorization");
+            done(
+                StatusCode::OK,
+                json!({ "approved": id, "tenant": tenant, "key_id": key }),
+            )
+        }
+        ("approve", None) => Err(AdminError::BadRequest(
+            "approving needs \"tenant\": the tenant the client will act for".into(),
+        )
+        .into()),
+        (other, _) => Err(AdminError::BadRequest(format!(
+            "\"decision\" must be \"approve\" or \"deny\", not {other:?}"
+        ))
+        .into()),
+    }
 }
 
 /// `GET /admin/servers`: each server's state, as `/health` shows it to admins.

@@ -5,7 +5,11 @@
 //! (`OPTIONS` with `Access-Control-Request-Method`) is answered `204` with the
 //! methods and the headers it asked for. A preflight from any other origin is
 //! `403`, and an ordinary request from one is refused by the Origin guard as
-//! before. CORS only lets a page read answers: every guard still applies.
+//! before. The OAuth metadata under `/.well-known/` is public (it names
+//! endpoints, holds no secret), so any origin may read it: a browser client
+//! served from anywhere discovers the gateway, while registration, the token
+//! endpoint and `/mcp` stay with the admitted origins. CORS only lets a page
+//! read answers: every guard still applies.
 
 use std::sync::Arc;
 
@@ -34,9 +38,21 @@ fn admitted_origin(app: &App, h: &HeaderMap) -> Option<HeaderValue> {
     origin_allowed(app, origin.to_str().ok()?).then(|| origin.clone())
 }
 
-/// The middleware: answers preflights and marks admitted origins' answers.
+/// The one `Origin` of a request, whatever it is.
+fn any_origin(h: &HeaderMap) -> Option<HeaderValue> {
+    let mut all = h.get_all(header::ORIGIN).iter();
+    let origin = all.next()?;
+    all.next().is_none().then(|| origin.clone())
+}
+
+/// The middleware: answers preflights and marks admitted origins' answers
+/// (any origin's, for the public metadata under `/.well-known/`).
 pub(crate) async fn cors(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let origin = admitted_origin(&app, req.headers());
+    let origin = if req.uri().path().starts_with("/.well-known/") {
+        any_origin(req.headers())
+    } else {
+        admitted_origin(&app, req.headers())
+    };
     let preflight = req.method() == Method::OPTIONS
         && req
             .headers()

@@ -3,7 +3,9 @@
 //! (`/.well-known/oauth-protected-resource`, also suffixed `/mcp`), RFC 8414
 //! authorization-server metadata, RFC 7591 registration of public clients
 //! (`POST /oauth/register`), the consent page (`/oauth/authorize`: the user
-//! pastes an existing key; authorization code with PKCE S256 only) and the
+//! pastes an existing key, or asks an administrator, and waits on
+//! `/oauth/authorize/wait` until one decides through `/admin/oauth/requests`;
+//! authorization code with PKCE S256 only) and the
 //! token endpoint (`/oauth/token`: `authorization_code` and
 //! `refresh_token`). URLs are the gateway's as the request reached it
 //! (`guard::base_url`). Codes, tokens and the secret are `state::oauth`'s.
@@ -30,6 +32,7 @@ use crate::state::App;
 use crate::state::oauth::{
     ACCESS_TTL, CODE_TTL, Claims, Client, Grant, REFRESH_TTL, redirect_uri_ok, s256, verifier_ok,
 };
+use crate::state::oauth_approvals::{Asked, Decision, WAIT_TTL};
 
 /// A consent form's signed authorization request starts with this.
 const REQUEST_PREFIX: &str = "mcpgq_";
@@ -55,6 +58,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         )
         .route("/oauth/register", post(register))
         .route("/oauth/authorize", get(consent_page).post(consent))
+        .route("/oauth/authorize/wait", get(wait_page))
         .route("/oauth/token", post(token))
 }
 
@@ -328,7 +332,7 @@ fn consent_form(app: &App, pending: &Pending, error: Option<&str>) -> String {
         .unwrap_or_default();
     let request = app.auth.oauth.seal(REQUEST_PREFIX, pending);
     format!(
-        "<main id=\"main\" class=\"narrow\"><h1>Authorize {name}</h1>{error}<p><strong>{name}</strong> asks to use the MCP tools at <code>{resource}</code> as your tenant. It will get a token that works for an hour at a time, renewable, until your key is revoked; it never sees the key itself.</p><p>Its answer goes to <code>{redirect}</code>.</p><form method=\"post\" action=\"/oauth/authorize\"><input type=\"hidden\" name=\"request\" value=\"{request}\"><label for=\"key\">Your mcpgate API key</label><input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"current-password\" required autofocus><button type=\"submit\" name=\"decision\" value=\"approve\">Authorize</button> <button type=\"submit\" name=\"decision\" value=\"deny\" formnovalidate>Deny</button></form></main>",
+        "<main id=\"main\" class=\"narrow\"><h1>Authorize {name}</h1>{error}<p><strong>{name}</strong> asks to use the MCP tools at <code>{resource}</code> as your tenant. It will get a token that works for an hour at a time, renewable, until your key is revoked; it never sees the key itself.</p><p>Its answer goes to <code>{redirect}</code>.</p><form method=\"post\" action=\"/oauth/authorize\"><input type=\"hidden\" name=\"request\" value=\"{request}\"><label for=\"key\">Your mcpgate API key</label><input id=\"key\" name=\"key\" type=\"password\" autocomplete=\"current-password\" required autofocus><button type=\"submit\" name=\"decision\" value=\"approve\">Authorize</button> <button type=\"submit\" name=\"decision\" value=\"deny\" formnovalidate>Deny</button></form><form method=\"post\" action=\"/oauth/authorize\"><input type=\"hidden\" name=\"request\" value=\"{request}\"><p>No key? <button type=\"submit\" name=\"decision\" value=\"ask-admin\">Ask an administrator to approve</button></p></form></main>",
         name = esc(&name),
         resource = esc(&pending.resource),
         redirect = esc(&pending.redirect_uri),
@@ -462,6 +466,9 @@ async fn consent(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Respo
             "the user denied the request",
         );
     }
+    if form.get("decision").map(String::as_str) == Some("ask-admin") {
+        return ask_admin(&app, pending);
+    }
     let key = form.get("key").map(|k| k.trim()).unwrap_or("");
     let again = |status: StatusCode, m: &str| {
         page(
@@ -516,6 +523,108 @@ async fn consent(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Respo
     }
     tracing::info!(tenant = %who.tenant, key = %key_id, "OAuth: a client was authorized");
     no_store(Redirect::to(&with_query(&pending.redirect_uri, &pairs)).into_response())
+}
+
+/// The consent page's other answer: the request waits for an administrator,
+/// and the browser is sent to the page that waits with it.
+fn ask_admin(app: &App, pending: Pending) -> Response {
+    let client_name = app
+        .auth
+        .oauth
+        .client(&pending.client_id)
+        .and_then(|c| c.name);
+    let asked = Asked {
+        client_id: pending.client_id,
+        client_name,
+        redirect_uri: pending.redirect_uri,
+        challenge: pending.challenge,
+        state: pending.state,
+        resource: pending.resource,
+        asked_at_ms: now_ms(),
+    };
+    match app.auth.oauth.approvals.ask(asked) {
+        Ok((id, handle)) => {
+            tracing::info!(request = %id, "OAuth: an authorization waits for an administrator");
+            no_store(
+                Redirect::to(&format!("/oauth/authorize/wait?handle={}", enc(&handle)))
+                    .into_response(),
+            )
+        }
+        Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e),
+    }
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// `GET /oauth/authorize/wait?handle=H`: while the administrator has not
+/// decided, a page that reloads itself every few seconds and says what to
+/// ask for; once approved, the code goes to the client's redirect URI (once:
+/// the handle is then spent); once denied, `access_denied` does.
+async fn wait_page(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Some(r) = disabled(&app) {
+        return r;
+    }
+    let q = params(query.unwrap_or_default().as_bytes()).unwrap_or_default();
+    let Some((id, asked, decision)) = q
+        .get("handle")
+        .and_then(|handle| app.auth.oauth.approvals.collect(handle))
+    else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This authorization request is unknown, was already answered, or has expired; start again from your client.",
+        );
+    };
+    let state = asked.state.as_deref();
+    match decision {
+        Decision::Waiting => {
+            let name = asked.client_name.as_deref().unwrap_or("An MCP client");
+            let body = format!(
+                "<main id=\"main\" class=\"narrow\"><h1>Waiting for an administrator</h1><p>Ask an administrator of this gateway to approve request <strong><code>{id}</code></strong> from {name} for your tenant:</p><pre><code>mcpgate oauth approve {id} --tenant TENANT --url {base}</code></pre><p>This page checks again every few seconds, and the client continues once the request is approved. It expires in {mins} minutes.</p></main>",
+                id = esc(&id),
+                name = esc(name),
+                base = esc(&base_url(&h)),
+                mins = WAIT_TTL.as_secs() / 60,
+            );
+            let mut r = page(StatusCode::OK, "Waiting for approval", &body, None);
+            r.headers_mut()
+                .insert("refresh", HeaderValue::from_static("3"));
+            r
+        }
+        Decision::Denied => redirect_error(
+            &h,
+            &asked.redirect_uri,
+            state,
+            "access_denied",
+            "an administrator denied the request",
+        ),
+        Decision::Approved { key, tenant } => {
+            let grant = Grant {
+                client_id: asked.client_id,
+                redirect_uri: asked.redirect_uri.clone(),
+                challenge: asked.challenge,
+                resource: asked.resource,
+                key,
+                tenant,
+                expires: Instant::now() + CODE_TTL,
+            };
+            let code = match app.auth.oauth.issue_code(grant) {
+                Ok(c) => c,
+                Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e),
+            };
+            let iss = base_url(&h);
+            let mut pairs = vec![("code", code.as_str()), ("iss", iss.as_str())];
+            if let Some(s) = state {
+                pairs.push(("state", s));
+            }
+            no_store(Redirect::to(&with_query(&asked.redirect_uri, &pairs)).into_response())
+        }
+    }
 }
 
 /// `POST /oauth/token`: a code (with its PKCE verifier) or a refresh token

@@ -23,6 +23,7 @@ use crate::state::App;
 use crate::state::catalog::{Catalog, ListKind, PageShape};
 use crate::state::error::CallError;
 use crate::state::policy::Meter;
+use crate::state::resource_uris;
 use crate::state::servers::Status;
 use mcpgate_proto::locks::lock;
 
@@ -63,8 +64,10 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
         "tools/call" => call_named(ctx, msg, Named::Tool, meter).await,
         "prompts/get" => call_named(ctx, msg, Named::Prompt, meter).await,
         "resources/read" => {
-            let uri = Params::parse(params)?.string("uri")?;
-            let Some(server) = app.catalog().resource(&uri) else {
+            let p = Params::parse(params)?;
+            let uri = p.string("uri")?;
+            let catalog = app.catalog();
+            let Some(route) = catalog.resource(&uri) else {
                 let e = CallError::ResourceNotFound(uri);
                 if let Some(m) = &meter {
                     m.deny(
@@ -77,27 +80,30 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
                 }
                 return Err(e);
             };
-            metered(
-                ctx,
-                meter,
-                &server,
-                "resources/read",
-                params.map(ToOwned::to_owned),
-                msg,
-            )
-            .await
+            let ns = catalog
+                .resource_namespace_of(&route.server)
+                .map(str::to_owned);
+            drop(catalog);
+            let params = match ns {
+                Some(_) => Some(p.with("uri", &route.name)),
+                None => params.map(ToOwned::to_owned),
+            };
+            let reply = metered(ctx, meter, &route.server, "resources/read", params, msg).await;
+            Ok(exposed(ns.as_deref(), "resources/read", reply?))
         }
         "resources/subscribe" => {
-            let uri = Params::parse(params)?.string("uri")?;
-            let server = app
+            let p = Params::parse(params)?;
+            let uri = p.string("uri")?;
+            let route = app
                 .catalog()
                 .resource_for(&uri, &ctx.principal.tier)
                 .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+            let server = route.server;
             if ctx.session.is_some()
                 && listen::reaches_statelessly(app, &server, ctx.session.as_ref()).await
             {
                 // No resources/subscribe in 2026-07-28: a listen stream upstream stands in for it.
-                if !listen::subscription(app, &server, "resources/subscribe", &uri).await {
+                if !listen::subscription(app, &server, "resources/subscribe", &route.name).await {
                     return Err(CallError::Unavailable {
                         server: server.to_string(),
                         reason: "it offers no resource subscriptions".into(),
@@ -112,7 +118,7 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
                 ctx,
                 &server,
                 "resources/subscribe",
-                params.map(ToOwned::to_owned),
+                Some(p.with("uri", &route.name)),
                 msg,
             )
             .await?;
@@ -122,24 +128,26 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
             Ok(reply)
         }
         "resources/unsubscribe" => {
-            let uri = Params::parse(params)?.string("uri")?;
-            let server = app
+            let p = Params::parse(params)?;
+            let uri = p.string("uri")?;
+            let route = app
                 .catalog()
                 .resource_for(&uri, &ctx.principal.tier)
                 .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+            let server = route.server;
             let last = ctx
                 .session
                 .as_ref()
                 .is_none_or(|s| app.subscriptions.unsubscribe(&uri, &s.id));
             if last && listen::reaches_statelessly(app, &server, ctx.session.as_ref()).await {
-                listen::subscription(app, &server, "resources/unsubscribe", &uri).await;
+                listen::subscription(app, &server, "resources/unsubscribe", &route.name).await;
                 Ok(empty_result())
             } else if last {
                 forward(
                     ctx,
                     &server,
                     "resources/unsubscribe",
-                    params.map(ToOwned::to_owned),
+                    Some(p.with("uri", &route.name)),
                     msg,
                 )
                 .await
@@ -200,7 +208,24 @@ async fn call_named(
         return Err(e);
     };
     let params = p.with("name", &route.name);
-    metered(ctx, meter, &route.server, msg.method(), Some(params), msg).await
+    let ns = catalog
+        .resource_namespace_of(&route.server)
+        .map(str::to_owned);
+    drop(catalog);
+    let reply = metered(ctx, meter, &route.server, msg.method(), Some(params), msg).await?;
+    Ok(exposed(ns.as_deref(), msg.method(), reply))
+}
+
+/// A result from a server with namespaced resource URIs, with the URIs it
+/// carries namespaced too (`state/resource_uris`); any other reply as it is.
+fn exposed(ns: Option<&str>, method: &str, reply: Reply) -> Reply {
+    match (ns, reply) {
+        (Some(ns), Reply::Result(r)) => match resource_uris::expose_in_result(ns, method, &r) {
+            Some(out) => Reply::Result(out),
+            None => Reply::Result(r),
+        },
+        (_, reply) => reply,
+    }
 }
 
 /// Forwards a billable call: its cost is reserved and its usage record made
@@ -369,17 +394,18 @@ async fn complete(ctx: &Ctx, params: Option<&RawValue>, msg: &Message) -> Result
             forward(ctx, &route.server, "completion/complete", Some(params), msg).await
         }
         ("ref/resource", _, Some(uri)) => {
-            let server = catalog
+            let route = catalog
                 .resource_for(&uri, &ctx.principal.tier)
                 .ok_or(CallError::ResourceNotFound(uri))?;
-            forward(
-                ctx,
-                &server,
-                "completion/complete",
-                params.map(ToOwned::to_owned),
-                msg,
-            )
-            .await
+            let params = match catalog.resource_namespace_of(&route.server) {
+                Some(_) => {
+                    let new_ref = Params::parse(Some(r))?.with("uri", &route.name);
+                    Some(p.with_raw("ref", &new_ref))
+                }
+                None => params.map(ToOwned::to_owned),
+            };
+            drop(catalog);
+            forward(ctx, &route.server, "completion/complete", params, msg).await
         }
         _ => Err(CallError::InvalidParams(
             "\"ref\" must be ref/prompt with a name or ref/resource with a uri".into(),

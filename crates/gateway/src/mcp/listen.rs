@@ -40,18 +40,19 @@ pub(crate) struct Listening {
 pub(crate) struct Unlisten {
     app: Arc<App>,
     id: String,
-    uris: Vec<(String, Arc<str>)>,
+    /// (URI as exposed, server, URI as the server knows it).
+    uris: Vec<(String, Arc<str>, String)>,
 }
 
 impl Drop for Unlisten {
     fn drop(&mut self) {
         self.app.listeners.remove(&self.id);
         let holder = format!("listen:{}", self.id);
-        for (uri, server) in std::mem::take(&mut self.uris) {
+        for (uri, server, own) in std::mem::take(&mut self.uris) {
             if self.app.subscriptions.unsubscribe(&uri, &holder) {
                 let app = self.app.clone();
                 tokio::spawn(async move {
-                    subscription(&app, &server, "resources/unsubscribe", &uri).await;
+                    subscription(&app, &server, "resources/unsubscribe", &own).await;
                 });
             }
         }
@@ -207,14 +208,14 @@ pub(crate) async fn open(
     let holder = format!("listen:{key}");
     let mut held = Vec::new();
     for uri in std::mem::take(&mut filter.resource_subscriptions) {
-        let Some(server) = catalog.resource_for(&uri, &who.tier) else {
+        let Some(route) = catalog.resource_for(&uri, &who.tier) else {
             continue; // not agreed: left out of the acknowledgement
         };
         app.subscriptions.subscribe(&uri, &holder);
-        if subscription(app, &server, "resources/subscribe", &uri).await {
+        if subscription(app, &route.server, "resources/subscribe", &route.name).await {
             filter.resource_subscriptions.push(uri.clone());
         }
-        held.push((uri, server));
+        held.push((uri, route.server, route.name));
     }
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     let mut ack = Map::new();

@@ -72,9 +72,7 @@ pub(crate) async fn keep_levels(app: Arc<App>) {
 }
 
 async fn push_one(app: &App, server: &Server, catalog: &Catalog) {
-    let Some(slot) = app.log_levels.sent(&server.name) else {
-        return;
-    };
+    let slot = app.log_levels.sent(&server.name);
     let mut sent = slot.lock().await;
     let (conn, since) = {
         let st = lock(&server.state);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::supervise::supervise;
-use crate::config::{Config, ServerConfig};
+use crate::config::ServerConfig;
 use crate::state::App;
 use crate::state::pubsub::Change;
 use crate::state::servers::{Server, SessionConn};
@@ -31,19 +31,17 @@ pub(crate) enum ServerChangeError {
 }
 
 /// Reads one server's table (`{"command": ...}` or `{"url": ...}`, the keys
-/// of `[servers.NAME]`) with the config's own rules; paths resolve next to
-/// the running config file.
+/// of `[servers.NAME]`) with the config's own rules and the running config's
+/// top-level defaults (`prefix`, `resource_uris`, breaker settings), as a
+/// server in the file would get; paths resolve next to the running config file.
 pub(crate) fn parse_server(
     app: &App,
     name: &str,
     table: &Value,
 ) -> Result<ServerConfig, ServerChangeError> {
-    let text = serde_json::json!({ "servers": { name: table } }).to_string();
-    let cfg = Config::parse(&app.cfg.file, &text)
-        .map_err(|e| ServerChangeError::Invalid(format!("{}: {}", e.key, e.message)))?;
-    cfg.servers
-        .into_iter()
-        .next()
+    app.cfg
+        .parse_server(name, table)
+        .map_err(|e| ServerChangeError::Invalid(format!("{}: {}", e.key, e.message)))?
         .ok_or_else(|| ServerChangeError::Invalid(format!("servers.{name}: is disabled")))
 }
 

@@ -36,6 +36,7 @@ use crate::state::App;
 use crate::state::catalog::ServerLists;
 use crate::state::error::CallError;
 use crate::state::log_levels::message_rank;
+use crate::state::resource_uris;
 use crate::state::server_requests::Answer;
 use crate::state::servers::{Server, SessionConn, Status};
 use crate::state::sessions::Session;
@@ -201,7 +202,9 @@ async fn shared_events(
                         }
                     }
                 }
-                "notifications/resources/updated" => app.resource_updated(params.as_deref()),
+                "notifications/resources/updated" => {
+                    app.resource_updated(&server.name, params.as_deref())
+                }
                 "notifications/message" => app.broadcast_log(&server.name, params.as_deref()),
                 _ => tracing::debug!(server = %server.name, "dropped unattributed {method}"),
             },
@@ -433,7 +436,16 @@ async fn private_events(
                 {
                     continue;
                 }
-                session.push_standalone(jsonrpc::notification(&method, params.as_deref()).into());
+                // A namespaced server's URIs reach its client namespaced.
+                let exposed = match (method.as_str(), &params) {
+                    ("notifications/resources/updated", Some(p)) => app
+                        .catalog()
+                        .resource_namespace_of(conn.name())
+                        .and_then(|ns| resource_uris::expose_in_updated(ns, p)),
+                    _ => None,
+                };
+                let params = exposed.as_deref().or(params.as_deref());
+                session.push_standalone(jsonrpc::notification(&method, params).into());
             }
             Some(Event::Incoming(Incoming::Request { id, method, params })) => {
                 // e.g. roots/list right after initialize: ask the client on its standalone stream.

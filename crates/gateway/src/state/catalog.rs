@@ -1,10 +1,13 @@
 //! The merged view of every ready upstream: tools, prompts, resources and
 //! resource templates, and the routing maps from an exposed name or URI back to
 //! the server that owns it. Tools and prompts are namespaced `SERVER<sep>NAME`
-//! unless the server has `prefix = "never"`; resource URIs are left unchanged so
-//! that links inside content keep working, and are routed by exact URI first,
-//! then by template. A name two servers both claim is reported in `collisions`
-//! (and the log); the first server in config order keeps it. The catalog is
+//! unless the server has `prefix = "never"`. Resource URIs are left unchanged
+//! by default so that links inside content keep working; a server with
+//! `resource_uris = "namespaced"` has its URIs and templates exposed as
+//! `NAME+URI` (its name put before the scheme), and `resource` maps an
+//! exposed URI back to the server's own. URIs are routed by exact URI first,
+//! then by template. A name or URI two servers both claim is reported in
+//! `collisions` (and the log); the first server in config order keeps it. The catalog is
 //! immutable: a change builds a new one, swapped in whole. So each tier's
 //! list pages are serialised once per catalog, in each era's shape, and then
 //! served as bytes (`tier_page`): a 5,000-tool list is a megabyte.
@@ -17,7 +20,7 @@ use mcpgate_proto::jsonrpc::{push_json_str, to_raw};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::config::{Prefix, Rules, Tier};
+use crate::config::{Prefix, ResourceUris, Rules, Tier};
 
 /// What one server offered at its last listing.
 #[derive(Debug, Default, Clone)]
@@ -32,14 +35,31 @@ pub struct ServerLists {
 pub struct Contribution<'a> {
     pub server: &'a Arc<str>,
     pub prefix: Prefix,
+    pub resource_uris: ResourceUris,
     pub lists: &'a ServerLists,
 }
 
-/// Where an exposed name leads.
+/// Where an exposed name leads: the server, and its own name for the tool or
+/// prompt (for a resource, its own URI).
 #[derive(Debug, Clone)]
 pub struct Route {
     pub server: Arc<str>,
     pub name: String,
+}
+
+/// The scheme prefix a server's namespaced resource URIs carry: its name in
+/// lower case (URI schemes are case-insensitive, and clients lower them),
+/// `_` as `-` (not allowed in a scheme), then `+`.
+pub(crate) fn resource_namespace(server: &str) -> String {
+    let mut ns: String = server
+        .chars()
+        .map(|c| match c {
+            '_' => '-',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    ns.push('+');
+    ns
 }
 
 #[derive(Default)]
@@ -51,8 +71,10 @@ pub struct Catalog {
     pub templates: Vec<Box<RawValue>>,
     tool_routes: HashMap<String, Route>,
     prompt_routes: HashMap<String, Route>,
-    resource_routes: HashMap<String, Arc<str>>,
+    resource_routes: HashMap<String, Route>,
     template_routes: Vec<(UriTemplate, Arc<str>)>,
+    /// Servers with namespaced resource URIs → their prefix (`resource_namespace`).
+    resource_ns: HashMap<Arc<str>, String>,
     pub collisions: Vec<String>,
     pub tool_counts: HashMap<Arc<str>, usize>,
     /// Names last offered by servers that are down now: calling one says the
@@ -153,32 +175,78 @@ impl Catalog {
                 &mut c.prompts,
                 &mut c.collisions,
             );
+            let ns = match part.resource_uris {
+                ResourceUris::Namespaced => {
+                    let ns = resource_namespace(part.server);
+                    c.resource_ns.insert(part.server.clone(), ns.clone());
+                    Some(ns)
+                }
+                ResourceUris::Unchanged => None,
+            };
+            let expose = |uri: &str| match &ns {
+                Some(ns) => format!("{ns}{uri}"),
+                None => uri.to_owned(),
+            };
             for res in &part.lists.resources {
                 let Some(uri) = res.get("uri").and_then(Value::as_str) else {
                     continue;
                 };
-                if let Some(prev) = c.resource_routes.get(uri) {
+                let public = expose(uri);
+                if let Some(prev) = c.resource_routes.get(&public) {
+                    let hint = if ns.is_some() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; set resource_uris = \"namespaced\" on '{}' (or at the top) to expose both",
+                            part.server
+                        )
+                    };
                     c.collisions.push(format!(
-                        "resource {uri:?} is offered by both '{prev}' and '{}'; '{prev}' keeps it",
-                        part.server
+                        "resource {public:?} is offered by both '{}' and '{}'; '{}' keeps it{hint}",
+                        prev.server, part.server, prev.server
                     ));
                     continue;
                 }
-                c.resource_routes
-                    .insert(uri.to_owned(), part.server.clone());
-                c.resources.push(to_raw(res));
+                c.resource_routes.insert(
+                    public.clone(),
+                    Route {
+                        server: part.server.clone(),
+                        name: uri.to_owned(),
+                    },
+                );
+                c.resources.push(match ns {
+                    Some(_) => renamed(res, "uri", &public),
+                    None => to_raw(res),
+                });
             }
             for t in &part.lists.templates {
                 let Some(tpl) = t.get("uriTemplate").and_then(Value::as_str) else {
                     continue;
                 };
+                let public = expose(tpl);
+                if let Some((_, prev)) = c.template_routes.iter().find(|(t, _)| t.source == public)
+                {
+                    c.collisions.push(format!(
+                        "resource template {public:?} is offered by both '{prev}' and '{}'; '{prev}' keeps it{}",
+                        part.server,
+                        if ns.is_some() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; set resource_uris = \"namespaced\" on '{}' (or at the top) to expose both",
+                                part.server
+                            )
+                        }
+                    ));
+                    continue;
+                }
                 c.template_routes
-                    .push((UriTemplate::parse(tpl), part.server.clone()));
-                c.templates.push(to_raw(t));
+                    .push((UriTemplate::parse(&public), part.server.clone()));
+                c.templates.push(match ns {
+                    Some(_) => renamed(t, "uriTemplate", &public),
+                    None => to_raw(t),
+                });
             }
-        }
-        for msg in &c.collisions {
-            tracing::warn!("name collision: {msg}");
         }
         for t in c.tools.iter().filter(|t| t.get().contains("x-mcp-header")) {
             let name = serde_json::from_str::<Value>(t.get())
@@ -245,21 +313,33 @@ impl Catalog {
         self.prompt_routes.get(name)
     }
 
-    /// The server owning a resource URI: listed exactly, or matching a template.
-    pub fn resource(&self, uri: &str) -> Option<Arc<str>> {
-        if let Some(s) = self.resource_routes.get(uri) {
-            return Some(s.clone());
+    /// The server owning an exposed resource URI (listed exactly, or matching
+    /// a template), and the URI as that server knows it.
+    pub fn resource(&self, uri: &str) -> Option<Route> {
+        if let Some(r) = self.resource_routes.get(uri) {
+            return Some(r.clone());
         }
-        self.template_routes
-            .iter()
-            .find(|(t, _)| t.matches(uri))
-            .map(|(_, s)| s.clone())
+        let (_, server) = self.template_routes.iter().find(|(t, _)| t.matches(uri))?;
+        let own = match self.resource_ns.get(server) {
+            // The template starts with the prefix, so a match does too.
+            Some(ns) => uri.strip_prefix(ns.as_str())?,
+            None => uri,
+        };
+        Some(Route {
+            server: server.clone(),
+            name: own.to_owned(),
+        })
     }
 
-    /// The server owning a resource URI that `tier` may read; a URI the tier
+    /// [`Catalog::resource`] for a URI that `tier` may read; a URI the tier
     /// may not read is answered exactly like one that does not exist.
-    pub(crate) fn resource_for(&self, uri: &str, tier: &Tier) -> Option<Arc<str>> {
+    pub(crate) fn resource_for(&self, uri: &str, tier: &Tier) -> Option<Route> {
         self.resource(uri).filter(|_| tier.resources.allows(uri))
+    }
+
+    /// The prefix `server`'s resource URIs are exposed under, if namespaced.
+    pub(crate) fn resource_namespace_of(&self, server: &str) -> Option<&str> {
+        self.resource_ns.get(server).map(String::as_str)
     }
 
     /// Computes what each tier sees ([`Catalog::log_tiers`] reports it).
@@ -304,6 +384,19 @@ impl Catalog {
             };
             view.servers = self.servers_behind(tier, &view.templates);
             self.views.insert(tier.name.clone(), view);
+        }
+    }
+
+    /// Logs the names and URIs two servers both claim: with `previous`, only
+    /// those it did not have. Called, like [`Catalog::log_tiers`], once the
+    /// first discovery has ended, so a clash is logged once rather than at
+    /// every upstream that comes up.
+    pub fn log_collisions(&self, previous: Option<&Catalog>) {
+        for msg in &self.collisions {
+            if previous.is_some_and(|p| p.collisions.contains(msg)) {
+                continue;
+            }
+            tracing::warn!("name collision: {msg}");
         }
     }
 
@@ -366,7 +459,7 @@ impl Catalog {
             self.resource_routes
                 .iter()
                 .filter(|(uri, _)| tier.resources.allows(uri))
-                .map(|(_, s)| s.clone()),
+                .map(|(_, r)| r.server.clone()),
         );
         servers.extend(
             templates
@@ -550,6 +643,8 @@ fn renamed(entry: &Map<String, Value>, key: &str, name: &str) -> Box<RawValue> {
 /// variables; a `{+var}` or `{#var}` may span `/`, a plain `{var}` may not.
 #[derive(Debug, Clone)]
 pub(crate) struct UriTemplate {
+    /// The template as written.
+    source: String,
     parts: Vec<Part>,
 }
 
@@ -589,7 +684,10 @@ impl UriTemplate {
         if !rest.is_empty() {
             parts.push(Part::Lit(rest.to_owned()));
         }
-        UriTemplate { parts }
+        UriTemplate {
+            source: t.to_owned(),
+            parts,
+        }
     }
 
     /// Whether `uri` fits the template. The URI comes from a client, so this

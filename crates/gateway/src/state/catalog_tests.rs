@@ -4,6 +4,83 @@
 use super::*;
 use serde_json::json;
 
+#[test]
+fn namespaced_resource_uris_keep_both_servers_and_map_back() {
+    let a: Arc<str> = Arc::from("docs");
+    let b: Arc<str> = Arc::from("My_Files");
+    let lists = ServerLists {
+        resources: vec![obj(json!({"uri": "file:///a", "name": "a"}))],
+        templates: vec![obj(json!({"uriTemplate": "test://t/{id}", "name": "t"}))],
+        ..Default::default()
+    };
+    let part = |server, resource_uris| Contribution {
+        server,
+        prefix: Prefix::Always,
+        resource_uris,
+        lists: &lists,
+    };
+    // Unchanged on both: the first keeps the URI, and the clash says what to set.
+    let plain = Catalog::build(
+        1,
+        "__",
+        &[
+            part(&a, ResourceUris::Unchanged),
+            part(&b, ResourceUris::Unchanged),
+        ],
+    );
+    assert_eq!(plain.resources.len(), 1);
+    assert_eq!(plain.templates.len(), 1);
+    assert_eq!(plain.collisions.len(), 2, "{:?}", plain.collisions);
+    assert!(
+        plain.collisions[1].contains("resource template \"test://t/{id}\""),
+        "{:?}",
+        plain.collisions
+    );
+    let msg = &plain.collisions[0];
+    assert!(
+        msg.contains("'docs'") && msg.contains("'My_Files'") && msg.contains("resource_uris"),
+        "{msg}"
+    );
+    // One namespaced: both reachable, each read maps back to the server's own URI.
+    let c = Catalog::build(
+        1,
+        "__",
+        &[
+            part(&a, ResourceUris::Unchanged),
+            part(&b, ResourceUris::Namespaced),
+        ],
+    );
+    assert!(c.collisions.is_empty(), "{:?}", c.collisions);
+    assert_eq!(c.resources.len(), 2);
+    assert!(
+        c.resources[1]
+            .get()
+            .contains("\"uri\":\"my-files+file:///a\"")
+    );
+    assert!(
+        c.templates[1]
+            .get()
+            .contains("\"uriTemplate\":\"my-files+test://t/{id}\"")
+    );
+    let r = c.resource("my-files+file:///a").unwrap();
+    assert_eq!(
+        (r.server.as_ref(), r.name.as_str()),
+        ("My_Files", "file:///a")
+    );
+    let r = c.resource("file:///a").unwrap();
+    assert_eq!((r.server.as_ref(), r.name.as_str()), ("docs", "file:///a"));
+    let r = c.resource("my-files+test://t/7").unwrap();
+    assert_eq!(
+        (r.server.as_ref(), r.name.as_str()),
+        ("My_Files", "test://t/7")
+    );
+    let r = c.resource("test://t/7").unwrap();
+    assert_eq!((r.server.as_ref(), r.name.as_str()), ("docs", "test://t/7"));
+    assert!(c.resource("docs+file:///a").is_none());
+    assert_eq!(c.resource_namespace_of("My_Files"), Some("my-files+"));
+    assert_eq!(c.resource_namespace_of("docs"), None);
+}
+
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
 }
@@ -37,11 +114,13 @@ fn namespacing_routes_and_collisions_are_reported() {
             Contribution {
                 server: &a,
                 prefix: Prefix::Always,
+                resource_uris: ResourceUris::Unchanged,
                 lists: &la,
             },
             Contribution {
                 server: &b,
                 prefix: Prefix::Never,
+                resource_uris: ResourceUris::Unchanged,
                 lists: &lb,
             },
         ],
@@ -54,8 +133,14 @@ fn namespacing_routes_and_collisions_are_reported() {
         c.tools[0].get().contains("\"x-extra\":1"),
         "unknown fields pass through"
     );
-    assert_eq!(c.resource("file:///a").unwrap().as_ref(), "a");
-    assert_eq!(c.resource("test://template/42/data").unwrap().as_ref(), "a");
+    assert_eq!(c.resource("file:///a").unwrap().server.as_ref(), "a");
+    assert_eq!(
+        c.resource("test://template/42/data")
+            .unwrap()
+            .server
+            .as_ref(),
+        "a"
+    );
     assert!(c.resource("test://template/4/2/data").is_none());
     assert!(c.resource("nope://x").is_none());
 }
@@ -92,6 +177,7 @@ fn pages_follow_cursors_to_the_end() {
         &[Contribution {
             server: &s,
             prefix: Prefix::Always,
+            resource_uris: ResourceUris::Unchanged,
             lists: &l,
         }],
     );
@@ -118,6 +204,7 @@ fn a_tier_view_pages_only_what_it_may_see() {
         &[Contribution {
             server: &s,
             prefix: Prefix::Always,
+            resource_uris: ResourceUris::Unchanged,
             lists: &l,
         }],
     );
@@ -152,6 +239,7 @@ fn tier_pages_are_built_once_per_catalog_in_each_shape() {
         &[Contribution {
             server: &s,
             prefix: Prefix::Always,
+            resource_uris: ResourceUris::Unchanged,
             lists: &l,
         }],
     );
@@ -249,6 +337,7 @@ fn a_tier_sees_the_servers_behind_what_it_sees() {
     let part = |server, lists| Contribution {
         server,
         prefix: Prefix::Always,
+        resource_uris: ResourceUris::Unchanged,
         lists,
     };
     let mut cat = Catalog::build(

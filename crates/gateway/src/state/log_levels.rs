@@ -31,8 +31,8 @@ pub(crate) struct LogLevels {
     by_tier: Mutex<HashMap<Arc<str>, Counts>>,
     /// Server name → the level its connection was last sent. The async lock
     /// is held while a level is being sent, so two sends to one server never
-    /// cross.
-    sent: HashMap<Arc<str>, tokio::sync::Mutex<Sent>>,
+    /// cross. A server added at runtime gets its entry on first use.
+    sent: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Mutex<Sent>>>>,
     /// Wakes whoever brings upstreams to the wanted levels.
     changed: Notify,
 }
@@ -41,10 +41,12 @@ impl LogLevels {
     pub(crate) fn new<'a>(servers: impl IntoIterator<Item = &'a Arc<str>>) -> LogLevels {
         LogLevels {
             by_tier: Mutex::new(HashMap::new()),
-            sent: servers
-                .into_iter()
-                .map(|s| (s.clone(), tokio::sync::Mutex::new(None)))
-                .collect(),
+            sent: Mutex::new(
+                servers
+                    .into_iter()
+                    .map(|s| (s.clone(), Arc::new(tokio::sync::Mutex::new(None))))
+                    .collect(),
+            ),
             changed: Notify::new(),
         }
     }
@@ -90,9 +92,16 @@ impl LogLevels {
             .and_then(|rank| u8::try_from(rank).ok())
     }
 
-    /// What `server`'s connection was last sent (locked while sending).
-    pub(crate) fn sent(&self, server: &str) -> Option<&tokio::sync::Mutex<Sent>> {
-        self.sent.get(server)
+    /// What `server`'s connection was last sent (locked while sending);
+    /// nothing yet for a server not seen before (one added at runtime).
+    pub(crate) fn sent(&self, server: &str) -> Arc<tokio::sync::Mutex<Sent>> {
+        let mut sent = lock(&self.sent);
+        if let Some(slot) = sent.get(server) {
+            return slot.clone();
+        }
+        let slot = Arc::new(tokio::sync::Mutex::new(None));
+        sent.insert(Arc::from(server), slot.clone());
+        slot
     }
 
     /// Says that the wanted levels may have changed (a server reconnected,

@@ -14,9 +14,11 @@ pub(crate) mod listeners;
 pub(crate) mod log_levels;
 pub(crate) mod metrics;
 pub(crate) mod oauth;
+pub(crate) mod oauth_approvals;
 pub(crate) mod parking;
 pub(crate) mod policy;
 pub(crate) mod pubsub;
+pub(crate) mod resource_uris;
 pub(crate) mod runs;
 pub(crate) mod server_requests;
 pub(crate) mod servers;
@@ -232,13 +234,19 @@ impl App {
         self.parking.sweep();
     }
 
-    /// Forwards `notifications/resources/updated` to the sessions and
-    /// listeners subscribed to its URI.
-    pub(crate) fn resource_updated(&self, params: Option<&RawValue>) {
+    /// Forwards `server`'s `notifications/resources/updated` to the sessions
+    /// and listeners subscribed to its URI (as exposed: namespaced when the
+    /// server's URIs are).
+    pub(crate) fn resource_updated(&self, server: &str, params: Option<&RawValue>) {
         #[derive(Deserialize)]
         struct P {
             uri: String,
         }
+        let exposed = match (self.catalog().resource_namespace_of(server), params) {
+            (Some(ns), Some(p)) => resource_uris::expose_in_updated(ns, p),
+            _ => None,
+        };
+        let params = exposed.as_deref().or(params);
         let Some(p) = params.and_then(|p| serde_json::from_str::<P>(p.get()).ok()) else {
             return;
         };

@@ -112,6 +112,8 @@ pub(crate) struct OAuth {
     /// Refresh tokens already exchanged (SHA-256 → expiry, ms): rotation,
     /// for this process's life.
     spent: Mutex<HashMap<[u8; 32], i64>>,
+    /// Authorizations waiting for an administrator.
+    pub(crate) approvals: super::oauth_approvals::Approvals,
 }
 
 /// Spent refresh tokens remembered at most this many at once.
@@ -125,6 +127,7 @@ impl OAuth {
             secret: OnceLock::new(),
             codes: Mutex::new(HashMap::new()),
             spent: Mutex::new(HashMap::new()),
+            approvals: Default::default(),
         }
     }
 

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use super::catalog::{Catalog, Contribution, ServerLists};
 use super::error::CallError;
-use crate::config::{Config, Prefix, ServerConfig, Tier};
+use crate::config::{Config, Prefix, ResourceUris, ServerConfig, Tier};
 use mcpgate_proto::locks::{lock, read, write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -317,8 +317,8 @@ pub(crate) struct Servers {
     tiers_logged: std::sync::atomic::AtomicBool,
 }
 
-/// One server as the catalog sees it: ready?, name, prefix rule, last lists.
-type Snapshot = (bool, Arc<str>, Prefix, ServerLists);
+/// One server as the catalog sees it: ready?, name, prefix rule, resource URI rule, last lists.
+type Snapshot = (bool, Arc<str>, Prefix, ResourceUris, ServerLists);
 
 impl Servers {
     pub(crate) fn new(cfg: &Config) -> Servers {
@@ -396,6 +396,7 @@ impl Servers {
                     st.status == Status::Ready,
                     s.name.clone(),
                     s.cfg.prefix,
+                    s.cfg.resource_uris,
                     st.lists.clone(),
                 )
             })
@@ -410,15 +411,17 @@ impl Servers {
         let new = Arc::new(new);
         let old = std::mem::replace(&mut *write(&self.catalog), new.clone());
         // While upstreams start, every one that comes up rebuilds the catalog:
-        // the tiers' counts are logged once that first discovery has ended,
-        // then only when they change.
+        // the tiers' counts and the name collisions are logged once that
+        // first discovery has ended, then only when they change.
         let starting = list
             .iter()
             .any(|s| lock(&s.state).status == Status::Starting);
         if !starting {
             use std::sync::atomic::Ordering;
             let first = !self.tiers_logged.swap(true, Ordering::AcqRel);
-            new.log_tiers(if first { None } else { Some(&old) });
+            let previous = if first { None } else { Some(&*old) };
+            new.log_collisions(previous);
+            new.log_tiers(previous);
         }
         let changed = |a: &[Box<RawValue>], b: &[Box<RawValue>]| {
             a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.get() != y.get())
@@ -450,7 +453,8 @@ fn contribution(s: &Snapshot) -> Contribution<'_> {
     Contribution {
         server: &s.1,
         prefix: s.2,
-        lists: &s.3,
+        resource_uris: s.3,
+        lists: &s.4,
     }
 }
 
