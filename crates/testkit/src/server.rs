@@ -402,7 +402,7 @@ impl ServerHandler for Fixture {
             "test_tool_with_progress" => Self::tool_with_progress(&context).await,
             "test_error_handling" => error_result(catalog::ERROR_TEXT),
             "test_reconnection" => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(400)).await;
                 text_result("Reconnection test completed successfully")
             }
             "test_sampling" => Self::sampling(&context, &args).await,
