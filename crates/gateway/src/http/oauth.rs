@@ -512,17 +512,27 @@ async fn consent(State(app): State<Arc<App>>, h: HeaderMap, body: Body) -> Respo
         tenant: who.tenant.to_string(),
         expires: Instant::now() + CODE_TTL,
     };
+    let answer = redirect_with_code(&app, &h, grant, state);
+    if answer.status().is_redirection() {
+        tracing::info!(tenant = %who.tenant, key = %key_id, "OAuth: a client was authorized");
+    }
+    answer
+}
+
+/// A code issued for `grant` and the browser sent back to the client's
+/// redirect URI with it (RFC 9207's `iss`, and the client's `state`).
+fn redirect_with_code(app: &App, h: &HeaderMap, grant: Grant, state: Option<&str>) -> Response {
+    let redirect_uri = grant.redirect_uri.clone();
     let code = match app.auth.oauth.issue_code(grant) {
         Ok(c) => c,
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e),
     };
-    let iss = base_url(&h);
+    let iss = base_url(h);
     let mut pairs = vec![("code", code.as_str()), ("iss", iss.as_str())];
     if let Some(s) = state {
         pairs.push(("state", s));
     }
-    tracing::info!(tenant = %who.tenant, key = %key_id, "OAuth: a client was authorized");
-    no_store(Redirect::to(&with_query(&pending.redirect_uri, &pairs)).into_response())
+    no_store(Redirect::to(&with_query(&redirect_uri, &pairs)).into_response())
 }
 
 /// The consent page's other answer: the request waits for an administrator,
@@ -613,16 +623,7 @@ async fn wait_page(
                 tenant,
                 expires: Instant::now() + CODE_TTL,
             };
-            let code = match app.auth.oauth.issue_code(grant) {
-                Ok(c) => c,
-                Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e),
-            };
-            let iss = base_url(&h);
-            let mut pairs = vec![("code", code.as_str()), ("iss", iss.as_str())];
-            if let Some(s) = state {
-                pairs.push(("state", s));
-            }
-            no_store(Redirect::to(&with_query(&asked.redirect_uri, &pairs)).into_response())
+            redirect_with_code(&app, &h, grant, state)
         }
     }
 }
