@@ -478,23 +478,42 @@ impl Connection {
             params
         };
         let bytes = jsonrpc::request(&id.to_string(), method, params);
-        inner.send_request(id, bytes, opts.headers);
+        // Over Streamable HTTP the exchange (POST, read the answer) runs right
+        // here, in the caller's task: no task of its own, no wake-up between
+        // tasks when the reply arrives.
+        let mut exchange = inner.send_request(id, bytes, opts.headers);
 
         let sent = Instant::now();
         let timeout = opts.timeout.unwrap_or(inner.spec.timeout);
         let cancel = opts.cancel.unwrap_or_default();
-        let outcome = tokio::select! {
-            r = rx => r.unwrap_or_else(|_| Err(inner.routes.closed_error())),
-            _ = tokio::time::sleep(timeout) => Err(UpstreamError::Timeout { server: inner.spec.name.clone(), ms: timeout.as_millis() }),
-            _ = cancel.cancelled() => Err(UpstreamError::Cancelled { server: inner.spec.name.clone() }),
+        let sleep = tokio::time::sleep(timeout);
+        tokio::pin!(rx, sleep);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                r = &mut rx => break r.unwrap_or_else(|_| Err(inner.routes.closed_error())),
+                () = drive(&mut exchange), if exchange.is_some() => {
+                    // Done: its outcome is in `routes` (the reply, or the error that ends the request).
+                    exchange = None;
+                }
+                _ = &mut sleep => break Err(UpstreamError::Timeout { server: inner.spec.name.clone(), ms: timeout.as_millis() }),
+                _ = cancel.cancelled() => break Err(UpstreamError::Cancelled { server: inner.spec.name.clone() }),
+            }
         };
         // A reply disarms the guard; a timeout or cancel leaves it armed so that it
-        // tells the server to stop.
+        // tells the server to stop (on a 2026-07-28 server, dropping the
+        // exchange below closes its stream, which is how that era cancels).
         if outcome.is_ok() {
             guard.armed = false;
             let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
             inner.last_rtt_us.store(us, Ordering::Relaxed);
+            // What is left of the answer (the end of its stream) is read in the
+            // background, so that its connection goes back to the pool.
+            if let Some(rest) = exchange.take() {
+                tokio::spawn(rest);
+            }
         }
+        drop(exchange);
         drop(guard);
         outcome
     }
@@ -545,6 +564,16 @@ impl Connection {
 /// Removes a request's bookkeeping however its wait ends, and when the wait was
 /// abandoned (timeout, cancel, or the caller dropped the future) tells the
 /// server with `notifications/cancelled`.
+/// A request's HTTP exchange, driven by the task waiting for its reply.
+type Exchange = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs the exchange to its end (the caller polls it only while it is there).
+async fn drive(exchange: &mut Option<Exchange>) {
+    if let Some(e) = exchange.as_mut() {
+        e.await;
+    }
+}
+
 struct PendingGuard {
     inner: Arc<Inner>,
     id: u64,
@@ -558,13 +587,13 @@ impl Drop for PendingGuard {
             .inner
             .routes
             .close(self.id, self.progress_token.as_deref());
-        // A 2026-07-28 request is cancelled by closing its stream.
+        // A 2026-07-28 request is cancelled by closing its stream: the
+        // waiter dropped its exchange, which did.
         if self.armed
             && was_pending
             && let Some(Transport::Http(h)) = self.inner.transport.get()
             && h.is_modern()
         {
-            h.abort(self.id);
             return;
         }
         if self.armed && was_pending && self.inner.routes.is_alive() {
@@ -619,20 +648,26 @@ impl Inner {
     }
 
     /// Sends request `id`; its reply, or the error that ends it, reaches the
-    /// waiter through `routes`. `headers` go with it over Streamable HTTP.
-    fn send_request(self: &Arc<Self>, id: u64, bytes: Vec<u8>, headers: Vec<(String, String)>) {
+    /// waiter through `routes`. `headers` go with it over Streamable HTTP,
+    /// where the exchange is returned for the waiter to drive: dropping it
+    /// before the reply closes the request's stream.
+    fn send_request(
+        self: &Arc<Self>,
+        id: u64,
+        bytes: Vec<u8>,
+        headers: Vec<(String, String)>,
+    ) -> Option<Exchange> {
         match self.transport.get() {
             Some(Transport::Stdio(s)) => {
                 if s.send(bytes).is_err() {
                     self.routes.fail(id, self.routes.closed_error());
                 }
             }
-            Some(Transport::Http(h)) => {
+            Some(Transport::Http(_)) => {
                 let inner = self.clone();
-                h.spawn_request(
-                    id,
-                    async move { inner.http_exchange(id, bytes, headers).await },
-                );
+                return Some(Box::pin(async move {
+                    inner.http_exchange(id, bytes, headers).await;
+                }));
             }
             Some(Transport::LegacySse(_)) => {
                 // The reply arrives on the session's stream; only a failed POST ends it here.
@@ -649,6 +684,7 @@ impl Inner {
             }
             None => self.routes.fail(id, self.routes.closed_error()),
         }
+        None
     }
 
     /// Request `id` over Streamable HTTP: POST it and read its answer into `routes`.
@@ -682,6 +718,8 @@ impl Inner {
         headers: &[(String, String)],
     ) -> Result<Result<reqwest::Response, UpstreamError>, UpstreamError> {
         let generation = self.reinit_generation.load(Ordering::Acquire);
+        // Shared, not copied: the body is sent again only after a re-initialize.
+        let bytes = bytes::Bytes::from(bytes);
         match h.post(bytes.clone(), headers).await {
             Err(UpstreamError::SessionExpired { .. }) => {
                 self.reinitialize(generation).await?;

@@ -9,30 +9,25 @@
 //! `subscriptions/listen` request) carries the server's own notifications.
 //! Configured header values are secrets: they go on the wire and nowhere else.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{RwLock, Weak};
 use std::time::Duration;
 
 use mcpgate_proto::{Message, jsonrpc, modern, sse, version};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use tokio::task::AbortHandle;
 
 use crate::error::UpstreamError;
 use crate::http_client::{
     build_client, content_type, header_map, parse_url, read_limited, status_error, transport_error,
 };
 use crate::routes::Routes;
-use mcpgate_proto::locks::{lock, read, write};
+use mcpgate_proto::locks::{read, write};
 
 /// Largest JSON response body we read.
 const MAX_BODY: usize = 64 << 20;
 /// How many times a POST stream that ended early is resumed.
 const MAX_RESUMES: u32 = 10;
-
-/// Modern requests in flight, so a cancel can drop their streams.
-type Inflight = Mutex<HashMap<u64, AbortHandle>>;
 
 pub(crate) struct Http {
     name: String,
@@ -44,7 +39,6 @@ pub(crate) struct Http {
     /// Speaking 2026-07-28: no session, routing headers on every POST, and a
     /// request is cancelled by dropping its response stream.
     modern: AtomicBool,
-    inflight: Arc<Inflight>,
 }
 
 impl Http {
@@ -63,7 +57,6 @@ impl Http {
             session_id: RwLock::new(None),
             protocol_version: RwLock::new(None),
             modern: AtomicBool::new(false),
-            inflight: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -79,17 +72,6 @@ impl Http {
 
     pub(crate) fn is_modern(&self) -> bool {
         self.modern.load(Ordering::Acquire)
-    }
-
-    /// Cancels a modern request by dropping its response (closing its stream).
-    pub(crate) fn abort(&self, id: u64) -> bool {
-        match lock(&self.inflight).remove(&id) {
-            Some(h) => {
-                h.abort();
-                true
-            }
-            None => false,
-        }
     }
 
     /// `Mcp-Method` and, where the method has one, `Mcp-Name` for a modern POST.
@@ -162,7 +144,7 @@ impl Http {
     /// session we hold is [`UpstreamError::SessionExpired`].
     pub(crate) async fn post(
         &self,
-        body: Vec<u8>,
+        body: bytes::Bytes,
         extra: &[(String, String)],
     ) -> Result<reqwest::Response, UpstreamError> {
         let had_session = read(&self.session_id).is_some();
@@ -220,27 +202,6 @@ impl Http {
 
     fn transport_error(&self, e: reqwest::Error) -> UpstreamError {
         transport_error(&self.name, e)
-    }
-
-    /// Runs request `id`'s exchange in the background. A modern request's task
-    /// is kept while it runs, so that [`Http::abort`] can drop its stream.
-    pub(crate) fn spawn_request(
-        &self,
-        id: u64,
-        exchange: impl Future<Output = ()> + Send + 'static,
-    ) {
-        let modern = self.is_modern();
-        let done = modern.then(|| Finished {
-            inflight: Arc::downgrade(&self.inflight),
-            id,
-        });
-        let task = tokio::spawn(async move {
-            let _done = done;
-            exchange.await
-        });
-        if modern {
-            lock(&self.inflight).insert(id, task.abort_handle());
-        }
     }
 
     /// Reads a POST's answer into `routes`: one JSON message, or an SSE stream
@@ -314,6 +275,7 @@ impl Http {
                     dispatch_event(routes, &ev, Some(id));
                 }
                 if !routes.is_pending(id) {
+                    drain(resp).await;
                     return Ok(());
                 }
             }
@@ -453,6 +415,29 @@ fn dispatch_event(routes: &Routes, ev: &sse::Event, hint: Option<u64>) {
     }
 }
 
+/// How long the rest of a POST's stream is read after its reply arrived.
+const DRAIN_WAIT: Duration = Duration::from_millis(500);
+/// How much of it is read.
+const DRAIN_LIMIT: usize = 64 << 10;
+
+/// Reads what is left of a stream whose reply has arrived (the server
+/// usually ends it at once), so that its connection goes back to the pool:
+/// a response dropped half-read closes the connection, and the next request
+/// would pay for a new one. A server that keeps the stream open past
+/// `DRAIN_WAIT`, or keeps writing past `DRAIN_LIMIT`, loses its connection.
+async fn drain(mut resp: reqwest::Response) {
+    let mut left = DRAIN_LIMIT;
+    let _ = tokio::time::timeout(DRAIN_WAIT, async {
+        while let Ok(Some(c)) = resp.chunk().await {
+            left = left.saturating_sub(c.len());
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// The headers among `headers` that are valid HTTP.
 fn valid_headers(headers: &[(String, String)]) -> HeaderMap {
     headers
@@ -464,18 +449,4 @@ fn valid_headers(headers: &[(String, String)]) -> HeaderMap {
             ))
         })
         .collect()
-}
-
-/// Forgets a finished modern request's abort handle.
-struct Finished {
-    inflight: Weak<Inflight>,
-    id: u64,
-}
-
-impl Drop for Finished {
-    fn drop(&mut self) {
-        if let Some(inflight) = self.inflight.upgrade() {
-            lock(&inflight).remove(&self.id);
-        }
-    }
 }

@@ -837,3 +837,118 @@ fn a_failed_listing_is_not_ready_and_is_retried() {
         "retried until the listing worked"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Connection reuse: an SSE reply read to its end frees its connection
+// ---------------------------------------------------------------------------
+
+/// A TCP relay on 127.0.0.1:0 in front of `target` that counts the
+/// connections it accepts: how a test sees whether the gateway reuses its
+/// HTTP connections to an upstream.
+struct CountingRelay {
+    addr: std::net::SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingRelay {
+    async fn start(target: std::net::SocketAddr) -> CountingRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay: bind");
+        let addr = listener.local_addr().expect("relay: addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        CountingRelay {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An upstream that answers each call with an SSE stream and ends it only
+/// 30 ms after the result (the MOCK's `LingeringSse`): the gateway answers at
+/// once, then reads the rest of the stream in the background, so the
+/// connection goes back to the pool. 12 calls, 150 ms apart so that each
+/// stream has ended before the next call, open at most a few connections
+/// upstream, not one per call (a response dropped half-read closes its
+/// connection: 12 without the draining). The real rmcp fixture, which ends
+/// its streams right after the result, is checked the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_reuse_the_upstream_connection_after_an_sse_reply() {
+    let mock = MockUpstream::start(Behaviour {
+        sse: true,
+        call: CallMode::LingeringSse,
+        ..Behaviour::default()
+    });
+    let (_fixture, fixture_url) = fixture_http(&[]);
+    let addr = |url: &str| -> std::net::SocketAddr {
+        url.trim_start_matches("http://")
+            .trim_end_matches("/mcp")
+            .parse()
+            .expect("upstream address")
+    };
+    let lazy = CountingRelay::start(addr(&mock.url)).await;
+    let prompt = CountingRelay::start(addr(&fixture_url)).await;
+    let gw = Gateway::start(
+        "up-reuse",
+        &format!(
+            "{}{}",
+            url_server("lazy", &format!("http://{}/mcp", lazy.addr), ""),
+            url_server("fx", &format!("http://{}/mcp", prompt.addr), "")
+        ),
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+    let warm = c.call("lazy__ping_tool", json!({"text": "warm"})).await;
+    assert_eq!(warm.result(), &expected_result("warm"), "{}", warm.body);
+    c.assert_echo("fx__echo", "warm").await;
+    let (lazy_before, prompt_before) = (lazy.accepted(), prompt.accepted());
+    for i in 0..12 {
+        // Pacing, not waiting for readiness: the lingering stream has ended.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let text = format!("call {i}");
+        let started = Instant::now();
+        let r = c.call("lazy__ping_tool", json!({"text": text})).await;
+        assert_eq!(r.result(), &expected_result(&text), "{}", r.body);
+        // The answer does not wait for the end of the upstream's stream.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "call {i} took {:?}",
+            started.elapsed()
+        );
+        c.assert_echo("fx__echo", &text).await;
+    }
+    let lazy_opened = lazy.accepted() - lazy_before;
+    let prompt_opened = prompt.accepted() - prompt_before;
+    assert!(
+        lazy_opened <= 4,
+        "12 calls to a server that ends its streams late opened {lazy_opened} new connections (one per call means each SSE reply was dropped half-read)"
+    );
+    assert!(
+        prompt_opened <= 4,
+        "12 calls to the fixture opened {prompt_opened} new connections"
+    );
+}

@@ -26,13 +26,15 @@ use super::guard::{
 };
 use super::method_not_allowed;
 use super::modern;
-use super::refusal::{Refusal, json_response};
+use super::refusal::{Refusal, json_pieces, json_response};
 use super::sse::{self as sse_body, Source, Step};
-use crate::mcp::call::{Running, admit_billable, spawn_call};
+use crate::mcp::call::{Running, admit_billable, start_call};
+use crate::mcp::dispatch::list_from_memory;
 use crate::mcp::lifecycle::{self, InitError};
 use crate::mcp::relay::{client_cancelled, client_response};
 use crate::state::App;
 use crate::state::auth::Principal;
+use crate::state::catalog::PageShape;
 use crate::state::parking::Out;
 use crate::state::sessions::{EventStream, Next, Session};
 use crate::telemetry;
@@ -102,10 +104,17 @@ async fn post(app: Arc<App>, h: HeaderMap, body: Body) -> Result<Response, Refus
             Ok(StatusCode::ACCEPTED.into_response())
         }
         Ok(Kind::Request) => {
+            // A `*/list` straight from the catalog's cached page: no task, no copy.
+            if acc.json
+                && let Some(pieces) = list_from_memory(&app, &who, &msg, PageShape::Plain)
+                    .map_err(|e| Refusal::call(&msg, &e))?
+            {
+                return Ok(json_pieces(pieces));
+            }
             let meter = admit_billable(&app, &who, &msg, session.as_deref())
                 .await
                 .map_err(|r| Refusal::refused(r).answering(&msg))?;
-            let running = spawn_call(app.clone(), who, session.clone(), None, msg, meter);
+            let running = start_call(app.clone(), who, session.clone(), None, msg, meter);
             Ok(respond(app, session, running, acc).await)
         }
         Err(e) => Err(Refusal::new(StatusCode::BAD_REQUEST, e.code(), e.message())),
@@ -190,6 +199,7 @@ async fn respond(
     let Running {
         mut out,
         reply: mut final_rx,
+        mut work,
         ..
     } = running;
     let internal = || {
@@ -209,15 +219,21 @@ async fn respond(
         Duration::MAX / 4
     });
     tokio::pin!(upgrade);
-    let first: Option<Bytes> = tokio::select! {
-        biased;
-        Some(m) = next_message(&mut out) => Some(m),
-        f = &mut final_rx => {
-            let Ok(body) = f else { return internal() };
-            return if acc.json { json_response(StatusCode::OK, body) } else { sse_body::once(&body) };
+    // The call runs in this task until then (`state::work`); from there on,
+    // in a task of its own.
+    let first: Option<Bytes> = loop {
+        tokio::select! {
+            biased;
+            Some(m) = next_message(&mut out) => break Some(m),
+            f = &mut final_rx => {
+                let Ok(body) = f else { return internal() };
+                return if acc.json { json_response(StatusCode::OK, body) } else { sse_body::once(&body) };
+            }
+            () = work.run() => {}
+            _ = &mut upgrade => break None,
         }
-        _ = &mut upgrade => None,
     };
+    work.detach();
     if !acc.sse {
         // A JSON-only client: what comes before the reply goes to its standalone stream.
         let standalone = session.as_ref().map(|s| s.standalone());

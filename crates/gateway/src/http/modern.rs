@@ -23,14 +23,17 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use super::guard::{Accept, header_str};
-use super::refusal::{Refusal, json_response};
+use super::refusal::{Refusal, json_pieces, json_response};
 use super::sse::{self, Source, Step};
+use crate::mcp::dispatch::list_from_memory;
 use crate::mcp::listen::{self, Listening};
 use crate::mcp::modern::{self as calls, Frame, ModernRun, Verdict, discover, supported_versions};
 use crate::mcp::params::Params;
 use crate::state::App;
 use crate::state::auth::Principal;
+use crate::state::catalog::PageShape;
 use crate::state::error::CallError;
+use crate::state::work::Work;
 
 /// The request's `_meta` when it belongs to the 2026-07-28 era (read once
 /// here and handed to [`post`]); `None` for a session-based request.
@@ -219,10 +222,10 @@ pub(crate) async fn post(
             }))
         }
         _ => {
-            if let Some(body) =
-                calls::list_from_memory(&app, &who, &msg).map_err(|e| Refusal::call(&msg, &e))?
+            if let Some(pieces) = list_from_memory(&app, &who, &msg, PageShape::Modern)
+                .map_err(|e| Refusal::call(&msg, &e))?
             {
-                return Ok(json_response(StatusCode::OK, body));
+                return Ok(json_pieces(pieces));
             }
             let id = msg.id.clone();
             let run = calls::start(&app, &who, msg, &meta)
@@ -244,10 +247,20 @@ fn status(v: Verdict) -> StatusCode {
 
 /// Answers with JSON when the call's first frame is its last, else as SSE.
 /// Closing the response (either kind) drops the tail, which cancels the call.
+/// The pump (and the call it drives) runs in this task until the first frame;
+/// only a call that goes on as a stream moves into a task of its own.
 async fn respond(app: Arc<App>, run: ModernRun, acc: Accept) -> Response {
     let (tx, mut rx) = mpsc::channel::<Frame>(64);
-    tokio::spawn(calls::pump(app, run, tx, acc.sse));
-    let first = match rx.recv().await {
+    let mut pump = Work::new(calls::pump(app, run, tx, acc.sse));
+    let first = loop {
+        tokio::select! {
+            biased;
+            f = rx.recv() => break f,
+            () = pump.run() => {}
+        }
+    };
+    pump.detach();
+    let first = match first {
         Some(Frame::Final(v, body)) => return json_response(status(v), body),
         Some(Frame::Event(b)) => b,
         None => {

@@ -6,6 +6,7 @@
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use mcpgate_proto::codes;
 use mcpgate_proto::jsonrpc::{self, Message};
 use serde_json::Value;
@@ -130,6 +131,43 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
             HeaderValue::from_static("application/json"),
         )],
         body,
+    )
+        .into_response()
+}
+
+/// A JSON body written from shared pieces (a cached list page among them)
+/// without copying them into one buffer; its length is known, so it goes out
+/// with `Content-Length`.
+pub(crate) struct Pieces(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Pieces {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+/// `200` with a JSON body made of `pieces`, written in order.
+pub(crate) fn json_pieces(pieces: impl IntoIterator<Item = Bytes>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        axum::body::Body::new(Pieces(pieces.into_iter().collect())),
     )
         .into_response()
 }

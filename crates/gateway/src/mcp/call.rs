@@ -1,8 +1,11 @@
 //! Running one client request, the same way for both eras: the policy
 //! chain's in-memory steps for a billable call (`admit_billable`: visible? →
 //! rate → concurrency, each refusal recorded in the ledger), then the request
-//! in its own task (`spawn_call`), so a dropped HTTP connection never cancels
-//! it by accident; what it sends comes back on `Running`.
+//! itself (`start_call`): its work is driven by the HTTP handler while the
+//! handler waits for the first thing to send, and moves into a task of its
+//! own when it must outlive the handler (`state::work`), so a dropped HTTP
+//! connection never cancels it by accident; what it sends comes back on
+//! `Running`.
 
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use crate::state::error::CallError;
 use crate::state::parking::Out;
 use crate::state::policy::{Call, Denial, Meter, retry_after_secs};
 use crate::state::sessions::Session;
+use crate::state::work::Work;
 
 /// Why a request was refused before it ran.
 #[derive(Debug)]
@@ -95,7 +99,7 @@ pub(crate) async fn admit_billable(
     Err(refused)
 }
 
-/// A request running in its own task.
+/// A request on its way.
 pub(crate) struct Running {
     /// What reaches the client before the reply (notifications, requests, inputs).
     pub(crate) out: mpsc::UnboundedReceiver<Out>,
@@ -103,6 +107,8 @@ pub(crate) struct Running {
     pub(crate) reply: oneshot::Receiver<Vec<u8>>,
     /// Cancels the request (a 2026-07-28 client closing its stream).
     pub(crate) cancel: CancellationToken,
+    /// The request's work: whoever waits for it drives it, or detaches it.
+    pub(crate) work: Work,
 }
 
 /// A fresh 128-bit trace id in W3C form (32 lowercase hex digits): a
@@ -120,8 +126,8 @@ fn trace_id() -> String {
     format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Runs `msg` through `dispatch` in a task of its own.
-pub(crate) fn spawn_call(
+/// Starts `msg` through `dispatch`; the caller drives `Running::work`.
+pub(crate) fn start_call(
     app: Arc<App>,
     principal: Arc<Principal>,
     session: Option<Arc<Session>>,
@@ -157,7 +163,7 @@ pub(crate) fn spawn_call(
         cancel: cancel.clone(),
         out: out_tx,
     };
-    tokio::spawn(
+    let work = Work::new(
         crate::telemetry::scope(trace, async move {
             let started = std::time::Instant::now();
             let body = dispatch::request(&ctx, &msg, meter).await;
@@ -167,5 +173,10 @@ pub(crate) fn spawn_call(
         })
         .instrument(span),
     );
-    Running { out, reply, cancel }
+    Running {
+        out,
+        reply,
+        cancel,
+        work,
+    }
 }

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use mcpgate_proto::jsonrpc::{self, Message};
 use mcpgate_store::Outcome;
 use mcpgate_upstream::Reply;
@@ -20,6 +21,7 @@ use super::logging;
 use super::params::Params;
 use crate::config::Prefix;
 use crate::state::App;
+use crate::state::auth::Principal;
 use crate::state::catalog::{Catalog, ListKind, PageShape};
 use crate::state::error::CallError;
 use crate::state::policy::Meter;
@@ -321,6 +323,57 @@ pub(crate) fn list_kind(method: &str) -> Option<ListKind> {
         "resources/list" => Some(ListKind::Resources),
         "resources/templates/list" => Some(ListKind::Templates),
         _ => None,
+    }
+}
+
+/// The whole response to a `*/list` from the catalog's cached page, in
+/// `shape`, as pieces to write one after the other: the envelope's head, the
+/// page itself (shared with the cache, not copied) and the closing brace.
+/// `None` when the request is not one the catalog answers as is: another
+/// method, MRTR members, or a run's key (whose lists are filtered).
+pub(crate) fn list_from_memory(
+    app: &App,
+    who: &Principal,
+    msg: &Message,
+    shape: PageShape,
+) -> Result<Option<[Bytes; 3]>, CallError> {
+    let Some(kind) = list_kind(msg.method()) else {
+        return Ok(None);
+    };
+    if who.run.is_some() {
+        return Ok(None);
+    }
+    if let Some(p) = msg.params.as_deref()
+        && (p.get().contains("\"requestState\"") || p.get().contains("\"inputResponses\""))
+    {
+        return Ok(None);
+    }
+    let cursor = list_cursor(msg.params.as_deref())?;
+    let page = app
+        .catalog()
+        .tier_page(
+            kind,
+            cursor.as_deref(),
+            app.cfg.page_size,
+            &who.tier.name,
+            shape,
+        )
+        .map_err(CallError::InvalidParams)?;
+    let id = msg.id.as_deref().map_or("null", RawValue::get);
+    let head = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":");
+    Ok(Some([
+        Bytes::from(head),
+        Bytes::from_owner(Page(page)),
+        Bytes::from_static(b"}"),
+    ]))
+}
+
+/// A cached page lent to a response body.
+struct Page(Arc<RawValue>);
+
+impl AsRef<[u8]> for Page {
+    fn as_ref(&self) -> &[u8] {
+        self.0.get().as_bytes()
     }
 }
 

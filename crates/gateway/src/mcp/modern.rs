@@ -7,7 +7,7 @@
 //! Replies are decorated for this era (`resultType`, caching hints, -32602 for
 //! an unknown resource). The HTTP layer turns the `Frame`s into JSON or SSE.
 //! A `*/list` is answered at once from the catalog's pages, already in this
-//! era's shape (`list_from_memory`): no task, no re-reading of the page.
+//! era's shape (`dispatch::list_from_memory`): no task, no re-reading of the page.
 
 use std::sync::Arc;
 
@@ -19,15 +19,13 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use super::call::{Refused, admit_billable, spawn_call};
+use super::call::{Refused, admit_billable, start_call};
 use super::ctx::ModernCall;
-use super::dispatch::{list_cursor, list_kind};
 use super::health::initialize_result;
 use super::mrtr::{InputRequired, SETTLE};
 use super::params::Params;
 use crate::state::App;
 use crate::state::auth::Principal;
-use crate::state::catalog::PageShape;
 use crate::state::error::CallError;
 use crate::state::parking::{Held, Out, Owner, Tail};
 use crate::state::sessions::ClientCaps;
@@ -45,40 +43,6 @@ pub(crate) struct ModernRun {
     pub(crate) owner: Owner,
     pub(crate) id: Box<RawValue>,
     pub(crate) tail: Tail,
-}
-
-/// The whole response to a `*/list` from the catalog's cached page, in this
-/// era's shape; `None` when the request is not one the catalog answers as is
-/// (another method, MRTR members, or a run's key, whose lists are filtered).
-pub(crate) fn list_from_memory(
-    app: &App,
-    who: &Principal,
-    msg: &Message,
-) -> Result<Option<Vec<u8>>, CallError> {
-    let Some(kind) = list_kind(msg.method()) else {
-        return Ok(None);
-    };
-    if who.run.is_some() {
-        return Ok(None);
-    }
-    if let Some(p) = msg.params.as_deref()
-        && (p.get().contains("\"requestState\"") || p.get().contains("\"inputResponses\""))
-    {
-        return Ok(None);
-    }
-    let cursor = list_cursor(msg.params.as_deref())?;
-    let page = app
-        .catalog()
-        .tier_page(
-            kind,
-            cursor.as_deref(),
-            app.cfg.page_size,
-            &who.tier.name,
-            PageShape::Modern,
-        )
-        .map_err(CallError::InvalidParams)?;
-    let id = msg.id.clone().unwrap_or_else(jsonrpc::raw_null);
-    Ok(Some(jsonrpc::response_result(&id, &page)))
 }
 
 /// Starts (or, for a retry naming a parked call, resumes) a 2026-07-28 call.
@@ -126,7 +90,7 @@ pub(crate) async fn start(
         answers,
         resumed.flatten(),
     );
-    let running = spawn_call(
+    let running = start_call(
         app.clone(),
         who.clone(),
         None,
@@ -139,6 +103,7 @@ pub(crate) async fn start(
         reply: running.reply,
         pending: Vec::new(),
         _cancel: running.cancel.drop_guard(),
+        work: running.work,
     };
     Ok(ModernRun { owner, id, tail })
 }
@@ -224,7 +189,7 @@ pub(crate) async fn pump(app: Arc<App>, run: ModernRun, tx: mpsc::Sender<Frame>,
         loop {
             let o = tokio::select! {
                 _ = tx.closed() => return, // the client left: dropping the tail cancels
-                o = tail.out.recv() => o,
+                o = tail.next_out() => o,
             };
             match o {
                 Some(Out::Msg(m)) => {
@@ -235,7 +200,7 @@ pub(crate) async fn pump(app: Arc<App>, run: ModernRun, tx: mpsc::Sender<Frame>,
                 Some(Out::Input(p)) => {
                     tail.pending.push(p);
                     // Several inputs asked together go out in one InputRequiredResult.
-                    while let Ok(Some(o)) = tokio::time::timeout(SETTLE, tail.out.recv()).await {
+                    while let Ok(Some(o)) = tokio::time::timeout(SETTLE, tail.next_out()).await {
                         match o {
                             Out::Input(p) => tail.pending.push(p),
                             Out::Msg(m) if sse => {
@@ -247,7 +212,7 @@ pub(crate) async fn pump(app: Arc<App>, run: ModernRun, tx: mpsc::Sender<Frame>,
                     break;
                 }
                 None => {
-                    let reply = (&mut tail.reply).await.unwrap_or_else(|_| {
+                    let reply = tail.final_reply().await.unwrap_or_else(|| {
                         jsonrpc::response_error(
                             None,
                             codes::INTERNAL_ERROR,

@@ -27,6 +27,7 @@ pub(crate) mod sessions;
 pub(crate) mod startup;
 pub(crate) mod subscriptions;
 pub(crate) mod ui_sessions;
+pub(crate) mod work;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::work::Work;
 use bytes::Bytes;
 use mcpgate_proto::jsonrpc;
 use mcpgate_upstream::{Connection, Reply};
@@ -53,9 +54,34 @@ pub(crate) struct Tail {
     pub pending: Vec<Pending>,
     /// Dropping the tail cancels the call.
     pub _cancel: DropGuard,
+    /// The call's work while its reader drives it (detached before parking).
+    pub work: Work,
 }
 
 impl Tail {
+    /// The call's next message (`None` once it has sent its reply), driving
+    /// its work meanwhile while it runs in the reader's task.
+    pub(crate) async fn next_out(&mut self) -> Option<Out> {
+        loop {
+            tokio::select! {
+                biased;
+                o = self.out.recv() => return o,
+                () = self.work.run() => {}
+            }
+        }
+    }
+
+    /// The call's reply, driving its work meanwhile.
+    pub(crate) async fn final_reply(&mut self) -> Option<Vec<u8>> {
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut self.reply => return r.ok(),
+                () = self.work.run() => {}
+            }
+        }
+    }
+
     /// Hands each answer to the waiting upstream request with its key. Entries
     /// that are not objects, or name no waiting request, are ignored (the
     /// request stays waiting and is asked again).
@@ -163,7 +189,16 @@ impl Parking {
     }
 
     /// Parks a call under `state`; gives the tail back when full.
-    pub(crate) fn park(&self, state: String, owner: Owner, held: Held) -> Result<(), Box<Held>> {
+    pub(crate) fn park(
+        &self,
+        state: String,
+        owner: Owner,
+        mut held: Held,
+    ) -> Result<(), Box<Held>> {
+        // A parked call goes on in a task of its own: nobody reads it now.
+        if let Held::Call(tail) = &mut held {
+            tail.work.detach();
+        }
         let mut map = lock(&self.map);
         if map.len() >= MAX_PARKED {
             return Err(Box::new(held));

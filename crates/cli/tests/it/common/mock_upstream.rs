@@ -55,6 +55,9 @@ pub enum CallMode {
     AbortThenResume,
     /// An HTTP error status with a short text body.
     Status(u16),
+    /// SSE: the result at once, then the stream stays open 30 ms before it
+    /// ends (a server that closes its streams lazily).
+    LingeringSse,
 }
 
 /// How the mock behaves; change it later with [`MockUpstream::set_call_mode`].
@@ -374,6 +377,12 @@ async fn post(
             match behaviour.call {
                 CallMode::Normal => reply_as(s, behaviour, &reply),
                 CallMode::TrickySse => sse(tricky_steps(&reply)),
+                CallMode::LingeringSse => sse(vec![
+                    Step::Data(
+                        format!("id: ev-{}\nevent: message\ndata: {reply}\n\n", s.next()).into(),
+                    ),
+                    Step::Pause(Duration::from_millis(30)),
+                ]),
                 CallMode::CutThenResume | CallMode::AbortThenResume => {
                     let k = format!("cut{}", s.next());
                     lock(&s.resumable).insert(format!("{k}-1"), (format!("{k}-2"), reply));
