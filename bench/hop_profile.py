@@ -182,7 +182,7 @@ def parse_strace(path):
 def strace_figures(base_path, full_path, n):
     b, f = parse_strace(base_path), parse_strace(full_path)
     per = {k: (f.get(k, 0) - b.get(k, 0)) / n for k in set(b) | set(f)}
-    return sum(per.values()), sorted(per.items(), key=lambda kv: -kv[1])
+    return sum(per.values()), sorted(per.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def fold(stdin, stdout):
