@@ -19,9 +19,9 @@ use mcpgate_proto::duration::parse_duration;
     name = "mcpgate-bench",
     version,
     override_usage = "\
-mcpgate-bench --url URL [--concurrency C] [--duration 10s] [--warmup 2s]
+mcpgate-bench --url URL [--concurrency C] [--duration 10s | --calls N] [--warmup 2s]
                      [--rate R] [--method tools/call|tools/list] [--tool echo]
-                     [--message x] [--wait-tools N] [--json]
+                     [--message x] [--wait-tools N] [--era modern|session] [--json]
        mcpgate-bench --url URL --sessions N [--connections K] [--json]
        mcpgate-bench --startup [--expect-tools N] [--json] -- COMMAND [ARGS...]",
     after_help = "\
@@ -46,6 +46,16 @@ pub(crate) struct Args {
     /// Time run but not recorded.
     #[arg(long, value_name = "D", default_value = "2s", value_parser = parse_duration)]
     warmup: Duration,
+    /// Instead of --duration: end the measured phase after exactly N requests
+    /// (successes plus errors) across all clients; closed loop only.
+    #[arg(long, value_name = "N", value_parser = positive_count, conflicts_with_all = ["duration", "rate"])]
+    calls: Option<usize>,
+    /// Protocol era of the bench's client sessions: `modern` asks
+    /// `server/discover` first and so speaks the 2026-07-28 stateless
+    /// revision where the server offers it; `session` always runs the
+    /// `initialize` handshake (the 2025-11-25 session era).
+    #[arg(long, value_name = "ERA", default_value = "modern", value_parser = ["modern", "session"])]
+    era: String,
     /// Open loop: R requests/s in total, latency measured from each request's
     /// scheduled send time (default: closed loop).
     #[arg(long, value_name = "R", value_parser = positive_rate)]
@@ -97,12 +107,35 @@ pub(crate) enum Mode {
     Startup(StartupOpts),
 }
 
+/// Which handshake the bench's client sessions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Era {
+    /// `server/discover` first: the 2026-07-28 stateless revision when the
+    /// server offers it, else the `initialize` handshake.
+    Modern,
+    /// The `initialize` handshake only (2025-11-25, `Mcp-Session-Id`).
+    Session,
+}
+
+impl Era {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Era::Modern => "modern",
+            Era::Session => "session",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LoadOpts {
     pub(crate) url: String,
     pub(crate) concurrency: usize,
     pub(crate) duration: Duration,
+    /// End the measured phase after exactly this many requests instead of
+    /// after `duration`.
+    pub(crate) calls: Option<usize>,
     pub(crate) warmup: Duration,
+    pub(crate) era: Era,
     /// Total requests per second for the open loop; `None` is a closed loop.
     pub(crate) rate: Option<f64>,
     pub(crate) method: String,
@@ -153,6 +186,12 @@ impl Args {
     /// The one mode these flags ask for, or the usage error that says why none.
     fn validate(self) -> Result<Cli, clap::Error> {
         let usage = |kind: ErrorKind, message: &str| Args::command().error(kind, message);
+        if self.calls.is_some() && (self.startup || self.sessions.is_some()) {
+            return Err(usage(
+                ErrorKind::ArgumentConflict,
+                "--calls is for load runs, not --sessions or --startup",
+            ));
+        }
         let mode = if self.startup {
             if self.command.is_empty() {
                 return Err(usage(
@@ -184,6 +223,10 @@ impl Args {
                     connections: self.connections,
                 }),
                 None => {
+                    let era = match self.era.as_str() {
+                        "session" => Era::Session,
+                        _ => Era::Modern,
+                    };
                     if self.duration.is_zero() {
                         return Err(usage(
                             ErrorKind::ValueValidation,
@@ -194,7 +237,9 @@ impl Args {
                         url,
                         concurrency: self.concurrency,
                         duration: self.duration,
+                        calls: self.calls,
                         warmup: self.warmup,
+                        era,
                         rate: self.rate,
                         method: self.method,
                         tool: self.tool,
@@ -237,7 +282,31 @@ mod tests {
         assert_eq!(opts.tool, "echo");
         assert_eq!(opts.message, "x");
         assert_eq!(opts.wait_tools, 0);
+        assert_eq!(opts.era, Era::Modern);
+        assert_eq!(opts.calls, None);
         assert!(!cli.json);
+    }
+
+    #[test]
+    fn era_and_fixed_call_count() {
+        let load = |list: &[&str]| {
+            let Mode::Load(opts) = parse(list).expect("valid").mode else {
+                panic!("expected load mode for {list:?}");
+            };
+            opts
+        };
+        assert_eq!(load(&["--url", "u", "--era", "session"]).era, Era::Session);
+        assert_eq!(load(&["--url", "u", "--era=modern"]).era, Era::Modern);
+        assert_eq!(Era::Session.as_str(), "session");
+        assert_eq!(Era::Modern.as_str(), "modern");
+        let opts = load(&["--url", "u", "--calls", "2000", "--warmup", "0s"]);
+        assert_eq!(opts.calls, Some(2000));
+        assert_eq!(opts.warmup, Duration::ZERO);
+        // bench/hop-profile's measured runs.
+        let opts = load(&[
+            "--json", "--url", "u", "--era", "session", "--calls", "300", "--warmup", "0s",
+        ]);
+        assert_eq!((opts.era, opts.calls), (Era::Session, Some(300)));
     }
 
     /// Every way bench/compare calls the bench still parses to what it meant.
@@ -323,6 +392,14 @@ mod tests {
             &["--url", "u", "--duration", "999999999999999d"],
             &["--url", "u", "--warmup", "fast"],
             &["--url", "u", "--sessions", "0"],
+            &["--url", "u", "--era", "2025"],
+            &["--url", "u", "--era"],
+            &["--url", "u", "--calls", "0"],
+            &["--url", "u", "--calls", "-1"],
+            &["--url", "u", "--calls", "10", "--duration", "1s"],
+            &["--url", "u", "--calls", "10", "--rate", "100"],
+            &["--url", "u", "--calls", "10", "--sessions", "5"],
+            &["--calls", "10", "--startup", "--", "gw"],
             &["--url", "u", "--", "gw"],
             &["--startup"],
             &["--url"],
@@ -348,6 +425,8 @@ mod tests {
             "--tool",
             "--message",
             "--wait-tools",
+            "--calls",
+            "--era",
             "--json",
             "--sessions",
             "--connections",

@@ -1,7 +1,7 @@
 //! How the bench opens an MCP session and reads what a server lists: the
 //! spec of one benchmark client (with `MCPGATE_KEY` as a bearer key), the
 //! handshake through `mcpgate_upstream::Connection`, the codebase's one MCP
-//! client, and counting the tools of a `tools/list` result. The load loop
+//! client, in the era asked for (`--era`), and counting the tools of a `tools/list` result. The load loop
 //! (`load.rs`) and the start-up timer (`startup.rs`) both stand on it.
 
 use std::time::Duration;
@@ -9,6 +9,8 @@ use std::time::Duration;
 use mcpgate_upstream::{Connection, TransportSpec, UpstreamSpec};
 use serde::Deserialize as _;
 use serde_json::value::RawValue;
+
+use crate::args::Era;
 
 /// The spec for one benchmark client session against `url`; with
 /// `MCPGATE_KEY` set, every request carries it as a bearer key.
@@ -31,14 +33,17 @@ pub(crate) fn spec(url: &str) -> UpstreamSpec {
     }
 }
 
-/// Opens one MCP session; server-initiated events are drained and dropped.
-pub(crate) async fn connect(spec: &UpstreamSpec) -> Result<Connection, String> {
+/// Opens one MCP session in `era` (see [`Era`]); server-initiated events are
+/// drained and dropped.
+pub(crate) async fn connect(spec: &UpstreamSpec, era: Era) -> Result<Connection, String> {
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
     let capabilities = RawValue::from_string("{}".to_owned()).map_err(|e| e.to_string())?;
-    Connection::connect(spec, capabilities, events_tx)
-        .await
-        .map_err(|e| format!("MCP handshake with {} failed: {e}", describe(spec)))
+    let connected = match era {
+        Era::Modern => Connection::connect(spec, capabilities, events_tx).await,
+        Era::Session => Connection::connect_session(spec, capabilities, events_tx).await,
+    };
+    connected.map_err(|e| format!("MCP handshake with {} failed: {e}", describe(spec)))
 }
 
 fn describe(spec: &UpstreamSpec) -> String {

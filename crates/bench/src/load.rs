@@ -11,9 +11,15 @@
 //!   delayed (no coordinated omission).
 //!
 //! Requests whose start (closed) or slot (open) falls in the warm-up are not
-//! recorded; no request starts after the measured window ends.
+//! recorded; no request starts after the measured window ends. With
+//! `--calls N` (closed loop) the window has no end time: each request that
+//! starts after the warm-up first takes a ticket from a shared counter, and
+//! the clients stop once N tickets are taken, so the server sees exactly N
+//! measured requests (plus the constant handshakes, the one check request and
+//! the warm-up) — what bench/hop-profile divides its counts by.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mcpgate_upstream::{Connection, Reply, RequestOpts};
@@ -63,7 +69,8 @@ pub(crate) async fn run(opts: &LoadOpts) -> Result<Summary, String> {
     let mut connecting = JoinSet::new();
     for _ in 0..opts.concurrency {
         let spec = spec.clone();
-        connecting.spawn(async move { connect(&spec).await });
+        let era = opts.era;
+        connecting.spawn(async move { connect(&spec, era).await });
     }
     let mut conns = Vec::with_capacity(opts.concurrency);
     while let Some(joined) = connecting.join_next().await {
@@ -86,21 +93,34 @@ pub(crate) async fn run(opts: &LoadOpts) -> Result<Summary, String> {
         ));
     }
 
+    let protocol = conns[0]
+        .init_info()
+        .map(|i| i.protocol_version)
+        .unwrap_or_default();
+
     let start = Instant::now() + Duration::from_millis(10);
+    // With --calls the window ends on the count, not the clock.
+    let window = if opts.calls.is_some() {
+        Duration::from_secs(365 * 24 * 3600)
+    } else {
+        opts.duration
+    };
     // Checked: a duration the parser accepts may still run past the clock's range.
     let (Some(measure_from), Some(end)) = (
         start.checked_add(opts.warmup),
         start
             .checked_add(opts.warmup)
-            .and_then(|from| from.checked_add(opts.duration)),
+            .and_then(|from| from.checked_add(window)),
     ) else {
         return Err("--warmup plus --duration is too long for this machine's clock".to_owned());
     };
+    let tickets = opts.calls.map(|n| Arc::new(Tickets::new(n)));
     let mut clients = JoinSet::new();
     let mut slots = Vec::new();
     for conn in conns.iter().cloned() {
         let params = params.clone();
         let method = opts.method.clone();
+        let tickets = tickets.clone();
         let schedule = opts.rate.map(|_| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             slots.push(tx);
@@ -112,8 +132,12 @@ pub(crate) async fn run(opts: &LoadOpts) -> Result<Summary, String> {
                 &method,
                 (*params).as_deref(),
                 schedule,
-                measure_from,
-                end,
+                Window {
+                    start,
+                    measure_from,
+                    end,
+                    tickets,
+                },
             )
             .await
         });
@@ -129,10 +153,46 @@ pub(crate) async fn run(opts: &LoadOpts) -> Result<Summary, String> {
         hist.add(&result.hist).map_err(|e| e.to_string())?;
         errors += result.errors;
     }
+    // The measured window: fixed, or (with --calls) until the last reply.
+    let elapsed = match opts.calls {
+        Some(_) => measure_from.elapsed(),
+        None => opts.duration,
+    };
     for conn in &conns {
         conn.close(Duration::from_millis(100)).await;
     }
-    Ok(Summary::new(&hist, errors, opts.duration, opts))
+    let mut summary = Summary::new(&hist, errors, elapsed, opts);
+    summary.protocol = protocol;
+    Ok(summary)
+}
+
+/// The --calls counter: `take` succeeds exactly `limit` times in all.
+struct Tickets {
+    taken: AtomicUsize,
+    limit: usize,
+}
+
+impl Tickets {
+    fn new(limit: usize) -> Self {
+        Tickets {
+            taken: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    fn take(&self) -> bool {
+        self.taken.fetch_add(1, Ordering::Relaxed) < self.limit
+    }
+}
+
+/// When a client sends and records: not before `start`, recorded from
+/// `measure_from`, nothing sent from `end` on, and with --calls only while
+/// tickets last.
+struct Window {
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+    tickets: Option<Arc<Tickets>>,
 }
 
 /// Polls tools/list until it shows at least `want` tools (upstreams of a
@@ -192,11 +252,21 @@ async fn client(
     method: &str,
     params: Option<&RawValue>,
     mut schedule: Option<tokio::sync::mpsc::UnboundedReceiver<Instant>>,
-    measure_from: Instant,
-    end: Instant,
+    window: Window,
 ) -> ClientResult {
+    let Window {
+        start,
+        measure_from,
+        end,
+        tickets,
+    } = window;
     let mut hist = report::histogram();
     let mut errors = 0;
+    if schedule.is_none() {
+        // Closed loop: nothing is sent before the window opens, so a run with
+        // no warm-up sends no request it does not record.
+        tokio::time::sleep_until(start).await;
+    }
     loop {
         let origin = match &mut schedule {
             None => Instant::now(),
@@ -206,6 +276,12 @@ async fn client(
             },
         };
         if origin >= end {
+            break;
+        }
+        if origin >= measure_from
+            && let Some(tickets) = &tickets
+            && !tickets.take()
+        {
             break;
         }
         let reply = conn.request(method, params, RequestOpts::default()).await;
@@ -222,4 +298,23 @@ async fn client(
         }
     }
     ClientResult { hist, errors }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_run_out_at_exactly_the_limit_across_threads() {
+        let tickets = Arc::new(Tickets::new(1000));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let tickets = tickets.clone();
+                std::thread::spawn(move || (0..500).filter(|_| tickets.take()).count())
+            })
+            .collect();
+        let granted: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+        assert_eq!(granted, 1000);
+        assert!(!tickets.take());
+    }
 }

@@ -29,6 +29,13 @@ pub(crate) fn record(hist: &mut Histogram<u64>, latency: Duration) {
 pub(crate) struct Summary {
     pub(crate) url: String,
     pub(crate) method: String,
+    /// The era asked for (`--era`).
+    pub(crate) era: &'static str,
+    /// The protocol version the first client session negotiated (empty if
+    /// the server reported none).
+    pub(crate) protocol: String,
+    /// `--calls N`: the measured phase was N requests, not a duration.
+    pub(crate) calls: Option<usize>,
     pub(crate) concurrency: usize,
     pub(crate) rate: Option<f64>,
     /// Measured window (after warm-up).
@@ -53,6 +60,9 @@ impl Summary {
         Summary {
             url: opts.url.clone(),
             method: opts.method.clone(),
+            era: opts.era.as_str(),
+            protocol: String::new(),
+            calls: opts.calls,
             concurrency: opts.concurrency,
             rate: opts.rate,
             elapsed,
@@ -80,6 +90,9 @@ impl Summary {
         json!({
             "url": self.url,
             "method": self.method,
+            "era": self.era,
+            "protocol": self.protocol,
+            "calls": self.calls,
             "concurrency": self.concurrency,
             "mode": if self.rate.is_some() { "open" } else { "closed" },
             "rate": self.rate,
@@ -101,12 +114,14 @@ impl Summary {
             None => "closed loop".to_owned(),
         };
         format!(
-            "{} {} — {} client(s), {mode}\n\
+            "{} {} — {} client(s), {mode}, {} era (protocol {})\n\
              requests {} in {:.2} s = {:.1} req/s, errors {}\n\
              latency µs: p50 {}  p90 {}  p99 {}  max {}  mean {:.1}",
             self.method,
             self.url,
             self.concurrency,
+            self.era,
+            self.protocol,
             self.requests,
             self.elapsed.as_secs_f64(),
             self.rps(),
@@ -129,7 +144,9 @@ mod tests {
             url: "u".into(),
             concurrency: 2,
             duration: Duration::from_secs(1),
+            calls: None,
             warmup: Duration::ZERO,
+            era: crate::args::Era::Session,
             rate: None,
             method: "tools/call".into(),
             tool: "echo".into(),
@@ -155,7 +172,10 @@ mod tests {
         assert_eq!(s.p99_us, 990);
         assert_eq!(s.max_us, 1000);
         assert!((s.rps() - 500.0).abs() < 1e-9);
-        assert_eq!(s.to_json()["errors"], 3);
+        let json = s.to_json();
+        assert_eq!(json["errors"], 3);
+        assert_eq!(json["era"], "session");
+        assert_eq!(json["calls"], serde_json::Value::Null);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
-use crate::args::StartupOpts;
+use crate::args::{Era, StartupOpts};
 use crate::client::{connect, count_tools, spec};
 
 /// Give up after this long.
@@ -90,7 +90,7 @@ async fn measure(
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-    let conn = connect(&spec(&url)).await?;
+    let conn = connect(&spec(&url), Era::Modern).await?;
     loop {
         let reply = conn
             .request("tools/list", None, RequestOpts::default())

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod bench_smoke;
 mod child_env;
 mod cli_edges;
 mod cluster;

@@ -29,6 +29,15 @@ pub fn fixture_bin() -> PathBuf {
     )
 }
 
+/// The load generator `mcpgate-bench`, built by `cargo build --workspace`
+/// next to `mcpgate`.
+pub fn bench_bin() -> PathBuf {
+    must_exist(
+        mcpgate_bin().with_file_name("mcpgate-bench"),
+        "build the workspace first (`cargo build --workspace`, which scripts/test.sh does)",
+    )
+}
+
 /// `p`, after asserting it exists (else: "P is missing: HINT").
 fn must_exist(p: PathBuf, hint: &str) -> PathBuf {
     assert!(p.exists(), "{} is missing: {hint}", p.display());
