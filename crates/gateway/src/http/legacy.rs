@@ -74,18 +74,25 @@ async fn post(app: Arc<App>, h: HeaderMap, body: Body) -> Result<Response, Refus
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.code(), e.message()))?;
     if let Some(meta) = modern::era(&h, &msg) {
         if app.directory.is_some()
-            && let Some(r) = forward::state_elsewhere(&app, &h, &msg, bytes).await
+            && let Some(r) = Box::pin(forward::state_elsewhere(&app, &h, &msg, bytes)).await
         {
             return Ok(r);
         }
         return modern::post(app, who, &h, msg, meta, acc).await;
     }
     if msg.method() == "initialize" {
-        return initialize(&app, &msg, acc, &who).await;
+        return Box::pin(initialize(&app, &msg, acc, &who)).await;
     }
     check_version(&h)?;
     if app.directory.is_some()
-        && let Some(r) = forward::session_elsewhere(&app, &h, &who, Method::POST, bytes).await
+        && let Some(r) = Box::pin(forward::session_elsewhere(
+            &app,
+            &h,
+            &who,
+            Method::POST,
+            bytes,
+        ))
+        .await
     {
         return Ok(r);
     }
@@ -98,7 +105,7 @@ async fn post(app: Arc<App>, h: HeaderMap, body: Body) -> Result<Response, Refus
             Ok(StatusCode::ACCEPTED.into_response())
         }
         Ok(Kind::Response) => {
-            if !client_response(&app, session.as_deref(), msg).await {
+            if !Box::pin(client_response(&app, session.as_deref(), msg)).await {
                 tracing::debug!("client answered an unknown or expired server request");
             }
             Ok(StatusCode::ACCEPTED.into_response())

@@ -213,7 +213,7 @@ pub(crate) async fn post(
             ))
         }
         "subscriptions/listen" => {
-            let listening = listen::open(&app, &who, &msg)
+            let listening = Box::pin(listen::open(&app, &who, &msg))
                 .await
                 .map_err(|e| Refusal::call(&msg, &e))?;
             Ok(sse::response(ListenStream {

@@ -93,79 +93,97 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
             let reply = metered(ctx, meter, &route.server, "resources/read", params, msg).await;
             Ok(exposed(ns.as_deref(), "resources/read", reply?))
         }
-        "resources/subscribe" => {
-            let p = Params::parse(params)?;
-            let uri = p.string("uri")?;
-            let route = app
-                .catalog()
-                .resource_for(&uri, &ctx.principal.tier)
-                .ok_or(CallError::ResourceNotFound(uri.clone()))?;
-            let server = route.server;
-            if ctx.session.is_some()
-                && listen::reaches_statelessly(app, &server, ctx.session.as_ref()).await
-            {
-                // No resources/subscribe in 2026-07-28: a listen stream upstream stands in for it.
-                if !listen::subscription(app, &server, "resources/subscribe", &route.name).await {
-                    return Err(CallError::Unavailable {
-                        server: server.to_string(),
-                        reason: "it offers no resource subscriptions".into(),
-                    });
-                }
-                if let Some(s) = &ctx.session {
-                    app.subscriptions.subscribe(&uri, &s.id);
-                }
-                return Ok(empty_result());
-            }
-            let reply = forward(
-                ctx,
-                &server,
-                "resources/subscribe",
-                Some(p.with("uri", &route.name)),
-                msg,
-            )
-            .await?;
-            if let (Reply::Result(_), Some(s)) = (&reply, &ctx.session) {
-                app.subscriptions.subscribe(&uri, &s.id);
-            }
-            Ok(reply)
-        }
-        "resources/unsubscribe" => {
-            let p = Params::parse(params)?;
-            let uri = p.string("uri")?;
-            let route = app
-                .catalog()
-                .resource_for(&uri, &ctx.principal.tier)
-                .ok_or(CallError::ResourceNotFound(uri.clone()))?;
-            let server = route.server;
-            let last = ctx
-                .session
-                .as_ref()
-                .is_none_or(|s| app.subscriptions.unsubscribe(&uri, &s.id));
-            if last && listen::reaches_statelessly(app, &server, ctx.session.as_ref()).await {
-                listen::subscription(app, &server, "resources/unsubscribe", &route.name).await;
-                Ok(empty_result())
-            } else if last {
-                forward(
-                    ctx,
-                    &server,
-                    "resources/unsubscribe",
-                    Some(p.with("uri", &route.name)),
-                    msg,
-                )
-                .await
-            } else {
-                Ok(empty_result())
-            }
-        }
-        "completion/complete" => complete(ctx, params, msg).await,
+        // Rare methods are boxed, so every call's future stays small.
+        "resources/subscribe" => Box::pin(subscribe(ctx, params, msg)).await,
+        "resources/unsubscribe" => Box::pin(unsubscribe(ctx, params, msg)).await,
+        "completion/complete" => Box::pin(complete(ctx, params, msg)).await,
         "logging/setLevel" => {
-            logging::set_level(ctx, params).await?;
+            Box::pin(logging::set_level(ctx, params)).await?;
             Ok(empty_result())
         }
         "initialize" => Err(CallError::InvalidParams(
             "initialize must be the first request of a session".into(),
         )),
         other => Err(CallError::MethodNotFound(other.to_owned())),
+    }
+}
+
+/// `resources/subscribe`: to the upstream, or for a 2026-07-28-only upstream
+/// through the gateway's own `subscriptions/listen` stream.
+async fn subscribe(
+    ctx: &Ctx,
+    params: Option<&RawValue>,
+    msg: &Message,
+) -> Result<Reply, CallError> {
+    let app = &ctx.app;
+    let p = Params::parse(params)?;
+    let uri = p.string("uri")?;
+    let route = app
+        .catalog()
+        .resource_for(&uri, &ctx.principal.tier)
+        .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+    let server = route.server;
+    if ctx.session.is_some()
+        && listen::reaches_statelessly(app, &server, ctx.session.as_ref()).await
+    {
+        // No resources/subscribe in 2026-07-28: a listen stream upstream stands in for it.
+        if !listen::subscription(app, &server, "resources/subscribe", &route.name).await {
+            return Err(CallError::Unavailable {
+                server: server.to_string(),
+                reason: "it offers no resource subscriptions".into(),
+            });
+        }
+        if let Some(s) = &ctx.session {
+            app.subscriptions.subscribe(&uri, &s.id);
+        }
+        return Ok(empty_result());
+    }
+    let reply = forward(
+        ctx,
+        &server,
+        "resources/subscribe",
+        Some(p.with("uri", &route.name)),
+        msg,
+    )
+    .await?;
+    if let (Reply::Result(_), Some(s)) = (&reply, &ctx.session) {
+        app.subscriptions.subscribe(&uri, &s.id);
+    }
+    Ok(reply)
+}
+
+/// `resources/unsubscribe`: the last session to leave a URI unsubscribes upstream.
+async fn unsubscribe(
+    ctx: &Ctx,
+    params: Option<&RawValue>,
+    msg: &Message,
+) -> Result<Reply, CallError> {
+    let app = &ctx.app;
+    let p = Params::parse(params)?;
+    let uri = p.string("uri")?;
+    let route = app
+        .catalog()
+        .resource_for(&uri, &ctx.principal.tier)
+        .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+    let server = route.server;
+    let last = ctx
+        .session
+        .as_ref()
+        .is_none_or(|s| app.subscriptions.unsubscribe(&uri, &s.id));
+    if last && listen::reaches_statelessly(app, &server, ctx.session.as_ref()).await {
+        listen::subscription(app, &server, "resources/unsubscribe", &route.name).await;
+        Ok(empty_result())
+    } else if last {
+        forward(
+            ctx,
+            &server,
+            "resources/unsubscribe",
+            Some(p.with("uri", &route.name)),
+            msg,
+        )
+        .await
+    } else {
+        Ok(empty_result())
     }
 }
 

@@ -69,7 +69,7 @@ pub(crate) async fn start(
     if let Some(state) = state {
         match app.parking.take(&state, &owner) {
             Some(Held::Call(mut tail)) => {
-                tail.deliver(&answers).await;
+                Box::pin(tail.deliver(&answers)).await;
                 return Ok(ModernRun { owner, id, tail });
             }
             Some(Held::Upstream(upstream_state)) => resumed = Some(upstream_state),

@@ -158,7 +158,9 @@ impl Gate {
             let taken = match shared {
                 Some(shared) => {
                     let who = p.key_id.as_ref().unwrap_or(&p.tenant);
-                    match shared.take(who, rate).await {
+                    // Boxed: a Redis round trip is a large future, and only
+                    // a cluster makes it; every call's future would carry it.
+                    match Box::pin(shared.take(who, rate)).await {
                         Ok(taken) => taken,
                         Err(()) => take_token(&self.buckets, p, rate),
                     }
