@@ -56,3 +56,14 @@ pub(crate) enum Op {
         reply: Option<oneshot::Sender<Result<(), StoreError>>>,
     },
 }
+
+impl Op {
+    /// Whether someone waits for this operation's answer.
+    pub(crate) fn has_waiter(&self) -> bool {
+        match self {
+            Op::Reserve { .. } | Op::Flush { .. } | Op::Load { .. } => true,
+            Op::Sync { reply } => reply.is_some(),
+            Op::Journaled { .. } | Op::Finish { .. } | Op::Deny { .. } | Op::Touch { .. } => false,
+        }
+    }
+}

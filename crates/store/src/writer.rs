@@ -2,8 +2,9 @@
 //! connection. It waits for an operation, drains whatever else is already
 //! queued (up to [`MAX_BATCH`]), applies them all in order in ONE
 //! transaction (see the `batch` module for the SQL), commits, and only then
-//! answers the waiting reservations. There is no timer, so a lone call pays
-//! for one transaction and nothing more. A failed transaction is rolled back
+//! answers the waiting reservations. Without a journal there is no timer, so
+//! a lone call pays for one transaction and nothing more; with one (where no
+//! call waits for the writer) records are gathered for up to [`LINGER`] first. A failed transaction is rolled back
 //! whole; transient failures (busy database, deadlock, lost connection) are
 //! retried on a fresh connection, and after a final failure every
 //! reservation in the batch gets an error while the fire-and-forget records
@@ -38,6 +39,9 @@ use crate::stats::LedgerStats;
 
 /// The most operations applied in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
+/// In journal mode, how long the writer gathers records nobody waits for
+/// before it stores them.
+const LINGER: Duration = Duration::from_millis(2);
 /// Tries per transaction when the failure looks transient.
 const MAX_ATTEMPTS: u32 = 3;
 
@@ -116,6 +120,26 @@ pub(crate) async fn run(
                     batch.push(op);
                 }
                 Err(_) => break,
+            }
+        }
+        // In journal mode nobody waits for most records (the journal made
+        // them durable): gather more for a moment, so that a quiet gateway
+        // stores several calls per transaction instead of two transactions
+        // per call. Anything someone waits for ends the wait.
+        if w.journaled.is_some() && !batch.iter().any(Op::has_waiter) {
+            let until = tokio::time::Instant::now() + LINGER;
+            while batch.len() < MAX_BATCH {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(op)) => {
+                        stats.taken();
+                        let waited_for = op.has_waiter();
+                        batch.push(op);
+                        if waited_for {
+                            break;
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
         let (control, batch): (Vec<Op>, Vec<Op>) = batch
