@@ -22,7 +22,7 @@ use super::params::Params;
 use crate::config::Prefix;
 use crate::state::App;
 use crate::state::auth::Principal;
-use crate::state::catalog::{Catalog, ListKind, PageShape};
+use crate::state::catalog::{Catalog, ListKind, PageShape, Route};
 use crate::state::error::CallError;
 use crate::state::policy::Meter;
 use crate::state::resource_uris;
@@ -108,6 +108,22 @@ async fn handle(ctx: &Ctx, msg: &Message, meter: Option<Meter>) -> Result<Reply,
     }
 }
 
+/// The params of a `resources/subscribe` or `unsubscribe`, the URI it names
+/// and where that resource lives, if the caller's tier may see it.
+fn subscription_target<'a>(
+    ctx: &Ctx,
+    params: Option<&'a RawValue>,
+) -> Result<(Params<'a>, String, Route), CallError> {
+    let p = Params::parse(params)?;
+    let uri = p.string("uri")?;
+    let route = ctx
+        .app
+        .catalog()
+        .resource_for(&uri, &ctx.principal.tier)
+        .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+    Ok((p, uri, route))
+}
+
 /// `resources/subscribe`: to the upstream, or for a 2026-07-28-only upstream
 /// through the gateway's own `subscriptions/listen` stream.
 async fn subscribe(
@@ -116,12 +132,7 @@ async fn subscribe(
     msg: &Message,
 ) -> Result<Reply, CallError> {
     let app = &ctx.app;
-    let p = Params::parse(params)?;
-    let uri = p.string("uri")?;
-    let route = app
-        .catalog()
-        .resource_for(&uri, &ctx.principal.tier)
-        .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+    let (p, uri, route) = subscription_target(ctx, params)?;
     let server = route.server;
     if ctx.session.is_some()
         && listen::reaches_statelessly(app, &server, ctx.session.as_ref()).await
@@ -159,12 +170,7 @@ async fn unsubscribe(
     msg: &Message,
 ) -> Result<Reply, CallError> {
     let app = &ctx.app;
-    let p = Params::parse(params)?;
-    let uri = p.string("uri")?;
-    let route = app
-        .catalog()
-        .resource_for(&uri, &ctx.principal.tier)
-        .ok_or(CallError::ResourceNotFound(uri.clone()))?;
+    let (p, uri, route) = subscription_target(ctx, params)?;
     let server = route.server;
     let last = ctx
         .session
