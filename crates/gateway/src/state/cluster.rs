@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
+use redis::aio::ConnectionManager;
 
+use super::redis_conn::RedisConn;
 use crate::config::Rate;
 use mcpgate_proto::locks::lock;
 
@@ -40,8 +40,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The shared rate limiter (one per gateway when `[cluster] redis` is set).
 pub(crate) struct SharedRate {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    redis: RedisConn,
     script: Script,
     /// `[cluster] key_prefix`: buckets are `{prefix}rate:{key id}`.
     prefix: String,
@@ -54,28 +53,18 @@ impl SharedRate {
     /// A limiter on the Redis at `url` whose keys start with `prefix`;
     /// connects on first use.
     pub(crate) fn new(url: &str, prefix: &str) -> Result<SharedRate, String> {
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("[cluster] redis: not a Redis URL: {e}"))?;
         Ok(SharedRate {
-            client,
-            conn: OnceCell::new(),
+            redis: RedisConn::new(url)?,
             script: Script::new(GCRA),
             prefix: prefix.to_owned(),
             failed_at: Mutex::new(None),
         })
     }
 
+    /// Short timeouts and one retry (`RedisConn`): a call waits at most
+    /// about a second for Redis before its replica's own bucket decides instead.
     async fn conn(&self) -> Result<ConnectionManager, redis::RedisError> {
-        // Short timeouts and one retry: a call waits at most about a second
-        // for Redis before its replica's own bucket decides instead.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Duration::from_millis(500))
-            .set_response_timeout(Duration::from_millis(500));
-        self.conn
-            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
-            .await
-            .cloned()
+        self.redis.get().await
     }
 
     /// Connects now (at start-up), so a wrong address is reported at once.

@@ -18,6 +18,7 @@ pub(crate) mod oauth_approvals;
 pub(crate) mod parking;
 pub(crate) mod policy;
 pub(crate) mod pubsub;
+pub(crate) mod redis_conn;
 pub(crate) mod resource_uris;
 pub(crate) mod runs;
 pub(crate) mod server_requests;

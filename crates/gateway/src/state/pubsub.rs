@@ -96,8 +96,7 @@ impl PubSub {
     /// connects before the tasks run.
     pub(crate) fn new(url: &str, store: &str) -> Result<PubSub, String> {
         use sha2::{Digest, Sha256};
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("[cluster] redis: not a Redis URL: {e}"))?;
+        let client = super::redis_conn::open_client(url)?;
         let mut buf = [0u8; 8];
         getrandom::fill(&mut buf).map_err(|e| format!("no randomness for a replica id: {e}"))?;
         let (tx, rx) = mpsc::channel(QUEUE);

@@ -19,12 +19,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 
 use super::App;
+use super::redis_conn::RedisConn;
 
 /// How long an entry outlives its replica's last refresh.
 pub(crate) const ENTRY_TTL: Duration = Duration::from_secs(30);
@@ -63,8 +63,7 @@ pub(crate) struct Me {
 
 /// The session directory of one replica.
 pub(crate) struct Directory {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    redis: RedisConn,
     prefix: String,
     me: OnceLock<Me>,
     delete_if_owner: Script,
@@ -74,11 +73,8 @@ impl Directory {
     /// A directory on the Redis at `url` whose keys start with `prefix`;
     /// connects on first use. It serves nothing until [`Directory::set_me`].
     pub(crate) fn new(url: &str, prefix: &str) -> Result<Directory, String> {
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("[cluster] redis: not a Redis URL: {e}"))?;
         Ok(Directory {
-            client,
-            conn: OnceCell::new(),
+            redis: RedisConn::new(url)?,
             prefix: prefix.to_owned(),
             me: OnceLock::new(),
             delete_if_owner: Script::new(DELETE_IF_OWNER),
@@ -100,14 +96,7 @@ impl Directory {
     }
 
     async fn conn(&self) -> Result<ConnectionManager, redis::RedisError> {
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Duration::from_millis(500))
-            .set_response_timeout(Duration::from_millis(500));
-        self.conn
-            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
-            .await
-            .cloned()
+        self.redis.get().await
     }
 
     fn session_key(&self, id: &str) -> String {
@@ -160,7 +149,10 @@ impl Directory {
     /// Deletes session `id`'s entry in the background (from sync code that
     /// ended it); nothing to do when this replica never reached Redis.
     pub(crate) fn forget_soon(&self, id: &str) {
-        let (Some(conn), Ok(rt)) = (self.conn.get(), tokio::runtime::Handle::try_current()) else {
+        let (Some(conn), Ok(rt)) = (
+            self.redis.connected(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
             return;
         };
         let mut conn = conn.clone();
