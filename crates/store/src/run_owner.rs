@@ -98,7 +98,9 @@ impl Store {
 
     /// The runs in one of `states` (the unfinished ones) whose owner is
     /// gone, oldest first, each now owned by this process. A run of a live
-    /// owner (another replica) is left alone.
+    /// owner (another replica) is left alone. Each owner is judged once per
+    /// call, so an owner that dies while the runs are walked is seen as
+    /// alive for all of its runs or gone for all of them, never half.
     pub async fn claim_runs(&self, states: &[String]) -> Result<Vec<RunRow>, StoreError> {
         self.hold_liveness().await?;
         let candidates = self
@@ -109,6 +111,8 @@ impl Store {
             })
             .await?;
         let mut claimed = Vec::new();
+        let mut verdicts: std::collections::HashMap<Option<i64>, bool> =
+            std::collections::HashMap::new();
         for run in candidates {
             let owner: Option<i64> = sqlx::query("SELECT owner FROM runs WHERE id = $1")
                 .bind(&run.id)
@@ -116,7 +120,15 @@ impl Store {
                 .await
                 .and_then(|r| r.try_get::<Option<i64>, _>(0))
                 .map_err(db)?;
-            if !self.owner_gone(owner).await? {
+            let gone = match verdicts.get(&owner) {
+                Some(gone) => *gone,
+                None => {
+                    let gone = self.owner_gone(owner).await?;
+                    verdicts.insert(owner, gone);
+                    gone
+                }
+            };
+            if !gone {
                 continue;
             }
             let took = match owner {
