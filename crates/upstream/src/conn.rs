@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::UpstreamError;
 use crate::handshake::{self, InitInfo};
 use crate::http::Http;
+use crate::http_client::Answer;
 use crate::legacy_sse::LegacySse;
 use crate::message::{EventTx, RelayTx, Reply};
 use crate::modern::{listen_request, params_with_meta};
@@ -716,7 +717,7 @@ impl Inner {
         h: &Http,
         bytes: Vec<u8>,
         headers: &[(String, String)],
-    ) -> Result<Result<reqwest::Response, UpstreamError>, UpstreamError> {
+    ) -> Result<Result<Answer, UpstreamError>, UpstreamError> {
         let generation = self.reinit_generation.load(Ordering::Acquire);
         // Shared, not copied: the body is sent again only after a re-initialize.
         let bytes = bytes::Bytes::from(bytes);
@@ -796,7 +797,7 @@ impl Inner {
 
     /// Opens the listening stream; `Ok(None)` when there is none to keep open
     /// (the connection ended, or the server offers none).
-    async fn open_listener(&self) -> Result<Option<reqwest::Response>, UpstreamError> {
+    async fn open_listener(&self) -> Result<Option<Answer>, UpstreamError> {
         if !self.routes.is_alive() {
             return Ok(None);
         }

@@ -19,8 +19,10 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::UpstreamError;
 use crate::http_client::{
-    build_client, content_type, header_map, parse_url, read_limited, status_error, transport_error,
+    Answer, build_client, content_type, header_map, parse_url, read_limited, status_error,
+    transport_error,
 };
+use crate::pool::{Fail, Pool};
 use crate::routes::Routes;
 use mcpgate_proto::locks::{read, write};
 
@@ -33,6 +35,9 @@ pub(crate) struct Http {
     name: String,
     client: reqwest::Client,
     url: reqwest::Url,
+    /// For an `http://` URL: the connections POSTs go over (see `pool`),
+    /// with the URL's path in origin form.
+    pool: Option<(Pool, hyper::Uri)>,
     headers: HeaderMap,
     session_id: RwLock<Option<HeaderValue>>,
     protocol_version: RwLock<Option<HeaderValue>>,
@@ -49,10 +54,19 @@ impl Http {
         connect_timeout: Duration,
         idle_timeout: Duration,
     ) -> Result<Http, UpstreamError> {
+        let url = parse_url(name, url)?;
+        let pool = Pool::for_url(&url, connect_timeout, idle_timeout).and_then(|p| {
+            let path = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            };
+            Some((p, hyper::Uri::try_from(path).ok()?))
+        });
         Ok(Http {
             name: name.to_owned(),
             client: build_client(name, connect_timeout, idle_timeout)?,
-            url: parse_url(name, url)?,
+            url,
+            pool,
             headers: header_map(name, headers)?,
             session_id: RwLock::new(None),
             protocol_version: RwLock::new(None),
@@ -146,25 +160,55 @@ impl Http {
         &self,
         body: bytes::Bytes,
         extra: &[(String, String)],
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let had_session = read(&self.session_id).is_some();
-        let mut req = self
-            .request(reqwest::Method::POST)
-            .header(ACCEPT, "application/json, text/event-stream")
-            .header(CONTENT_TYPE, "application/json");
+        let mut headers = self.headers.clone();
+        if let Some(s) = read(&self.session_id).clone() {
+            headers.insert(version::HEADER_SESSION_ID, s);
+        }
+        if let Some(v) = read(&self.protocol_version).clone() {
+            headers.insert(version::HEADER_PROTOCOL_VERSION, v);
+        }
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if self.is_modern() {
             for (k, v) in self.routing_headers(&body) {
-                req = req.header(k, v);
+                headers.insert(k, v);
             }
         }
-        if !extra.is_empty() {
-            req = req.headers(valid_headers(extra));
-        }
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        // An extra header replaces a configured one of the same name.
+        headers.extend(valid_headers(extra));
+        let resp = match &self.pool {
+            Some((pool, path)) => {
+                let mut req = hyper::Request::post(path.clone())
+                    .body(http_body_util::Full::new(body.clone()))
+                    .map_err(|e| self.protocol(format!("cannot build the request: {e}")))?;
+                *req.headers_mut() = headers.clone();
+                let resp = pool.send(req).await.map_err(|e| self.transport_error(e))?;
+                // Redirects are reqwest's to follow: the POST goes again there.
+                if resp.status().is_redirection() {
+                    None
+                } else {
+                    Some(Answer::Pooled(resp))
+                }
+            }
+            None => None,
+        };
+        let resp = match resp {
+            Some(r) => r,
+            None => Answer::from(
+                self.client
+                    .post(self.url.clone())
+                    .headers(headers)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| self.transport_error(e))?,
+            ),
+        };
         if let Some(sid) = resp.headers().get(version::HEADER_SESSION_ID) {
             let mut cur = write(&self.session_id);
             if cur.is_none() {
@@ -174,11 +218,7 @@ impl Http {
         self.check_status(resp, had_session).await
     }
 
-    async fn check_status(
-        &self,
-        resp: reqwest::Response,
-        had_session: bool,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    async fn check_status(&self, resp: Answer, had_session: bool) -> Result<Answer, UpstreamError> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -200,8 +240,15 @@ impl Http {
         Err(status_error(&self.name, resp).await)
     }
 
-    fn transport_error(&self, e: reqwest::Error) -> UpstreamError {
+    fn transport_error(&self, e: impl Into<Fail>) -> UpstreamError {
         transport_error(&self.name, e)
+    }
+
+    fn protocol(&self, detail: String) -> UpstreamError {
+        UpstreamError::Protocol {
+            server: self.name.clone(),
+            detail,
+        }
     }
 
     /// Reads a POST's answer into `routes`: one JSON message, or an SSE stream
@@ -210,7 +257,7 @@ impl Http {
         &self,
         routes: &Routes,
         id: u64,
-        mut resp: reqwest::Response,
+        mut resp: Answer,
     ) -> Result<(), UpstreamError> {
         if resp.status() == StatusCode::ACCEPTED {
             return Err(UpstreamError::Protocol {
@@ -308,7 +355,7 @@ impl Http {
                 .send()
                 .await
                 .map_err(|e| self.transport_error(e))?;
-            resp = self.check_status(r, true).await?;
+            resp = self.check_status(Answer::from(r), true).await?;
         }
     }
 
@@ -319,7 +366,7 @@ impl Http {
     pub(crate) async fn open_listener(
         &self,
         listen: Option<Vec<u8>>,
-    ) -> Result<Option<reqwest::Response>, UpstreamError> {
+    ) -> Result<Option<Answer>, UpstreamError> {
         let sent = match listen {
             Some(body) => {
                 self.request(reqwest::Method::POST)
@@ -337,7 +384,7 @@ impl Http {
                     .await
             }
         };
-        let resp = sent.map_err(|e| self.transport_error(e))?;
+        let resp = Answer::from(sent.map_err(|e| self.transport_error(e))?);
         let status = resp.status();
         // A 2026-07-28 server without subscriptions answers a 4xx.
         if status == StatusCode::METHOD_NOT_ALLOWED
@@ -370,7 +417,7 @@ impl Http {
     /// Reads the listening stream into `routes` until it ends (`true`: open it
     /// again) or the connection is gone (`false`). Holds no strong reference,
     /// so a dropped connection stops it.
-    pub(crate) async fn read_listener(mut resp: reqwest::Response, routes: Weak<Routes>) -> bool {
+    pub(crate) async fn read_listener(mut resp: Answer, routes: Weak<Routes>) -> bool {
         let Some(closed) = routes.upgrade().map(|r| r.closed_token()) else {
             return false;
         };
@@ -425,7 +472,7 @@ const DRAIN_LIMIT: usize = 64 << 10;
 /// a response dropped half-read closes the connection, and the next request
 /// would pay for a new one. A server that keeps the stream open past
 /// `DRAIN_WAIT`, or keeps writing past `DRAIN_LIMIT`, loses its connection.
-async fn drain(mut resp: reqwest::Response) {
+async fn drain(mut resp: Answer) {
     let mut left = DRAIN_LIMIT;
     let _ = tokio::time::timeout(DRAIN_WAIT, async {
         while let Ok(Some(c)) = resp.chunk().await {

@@ -1,6 +1,7 @@
 //! The HTTP pieces both HTTP transports (`http`, `legacy_sse`) share: the
-//! reqwest client for one configured server, its URL and its headers, and how
-//! a failed exchange becomes an [`UpstreamError`]. Configured header values are
+//! reqwest client for one configured server, its URL and its headers, an
+//! [`Answer`] from either reqwest or the plain-HTTP pool (`pool`), and how a
+//! failed exchange becomes an [`UpstreamError`]. Configured header values are
 //! secrets: they are marked sensitive and go on the wire and nowhere else (not
 //! into errors, not into logs), and errors drop URLs for the same reason.
 
@@ -9,7 +10,55 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 
+use bytes::Bytes;
+
 use crate::error::UpstreamError;
+use crate::pool::{self, Fail};
+
+/// An HTTP answer whose body is still to be read, from reqwest or the pool.
+pub(crate) enum Answer {
+    Reqwest(reqwest::Response),
+    Pooled(pool::Response),
+}
+
+impl From<reqwest::Response> for Answer {
+    fn from(r: reqwest::Response) -> Answer {
+        Answer::Reqwest(r)
+    }
+}
+
+impl Answer {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Answer::Reqwest(r) => r.status(),
+            Answer::Pooled(r) => r.status(),
+        }
+    }
+
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        match self {
+            Answer::Reqwest(r) => r.headers(),
+            Answer::Pooled(r) => r.headers(),
+        }
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub(crate) async fn chunk(&mut self) -> Result<Option<Bytes>, Fail> {
+        match self {
+            Answer::Reqwest(r) => r.chunk().await.map_err(Fail::from),
+            Answer::Pooled(r) => r.chunk().await,
+        }
+    }
+}
+
+impl From<reqwest::Error> for Fail {
+    fn from(e: reqwest::Error) -> Fail {
+        Fail {
+            timeout: e.is_timeout(),
+            detail: error_detail(e),
+        }
+    }
+}
 
 /// Parses a configured server URL.
 pub(crate) fn parse_url(name: &str, url: &str) -> Result<reqwest::Url, UpstreamError> {
@@ -77,8 +126,9 @@ pub(crate) fn error_detail(e: reqwest::Error) -> String {
 }
 
 /// Classifies a failure to reach the server or to read its answer.
-pub(crate) fn transport_error(name: &str, e: reqwest::Error) -> UpstreamError {
-    if e.is_timeout() {
+pub(crate) fn transport_error(name: &str, e: impl Into<Fail>) -> UpstreamError {
+    let e = e.into();
+    if e.timeout {
         UpstreamError::Timeout {
             server: name.to_owned(),
             ms: 0,
@@ -86,13 +136,13 @@ pub(crate) fn transport_error(name: &str, e: reqwest::Error) -> UpstreamError {
     } else {
         UpstreamError::Unreachable {
             server: name.to_owned(),
-            detail: error_detail(e),
+            detail: e.detail,
         }
     }
 }
 
 /// The error for a non-2xx answer: 401/403 carry the (truncated) challenge.
-pub(crate) async fn status_error(name: &str, mut resp: reqwest::Response) -> UpstreamError {
+pub(crate) async fn status_error(name: &str, mut resp: Answer) -> UpstreamError {
     let server = name.to_owned();
     let status = resp.status();
     match status {
@@ -121,7 +171,7 @@ pub(crate) async fn status_error(name: &str, mut resp: reqwest::Response) -> Ups
     }
 }
 
-pub(crate) fn content_type(resp: &reqwest::Response) -> String {
+pub(crate) fn content_type(resp: &Answer) -> String {
     resp.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -129,10 +179,7 @@ pub(crate) fn content_type(resp: &reqwest::Response) -> String {
         .to_ascii_lowercase()
 }
 
-pub(crate) async fn read_limited(
-    resp: &mut reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, reqwest::Error> {
+pub(crate) async fn read_limited(resp: &mut Answer, limit: usize) -> Result<Vec<u8>, Fail> {
     let mut out = Vec::new();
     while let Some(c) = resp.chunk().await? {
         out.extend_from_slice(&c);

@@ -19,7 +19,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::error::UpstreamError;
 use crate::http_client::{
-    build_client, content_type, error_detail, header_map, parse_url, read_limited, status_error,
+    Answer, build_client, content_type, header_map, parse_url, read_limited, status_error,
     transport_error,
 };
 use crate::routes::Routes;
@@ -57,13 +57,15 @@ impl LegacySse {
         let url = parse_url(name, url)?;
         let headers = header_map(name, headers)?;
         let client = build_client(name, spec.connect_timeout, spec.idle_timeout)?;
-        let mut resp = client
-            .get(url.clone())
-            .headers(headers.clone())
-            .header(ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .map_err(|e| transport_error(name, e))?;
+        let mut resp = Answer::from(
+            client
+                .get(url.clone())
+                .headers(headers.clone())
+                .header(ACCEPT, "text/event-stream")
+                .send()
+                .await
+                .map_err(|e| transport_error(name, e))?,
+        );
         if !resp.status().is_success() {
             return Err(status_error(name, resp).await);
         }
@@ -122,16 +124,17 @@ impl LegacySse {
 
     /// POSTs one message; any 2xx means the server took it.
     pub(crate) async fn post(&self, body: Vec<u8>) -> Result<(), UpstreamError> {
-        let mut resp = self
-            .client
-            .post(self.endpoint.clone())
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .timeout(self.post_timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.name, e))?;
+        let mut resp = Answer::from(
+            self.client
+                .post(self.endpoint.clone())
+                .headers(self.headers.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .timeout(self.post_timeout)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| transport_error(&self.name, e))?,
+        );
         if !resp.status().is_success() {
             return Err(status_error(&self.name, resp).await);
         }
@@ -145,7 +148,7 @@ impl LegacySse {
 async fn read_stream(
     weak: Weak<Routes>,
     name: String,
-    mut resp: reqwest::Response,
+    mut resp: Answer,
     mut decoder: sse::Decoder,
     early: Vec<sse::Event>,
     stop: CancellationToken,
@@ -168,7 +171,7 @@ async fn read_stream(
                 }
             }
             Ok(None) => break "the server ended the SSE stream".to_owned(),
-            Err(e) => break format!("the SSE stream failed: {}", error_detail(e)),
+            Err(e) => break format!("the SSE stream failed: {}", e.detail),
         }
     };
     if let Some(routes) = weak.upgrade() {

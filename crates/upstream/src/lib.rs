@@ -8,7 +8,8 @@
 //!
 //! The modules stand on each other one way: `conn` owns the transports
 //! (`stdio`, `http`, `legacy_sse`), which report what the server sends into
-//! `routes`; the HTTP transports share `http_client`; `spec`, `message`,
+//! `routes`; the HTTP transports share `http_client`, and plain `http://`
+//! servers get their connections from `pool`; `spec`, `message`,
 //! `error`, `handshake` and `modern` are leaves; `redact` keeps a server's
 //! configured secrets out of its stderr and error text.
 
@@ -20,6 +21,7 @@ mod http_client;
 mod legacy_sse;
 mod message;
 mod modern;
+mod pool;
 mod redact;
 mod routes;
 mod spec;

@@ -848,6 +848,8 @@ fn a_failed_listing_is_not_ready_and_is_retried() {
 struct CountingRelay {
     addr: std::net::SocketAddr,
     accepted: Arc<std::sync::atomic::AtomicUsize>,
+    /// The connections being relayed, so that a test can cut them all.
+    live: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -858,26 +860,48 @@ impl CountingRelay {
             .expect("relay: bind");
         let addr = listener.local_addr().expect("relay: addr");
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = accepted.clone();
+        let live = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (counter, conns) = (accepted.clone(), live.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
+                let relay = tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
+                conns
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(relay.abort_handle());
             }
         });
         CountingRelay {
             addr,
             accepted,
+            live,
             task,
         }
     }
 
     fn accepted(&self) -> usize {
         self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Closes every connection relayed so far (both of its sockets), as a
+    /// server does with keep-alive connections it has let idle too long;
+    /// returns once all of them are closed.
+    async fn cut_all(&self) {
+        let conns: Vec<_> =
+            std::mem::take(&mut *self.live.lock().unwrap_or_else(|e| e.into_inner()));
+        for c in &conns {
+            c.abort();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !conns.iter().all(tokio::task::AbortHandle::is_finished) {
+            assert!(Instant::now() < deadline, "relay: connections not closed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -950,5 +974,66 @@ async fn calls_reuse_the_upstream_connection_after_an_sse_reply() {
     assert!(
         prompt_opened <= 4,
         "12 calls to the fixture opened {prompt_opened} new connections"
+    );
+}
+
+/// A server that closes its idle keep-alive connections (here a relay that
+/// cuts every connection between calls) costs the calls nothing: the
+/// gateway finds a pooled connection closed when it takes it and opens a
+/// new one, and no call fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closed_while_idle_are_replaced() {
+    let (_fixture, fixture_url) = fixture_http(&[]);
+    let target: std::net::SocketAddr = fixture_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .parse()
+        .expect("upstream address");
+    let relay = CountingRelay::start(target).await;
+    let gw = Gateway::start(
+        "up-idle-cut",
+        &url_server("fx", &format!("http://{}/mcp", relay.addr), ""),
+    );
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+    c.assert_echo("fx__echo", "warm").await;
+    for i in 0..8 {
+        let before = relay.accepted();
+        relay.cut_all().await;
+        // Both ends are closed before the next call: it must not fail.
+        c.assert_echo("fx__echo", &format!("after cut {i}")).await;
+        assert!(
+            relay.accepted() > before,
+            "call {i} after the cut went over no new connection"
+        );
+    }
+    // And without cuts, calls share a connection again.
+    let before = relay.accepted();
+    for i in 0..6 {
+        c.assert_echo("fx__echo", &format!("steady {i}")).await;
+    }
+    assert!(
+        relay.accepted() - before <= 1,
+        "6 calls in a row opened {} connections",
+        relay.accepted() - before
+    );
+}
+
+/// An upstream whose endpoint redirects (307 to `/mcp`) is still served: the
+/// gateway follows the redirect, with the method and body kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_endpoint_that_redirects_is_followed() {
+    let mock = MockUpstream::start(Behaviour::default());
+    let moved = mock.url.replace("/mcp", "/moved");
+    let gw = Gateway::start("up-redirect", &url_server("mv", &moved, ""));
+    gw.wait_ready(Duration::from_secs(30));
+    let mut c = Client::new(&gw);
+    c.initialize().await;
+    let r = c.call("mv__ping_tool", json!({"text": "moved"})).await;
+    assert_eq!(r.result(), &expected_result("moved"), "{}", r.body);
+    assert!(
+        mock.rpc_count("tools/call") >= 1,
+        "the call never reached /mcp"
     );
 }

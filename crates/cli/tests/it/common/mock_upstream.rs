@@ -166,7 +166,10 @@ impl MockUpstream {
                 .expect("mock: runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("mock: listener");
-                let app = Router::new().route("/mcp", any(handle)).with_state(state);
+                let app = Router::new()
+                    .route("/mcp", any(handle))
+                    .route("/moved", any(moved))
+                    .with_state(state);
                 tokio::select! {
                     r = axum::serve(listener, app) => { r.expect("mock: serve"); }
                     _ = stop_rx => {}
@@ -427,6 +430,16 @@ fn reply_as(s: &Arc<Shared>, behaviour: &Behaviour, msg: &Value) -> Response {
             .body(Body::from(msg.to_string()))
             .expect("response")
     }
+}
+
+/// `/moved`: every request is sent on to `/mcp` with a 307 (which keeps
+/// the method and the body).
+async fn moved() -> Response {
+    Response::builder()
+        .status(StatusCode::TEMPORARY_REDIRECT)
+        .header("location", "/mcp")
+        .body(Body::empty())
+        .expect("response")
 }
 
 fn plain(status: StatusCode, text: &str) -> Response {
