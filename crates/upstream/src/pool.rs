@@ -34,8 +34,9 @@ use mcpgate_proto::locks::lock;
 type Body = Full<Bytes>;
 type Io = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
 
-/// Most idle connections kept per server.
-const MAX_IDLE: usize = 32;
+/// Most idle connections kept per server (a burst of concurrent calls
+/// leaves one per call; the idle timeout closes what is not used again).
+const MAX_IDLE: usize = 256;
 
 /// A failed exchange: whether it was a timeout, and what happened (never the
 /// URL, which may carry secrets).
