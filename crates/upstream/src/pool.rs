@@ -35,7 +35,7 @@ type Body = Full<Bytes>;
 type Io = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
 
 /// Most idle connections kept per server (a burst of concurrent calls
-/// leaves one per call; the idle timeout closes what is not used again).
+/// leaves one per call; those then idle past the timeout are closed).
 const MAX_IDLE: usize = 256;
 
 /// A failed exchange: whether it was a timeout, and what happened (never the
@@ -125,6 +125,14 @@ impl Shared {
         }
         c.idle_since = Instant::now();
         let mut idle = lock(&self.idle);
+        // The oldest are at the bottom, which `checkout` reaches last:
+        // close those idle too long here, so they do not linger.
+        while idle
+            .first()
+            .is_some_and(|old| old.idle_since.elapsed() >= self.idle_timeout)
+        {
+            idle.remove(0);
+        }
         if idle.len() < MAX_IDLE {
             idle.push(c);
         }
