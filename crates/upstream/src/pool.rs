@@ -344,4 +344,104 @@ mod tests {
         assert_eq!(named.shared.port, 80);
         assert_eq!(named.shared.authority, "example.internal");
     }
+
+    /// A tiny HTTP/1.1 server: answers every request on a connection with
+    /// `ok`, keeps connections open, and reports each one it accepts and
+    /// each one the client closes.
+    async fn ok_server() -> (
+        Url,
+        tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = Url::parse(&format!(
+            "http://{}/mcp",
+            listener.local_addr().expect("addr")
+        ))
+        .expect("url");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let _ = tx.send("accepted");
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => {
+                                let _ = tx.send("closed");
+                                return;
+                            }
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        // Bodies here are empty: a request ends at its blank line.
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if sock.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, rx, task)
+    }
+
+    async fn get_ok(pool: &Pool) {
+        let req = hyper::Request::get("/mcp")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let mut resp = pool.send(req).await.expect("answer");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.chunk().await.expect("body"), Some(Bytes::from("ok")));
+        assert_eq!(resp.chunk().await.expect("end"), None);
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_and_those_idle_too_long_are_closed() {
+        if proxied() {
+            eprintln!("SKIPPED: a proxy is set in the environment, so no pool is made");
+            return;
+        }
+        let (url, mut events, server) = ok_server().await;
+        let idle_timeout = Duration::from_millis(1000);
+        let pool = Pool::for_url(&url, Duration::from_secs(5), idle_timeout).expect("pool");
+        for _ in 0..5 {
+            get_ok(&pool).await;
+        }
+        assert_eq!(events.recv().await, Some("accepted"));
+        // Two at once: a second connection (B, on top); both go back.
+        tokio::join!(get_ok(&pool), get_ok(&pool));
+        assert_eq!(
+            events.recv().await,
+            Some("accepted"),
+            "one connection per request at once"
+        );
+        assert_eq!(lock(&pool.shared.idle).len(), 2);
+        // B is taken and given back twice; by the second time the bottom
+        // one (A) has idled past the timeout and is closed then.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        get_ok(&pool).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        get_ok(&pool).await;
+        assert_eq!(events.recv().await, Some("closed"), "A is closed, B reused");
+        assert_eq!(lock(&pool.shared.idle).len(), 1);
+        // B idles past the timeout too: taking it closes it, and a new one opens.
+        tokio::time::sleep(idle_timeout + Duration::from_millis(50)).await;
+        get_ok(&pool).await;
+        let mut seen = [
+            events.recv().await.expect("event"),
+            events.recv().await.expect("event"),
+        ];
+        seen.sort_unstable();
+        assert_eq!(seen, ["accepted", "closed"]);
+        assert_eq!(lock(&pool.shared.idle).len(), 1);
+        server.abort();
+    }
 }
