@@ -6,6 +6,9 @@
 //! the mode (`--stateless http` and `http --stateless` are the same), as the
 //! gateway's tests and `bench/compare` write them. In http mode it prints
 //! exactly one line, `listening on http://ADDR/mcp`, to stdout once bound.
+//! `relay --to ADDR` is no MCP server: a bare TCP relay to ADDR, the floor a
+//! proxy hop costs on this machine (`bench/keyed-ab` measures it), printing
+//! the same one line.
 //! Diagnostics go to stderr only (`RUST_LOG`, default `warn`). Exit codes:
 //! 0 ok (also on Ctrl-C), 1 the server failed, 2 a usage error.
 
@@ -60,6 +63,9 @@ struct Cli {
     /// call, before answering it.
     #[arg(long, global = true, value_name = "FILE")]
     call_log: Option<std::path::PathBuf>,
+    /// relay only: where to relay each connection to.
+    #[arg(long, global = true, value_name = "ADDR")]
+    to: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Subcommand)]
@@ -68,10 +74,37 @@ enum Mode {
     Stdio,
     /// Serve Streamable HTTP at /mcp; prints `listening on URL` once bound.
     Http,
+    /// Not a server: relay each TCP connection to `--to` byte for byte
+    /// (the floor of a proxy hop); prints `listening on URL` once bound.
+    Relay,
+}
+
+/// A bare TCP relay: each accepted connection is copied both ways to `to`.
+async fn relay(listen: SocketAddr, to: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{}/mcp", listener.local_addr()?)?;
+    stdout.flush()?;
+    drop(stdout);
+    loop {
+        let (mut inbound, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                return;
+            };
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+        });
+    }
 }
 
 async fn run(cli: Cli) -> std::io::Result<()> {
     match cli.mode {
+        Mode::Relay => match cli.to {
+            Some(to) => relay(cli.listen, to).await,
+            None => Ok(()), // refused in `main`
+        },
         Mode::Stdio => {
             let mut fixture =
                 mcpgate_testkit::Fixture::new(cli.name).with_synthetic_tools(cli.synthetic_tools);
@@ -112,6 +145,10 @@ async fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if cli.mode == Mode::Relay && cli.to.is_none() {
+        eprintln!("mcpgate-fixture: relay needs --to ADDR");
+        return ExitCode::from(2);
+    }
     tokio::select! {
         result = run(cli) => match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -130,6 +167,14 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("mcpgate-fixture").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn parses_relay_options() {
+        let cli = parse(&["relay", "--to", "127.0.0.1:9000"]).expect("valid");
+        assert_eq!(cli.mode, Mode::Relay);
+        assert_eq!(cli.to.map(|a| a.port()), Some(9000));
+        assert!(parse(&["relay", "--to", "not-an-address"]).is_err());
     }
 
     #[test]
