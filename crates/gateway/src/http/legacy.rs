@@ -32,6 +32,7 @@ use crate::mcp::call::{Running, admit_billable, start_call};
 use crate::mcp::dispatch::list_from_memory;
 use crate::mcp::lifecycle::{self, InitError};
 use crate::mcp::relay::{client_cancelled, client_response};
+use crate::state::work::InPlace;
 use crate::state::App;
 use crate::state::auth::Principal;
 use crate::state::catalog::PageShape;
@@ -51,13 +52,15 @@ pub(crate) async fn post_mcp(
             h.get("traceparent").map(|v| v.as_bytes()),
         );
         let failed = span.clone();
-        let out = telemetry::scope(span, post(app, h, body)).await;
+        let out = telemetry::scope(span, InPlace::new(post(app, h, body))).await;
         if let (Err(r), Some(s)) = (&out, failed) {
             s.fail(format!("refused: {}", r.message()));
         }
         return out;
     }
-    post(app, h, body).await
+    // The call runs in this task (`state::work`): its wakes of this very
+    // task are taken in place.
+    InPlace::new(post(app, h, body)).await
 }
 
 async fn post(app: Arc<App>, h: HeaderMap, body: Body) -> Result<Response, Refusal> {

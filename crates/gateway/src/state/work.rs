@@ -6,9 +6,21 @@
 //! becomes a stream, it is parked for client input, or the client went away)
 //! the work is detached into a task of its own; dropping a [`Work`] detaches
 //! it, so a call never ends because its waiter did.
+//!
+//! Driving a call in its handler's task means the call often wakes that very
+//! task while it runs: the upstream reply completes the request's channel,
+//! the call's reply completes the handler's, hyper's client hands the answer
+//! over. Tokio treats a task woken while it runs as a yield: it is queued
+//! again and another worker thread is woken to share the work, a futex
+//! call and a context switch for nothing. [`InPlace`] catches such wakes:
+//! one that comes while the future is being polled just polls it again at
+//! once; only a wake from outside (a socket, another task) goes to Tokio.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 type Boxed = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -37,7 +49,7 @@ impl Work {
         if let Some(w) = self.0.take()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            rt.spawn(w);
+            rt.spawn(InPlace::new(w));
         }
     }
 }
@@ -45,6 +57,87 @@ impl Work {
 impl Drop for Work {
     fn drop(&mut self) {
         self.detach();
+    }
+}
+
+/// How many times in a row [`InPlace`] polls again before it leaves a wake
+/// to Tokio after all (a future that keeps waking itself, e.g. one whose
+/// cooperative budget is spent, then yields as it would have).
+const MAX_AGAIN: u32 = 16;
+
+/// A future whose wakes during its own poll are taken in place (see the
+/// module's text).
+pub(crate) struct InPlace<F> {
+    inner: Pin<Box<F>>,
+    wakes: Arc<Wakes>,
+    waker: Waker,
+}
+
+struct Wakes {
+    polling: AtomicBool,
+    woken: AtomicBool,
+    /// The task's own waker, for wakes from outside the poll.
+    outer: Mutex<Option<Waker>>,
+}
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Woken first, then asked whether a poll is on: either the poll
+        // sees `woken` when it ends, or this wake goes to the task.
+        self.woken.store(true, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst)
+            && let Some(w) = mcpgate_proto::locks::lock(&self.outer).as_ref()
+        {
+            w.wake_by_ref();
+        }
+    }
+}
+
+impl<F: Future> InPlace<F> {
+    pub(crate) fn new(inner: F) -> InPlace<F> {
+        let wakes = Arc::new(Wakes {
+            polling: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
+            outer: Mutex::new(None),
+        });
+        InPlace {
+            inner: Box::pin(inner),
+            waker: Waker::from(wakes.clone()),
+            wakes,
+        }
+    }
+}
+
+impl<F: Future> Future for InPlace<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        {
+            let mut outer = mcpgate_proto::locks::lock(&this.wakes.outer);
+            if !outer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *outer = Some(cx.waker().clone());
+            }
+        }
+        let mut inner_cx = Context::from_waker(&this.waker);
+        for _ in 0..MAX_AGAIN {
+            this.wakes.woken.store(false, Ordering::SeqCst);
+            this.wakes.polling.store(true, Ordering::SeqCst);
+            let polled = this.inner.as_mut().poll(&mut inner_cx);
+            this.wakes.polling.store(false, Ordering::SeqCst);
+            if polled.is_ready() {
+                return polled;
+            }
+            if !this.wakes.woken.swap(false, Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -66,6 +159,69 @@ mod tests {
             again.is_err(),
             "finished work must not complete a second time"
         );
+    }
+
+    /// A future that wakes itself while polled (as a call does when its
+    /// reply completes a channel it waits on) is polled again in place: it
+    /// finishes within one poll from outside.
+    #[test]
+    fn wakes_during_the_poll_are_taken_in_place() {
+        let polls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let p = polls.clone();
+        let mut f = Box::pin(InPlace::new(std::future::poll_fn(move |cx| {
+            if p.fetch_add(1, Ordering::SeqCst) < 3 {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })));
+        let outer_wakes = Arc::new(Counter::default());
+        let waker = Waker::from(outer_wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(f.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(polls.load(Ordering::SeqCst), 4);
+        assert_eq!(outer_wakes.0.load(Ordering::SeqCst), 0, "no wake reached the task");
+    }
+
+    /// A wake from outside the poll reaches the task; one that never stops
+    /// waking itself yields to the task after `MAX_AGAIN` polls.
+    #[test]
+    fn wakes_from_outside_and_endless_self_wakes_reach_the_task() {
+        let parked: Arc<Mutex<Option<Waker>>> = Arc::default();
+        let slot = parked.clone();
+        let mut f = Box::pin(InPlace::new(std::future::poll_fn(move |cx| {
+            *mcpgate_proto::locks::lock(&slot) = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        })));
+        let outer_wakes = Arc::new(Counter::default());
+        let waker = Waker::from(outer_wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(outer_wakes.0.load(Ordering::SeqCst), 0);
+        let inner = mcpgate_proto::locks::lock(&parked).take().expect("registered");
+        inner.wake();
+        assert_eq!(outer_wakes.0.load(Ordering::SeqCst), 1, "the outside wake arrived");
+
+        let polls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let p = polls.clone();
+        let mut spin = Box::pin(InPlace::new(std::future::poll_fn(move |cx| {
+            p.fetch_add(1, Ordering::SeqCst);
+            cx.waker().wake_by_ref();
+            Poll::<()>::Pending
+        })));
+        assert!(spin.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls.load(Ordering::SeqCst), MAX_AGAIN);
+        assert_eq!(outer_wakes.0.load(Ordering::SeqCst), 2, "the endless waker yielded");
+    }
+
+    #[derive(Default)]
+    struct Counter(std::sync::atomic::AtomicU32);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     #[tokio::test]
