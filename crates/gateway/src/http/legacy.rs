@@ -32,12 +32,12 @@ use crate::mcp::call::{Running, admit_billable, start_call};
 use crate::mcp::dispatch::list_from_memory;
 use crate::mcp::lifecycle::{self, InitError};
 use crate::mcp::relay::{client_cancelled, client_response};
-use crate::state::work::InPlace;
 use crate::state::App;
 use crate::state::auth::Principal;
 use crate::state::catalog::PageShape;
 use crate::state::parking::Out;
 use crate::state::sessions::{EventStream, Next, Session};
+use crate::state::work::InPlace;
 use crate::telemetry;
 
 pub(crate) async fn post_mcp(

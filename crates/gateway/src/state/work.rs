@@ -181,7 +181,11 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(f.as_mut().poll(&mut cx).is_ready());
         assert_eq!(polls.load(Ordering::SeqCst), 4);
-        assert_eq!(outer_wakes.0.load(Ordering::SeqCst), 0, "no wake reached the task");
+        assert_eq!(
+            outer_wakes.0.load(Ordering::SeqCst),
+            0,
+            "no wake reached the task"
+        );
     }
 
     /// A wake from outside the poll reaches the task; one that never stops
@@ -199,9 +203,15 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(f.as_mut().poll(&mut cx).is_pending());
         assert_eq!(outer_wakes.0.load(Ordering::SeqCst), 0);
-        let inner = mcpgate_proto::locks::lock(&parked).take().expect("registered");
+        let inner = mcpgate_proto::locks::lock(&parked)
+            .take()
+            .expect("registered");
         inner.wake();
-        assert_eq!(outer_wakes.0.load(Ordering::SeqCst), 1, "the outside wake arrived");
+        assert_eq!(
+            outer_wakes.0.load(Ordering::SeqCst),
+            1,
+            "the outside wake arrived"
+        );
 
         let polls = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let p = polls.clone();
@@ -212,7 +222,11 @@ mod tests {
         })));
         assert!(spin.as_mut().poll(&mut cx).is_pending());
         assert_eq!(polls.load(Ordering::SeqCst), MAX_AGAIN);
-        assert_eq!(outer_wakes.0.load(Ordering::SeqCst), 2, "the endless waker yielded");
+        assert_eq!(
+            outer_wakes.0.load(Ordering::SeqCst),
+            2,
+            "the endless waker yielded"
+        );
     }
 
     #[derive(Default)]
