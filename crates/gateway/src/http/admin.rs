@@ -218,8 +218,18 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Refusal> {
     })
 }
 
+/// Waits until every usage and audit record queued so far is stored, so
+/// that what the admin API reads includes every call already answered
+/// (the ledger writer gathers records for a moment before it stores them).
+async fn settled(app: &App) {
+    if let Err(e) = app.store.ledger().flush().await {
+        tracing::warn!("admin read without the latest usage records: {e}");
+    }
+}
+
 async fn list_tenants(State(app): State<Arc<App>>, h: HeaderMap) -> Answer {
     admit_admin(&app, &h).await?;
+    settled(&app).await;
     done(StatusCode::OK, app.store.list_tenants().await?)
 }
 
@@ -252,6 +262,7 @@ async fn show_tenant(
     Path(name): Path<String>,
 ) -> Answer {
     admit_admin(&app, &h).await?;
+    settled(&app).await;
     let t = app
         .store
         .tenant(&name)
@@ -345,6 +356,7 @@ struct UsageQuery {
 
 async fn usage(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<UsageQuery>) -> Answer {
     admit_admin(&app, &h).await?;
+    settled(&app).await;
     let since = q.since.as_deref().map(since_from).transpose()?;
     done(
         StatusCode::OK,
@@ -354,6 +366,7 @@ async fn usage(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<UsageQ
 
 async fn audit(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<UsageQuery>) -> Answer {
     admit_admin(&app, &h).await?;
+    settled(&app).await;
     let filter = AuditFilter {
         tenant: q.tenant,
         name_glob: q.tool,
