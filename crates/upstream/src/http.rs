@@ -139,29 +139,8 @@ impl Http {
         *write(&self.protocol_version) = None;
     }
 
-    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
-        let mut b = self
-            .client
-            .request(method, self.url.clone())
-            .headers(self.headers.clone());
-        if let Some(s) = read(&self.session_id).clone() {
-            b = b.header(version::HEADER_SESSION_ID, s);
-        }
-        if let Some(v) = read(&self.protocol_version).clone() {
-            b = b.header(version::HEADER_PROTOCOL_VERSION, v);
-        }
-        b
-    }
-
-    /// POSTs one message with `extra` headers (names or values that are not
-    /// valid HTTP are dropped) and classifies the HTTP outcome; a `404` on the
-    /// session we hold is [`UpstreamError::SessionExpired`].
-    pub(crate) async fn post(
-        &self,
-        body: bytes::Bytes,
-        extra: &[(String, String)],
-    ) -> Result<Answer, UpstreamError> {
-        let had_session = read(&self.session_id).is_some();
+    /// The configured headers, plus our session's id and protocol version.
+    fn base_headers(&self) -> HeaderMap {
         let mut headers = self.headers.clone();
         if let Some(s) = read(&self.session_id).clone() {
             headers.insert(version::HEADER_SESSION_ID, s);
@@ -169,24 +148,49 @@ impl Http {
         if let Some(v) = read(&self.protocol_version).clone() {
             headers.insert(version::HEADER_PROTOCOL_VERSION, v);
         }
+        headers
+    }
+
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url.clone())
+            .headers(self.base_headers())
+    }
+
+    /// A POST's headers: `base_headers`, both media types, a modern
+    /// server's routing headers, then `extra` (which replace any of the
+    /// same name; names or values that are not valid HTTP are dropped).
+    fn post_headers(&self, body: &[u8], extra: &[(String, String)]) -> HeaderMap {
+        let mut headers = self.base_headers();
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if self.is_modern() {
-            for (k, v) in self.routing_headers(&body) {
+            for (k, v) in self.routing_headers(body) {
                 headers.insert(k, v);
             }
         }
-        // An extra header replaces a configured one of the same name.
         headers.extend(valid_headers(extra));
+        headers
+    }
+
+    /// POSTs one message with `extra` headers (see `post_headers`) and
+    /// classifies the HTTP outcome; a `404` on the session we hold is
+    /// [`UpstreamError::SessionExpired`].
+    pub(crate) async fn post(
+        &self,
+        body: bytes::Bytes,
+        extra: &[(String, String)],
+    ) -> Result<Answer, UpstreamError> {
+        let had_session = read(&self.session_id).is_some();
         let resp = match &self.pool {
             Some((pool, path)) => {
                 let mut req = hyper::Request::post(path.clone())
                     .body(http_body_util::Full::new(body.clone()))
                     .map_err(|e| self.protocol(format!("cannot build the request: {e}")))?;
-                *req.headers_mut() = headers.clone();
+                *req.headers_mut() = self.post_headers(&body, extra);
                 let resp = pool.send(req).await.map_err(|e| self.transport_error(e))?;
                 // Redirects are reqwest's to follow: the POST goes again there.
                 if resp.status().is_redirection() {
@@ -202,7 +206,7 @@ impl Http {
             None => Answer::from(
                 self.client
                     .post(self.url.clone())
-                    .headers(headers)
+                    .headers(self.post_headers(&body, extra))
                     .body(body)
                     .send()
                     .await
