@@ -13,7 +13,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTH
 use bytes::Bytes;
 
 use crate::error::UpstreamError;
-use crate::pool::{self, Fail};
+use crate::pool;
 
 /// An HTTP answer whose body is still to be read, from reqwest or the pool.
 pub(crate) enum Answer {
@@ -51,12 +51,45 @@ impl Answer {
     }
 }
 
+/// A failed exchange, from reqwest or the pool: whether it was a timeout,
+/// and what happened with its causes (never the URL, which may carry
+/// secrets).
+#[derive(Debug)]
+pub(crate) struct Fail {
+    pub(crate) timeout: bool,
+    pub(crate) detail: String,
+}
+
+impl Fail {
+    /// `e` and its causes, one after another.
+    pub(crate) fn from_error(e: &(dyn std::error::Error + 'static)) -> Fail {
+        let mut detail = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            src = s.source();
+        }
+        Fail {
+            timeout: false,
+            detail,
+        }
+    }
+}
+
+impl From<hyper::Error> for Fail {
+    fn from(e: hyper::Error) -> Fail {
+        Fail::from_error(&e)
+    }
+}
+
 impl From<reqwest::Error> for Fail {
     fn from(e: reqwest::Error) -> Fail {
-        Fail {
-            timeout: e.is_timeout(),
-            detail: error_detail(e),
-        }
+        let timeout = e.is_timeout();
+        // Without the URL, which may carry secrets.
+        let mut fail = Fail::from_error(&e.without_url());
+        fail.timeout = timeout;
+        fail
     }
 }
 
@@ -110,19 +143,6 @@ pub(crate) fn build_client(
             server: name.to_owned(),
             detail: format!("cannot build HTTP client: {e}"),
         })
-}
-
-/// A reqwest error and its causes, without the URL (which may carry secrets).
-pub(crate) fn error_detail(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut detail = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        src = s.source();
-    }
-    detail
 }
 
 /// Classifies a failure to reach the server or to read its answer.
