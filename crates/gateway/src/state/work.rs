@@ -65,12 +65,15 @@ impl Drop for Work {
 /// cooperative budget is spent, then yields as it would have).
 const MAX_AGAIN: u32 = 16;
 
-/// A future whose wakes during its own poll are taken in place (see the
-/// module's text).
-pub(crate) struct InPlace<F> {
-    inner: Pin<Box<F>>,
-    wakes: Arc<Wakes>,
-    waker: Waker,
+pin_project_lite::pin_project! {
+    /// A future whose wakes during its own poll are taken in place (see the
+    /// module's text).
+    pub(crate) struct InPlace<F> {
+        #[pin]
+        inner: F,
+        wakes: Arc<Wakes>,
+        waker: Waker,
+    }
 }
 
 struct Wakes {
@@ -105,7 +108,7 @@ impl<F: Future> InPlace<F> {
             outer: Mutex::new(None),
         });
         InPlace {
-            inner: Box::pin(inner),
+            inner,
             waker: Waker::from(wakes.clone()),
             wakes,
         }
@@ -116,14 +119,14 @@ impl<F: Future> Future for InPlace<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.get_mut();
+        let mut this = self.project();
         {
             let mut outer = mcpgate_proto::locks::lock(&this.wakes.outer);
             if !outer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *outer = Some(cx.waker().clone());
             }
         }
-        let mut inner_cx = Context::from_waker(&this.waker);
+        let mut inner_cx = Context::from_waker(this.waker);
         for _ in 0..MAX_AGAIN {
             this.wakes.woken.store(false, Ordering::SeqCst);
             this.wakes.polling.store(true, Ordering::SeqCst);
