@@ -18,12 +18,11 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::UpstreamError;
-use crate::http_client::Fail;
 use crate::http_client::{
     Answer, build_client, content_type, header_map, parse_url, read_limited, status_error,
     transport_error,
 };
-use crate::pool::Pool;
+use crate::pool::{Fail, Pool};
 use crate::routes::Routes;
 use mcpgate_proto::locks::{read, write};
 

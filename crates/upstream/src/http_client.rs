@@ -13,7 +13,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, WWW_AUTH
 use bytes::Bytes;
 
 use crate::error::UpstreamError;
-use crate::pool;
+use crate::pool::{self, Fail};
 
 /// An HTTP answer whose body is still to be read, from reqwest or the pool.
 pub(crate) enum Answer {
@@ -48,38 +48,6 @@ impl Answer {
             Answer::Reqwest(r) => r.chunk().await.map_err(Fail::from),
             Answer::Pooled(r) => r.chunk().await,
         }
-    }
-}
-
-/// A failed exchange, from reqwest or the pool: whether it was a timeout,
-/// and what happened with its causes (never the URL, which may carry
-/// secrets).
-#[derive(Debug)]
-pub(crate) struct Fail {
-    pub(crate) timeout: bool,
-    pub(crate) detail: String,
-}
-
-impl Fail {
-    /// `e` and its causes, one after another.
-    pub(crate) fn from_error(e: &(dyn std::error::Error + 'static)) -> Fail {
-        let mut detail = e.to_string();
-        let mut src = e.source();
-        while let Some(s) = src {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            src = s.source();
-        }
-        Fail {
-            timeout: false,
-            detail,
-        }
-    }
-}
-
-impl From<hyper::Error> for Fail {
-    fn from(e: hyper::Error) -> Fail {
-        Fail::from_error(&e)
     }
 }
 

@@ -31,14 +31,44 @@ use reqwest::{StatusCode, Url};
 
 use mcpgate_proto::locks::lock;
 
-use crate::http_client::Fail;
-
 type Body = Full<Bytes>;
 type Io = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
 
 /// Most idle connections kept per server (a burst of concurrent calls
 /// leaves one per call; those then idle past the timeout are closed).
 const MAX_IDLE: usize = 256;
+
+/// A failed exchange, from reqwest or the pool: whether it was a timeout,
+/// and what happened with its causes (never the URL, which may carry
+/// secrets).
+#[derive(Debug)]
+pub(crate) struct Fail {
+    pub(crate) timeout: bool,
+    pub(crate) detail: String,
+}
+
+impl Fail {
+    /// `e` and its causes, one after another.
+    pub(crate) fn from_error(e: &(dyn std::error::Error + 'static)) -> Fail {
+        let mut detail = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            src = s.source();
+        }
+        Fail {
+            timeout: false,
+            detail,
+        }
+    }
+}
+
+impl From<hyper::Error> for Fail {
+    fn from(e: hyper::Error) -> Fail {
+        Fail::from_error(&e)
+    }
+}
 
 struct Conn {
     sender: http1::SendRequest<Body>,
